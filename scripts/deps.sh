@@ -1,0 +1,26 @@
+#!/bin/sh
+# Installs the Debian packages orproxy needs to build and test, if missing.
+# Called by `make deps` (and so by `make run` / `make check`).  Quiet when
+# everything is already there.
+set -eu
+PKGS="gcc make pkg-config libmicrohttpd-dev libcurl4-openssl-dev libcjson-dev \
+libconfig-dev check libsqlite3-dev libsystemd-dev"
+[ "$#" -gt 0 ] && PKGS="$PKGS $*"
+missing=""
+for p in $PKGS; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+echo "orproxy: installing missing Debian packages:$missing" >&2
+if [ "$(id -u)" -eq 0 ]; then
+    SUDO=""
+elif command -v sudo >/dev/null 2>&1; then
+    SUDO="sudo"
+else
+    echo "orproxy: not root and no sudo; please run: apt-get install$missing" >&2
+    exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+# shellcheck disable=SC2086
+$SUDO apt-get install -y -qq --no-install-recommends $missing >&2

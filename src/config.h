@@ -1,0 +1,61 @@
+/* config.h - orproxy's settings: one table drives parsing, validation,
+ * defaults and documentation (conf/orproxy.conf, the README table).
+ *
+ * The file is libconfig syntax with groups, e.g.
+ *     listen = { address = "127.0.0.1"; port = 8080; };
+ * and a setting's name is its dotted path ("listen.port").  Every error is
+ * reported as "FILE:LINE: message".  Ownership: config_load() fills a
+ * caller-owned struct; config_free() releases its strings. */
+#ifndef ORP_CONFIG_H
+#define ORP_CONFIG_H
+
+#include <stdio.h>
+
+struct orp_config {
+    char *listen_address;          /* listen.address */
+    int listen_port;               /* listen.port */
+    char *upstream_base_url;       /* upstream.base_url, no trailing '/' */
+    char *upstream_api_key_env;    /* upstream.api_key_env */
+    char *upstream_api_key_file;   /* upstream.api_key_file ("" = unset) */
+    char *upstream_referer;        /* upstream.referer ("" = unset) */
+    char *upstream_title;          /* upstream.title ("" = unset) */
+    int upstream_connect_timeout_s;
+    int upstream_idle_timeout_s;
+    long long upstream_max_response_bytes;
+    int retry_max_attempts;
+    int retry_base_delay_ms;
+    int retry_max_delay_ms;
+    long long limits_max_body_bytes;
+    int limits_max_connections;
+    int limits_client_timeout_s;
+    int workers;                   /* 0 = number of online CPUs */
+    char *log_level;               /* error|warn|info|debug */
+    char *log_format;              /* text|json */
+    int shutdown_timeout_s;
+
+    /* Resolved at load time, not a setting: the upstream key from
+     * api_key_file (wins) or the api_key_env variable.  NULL when neither
+     * gives one.  A secret: never log it. */
+    char *upstream_key;
+    char *source_path;             /* the file this came from */
+};
+
+/* Fills cfg with every default (strings allocated). */
+void config_defaults(struct orp_config *cfg);
+
+/* Loads path over the defaults.  Returns 0, or -1 with err set to
+ * "FILE:LINE: message" (parse error, unknown setting, wrong type, out of
+ * range, bad enum value, unreadable key file).  On error cfg holds nothing
+ * that needs freeing beyond what config_free() handles. */
+int config_load(const char *path, struct orp_config *cfg, char *err, size_t errlen);
+
+void config_free(struct orp_config *cfg);
+
+/* Writes the settings table as Markdown (name, type, default, range, help). */
+void config_write_markdown(FILE *out);
+
+/* Number of settings and the dotted name of setting i (for doc checks). */
+int config_setting_count(void);
+const char *config_setting_name(int i);
+
+#endif

@@ -1,0 +1,114 @@
+/* log.c - stderr logging, journald-aware.  See log.h.
+ *
+ * Each line is built in a local buffer and written with one write(2), so
+ * lines from different worker threads never interleave. */
+#include "log.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static enum log_level cur_level = LOG_LVL_INFO;
+static int use_json;
+static int use_prefix = -1;
+
+void log_setup(const char *level, const char *format)
+{
+    if (level != NULL) {
+        if (strcmp(level, "error") == 0)
+            cur_level = LOG_LVL_ERROR;
+        else if (strcmp(level, "warn") == 0)
+            cur_level = LOG_LVL_WARN;
+        else if (strcmp(level, "debug") == 0)
+            cur_level = LOG_LVL_DEBUG;
+        else
+            cur_level = LOG_LVL_INFO;
+    }
+    if (format != NULL)
+        use_json = strcmp(format, "json") == 0;
+}
+
+int log_enabled(enum log_level lvl)
+{
+    return lvl <= cur_level;
+}
+
+int log_is_json(void)
+{
+    return use_json;
+}
+
+static void json_escape_into(char *out, size_t cap, size_t *pos, const char *s)
+{
+    for (; *s != '\0' && *pos + 7 < cap; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\') {
+            out[(*pos)++] = '\\';
+            out[(*pos)++] = (char)c;
+        } else if (c < 0x20) {
+            *pos += (size_t)snprintf(out + *pos, cap - *pos, "\\u%04x", c);
+        } else {
+            out[(*pos)++] = (char)c;
+        }
+    }
+}
+
+static void log_emit(enum log_level lvl, const char *fmt, va_list ap)
+{
+    static const char *names[] = {"error", "warn", "info", "debug"};
+    static const int prio[] = {3, 4, 6, 7};
+    char msg[4096];
+    char line[8192];
+    size_t pos = 0;
+
+    if (lvl > cur_level)
+        return;
+    if (use_prefix < 0)
+        use_prefix = getenv("JOURNAL_STREAM") != NULL;
+    vsnprintf(msg, sizeof msg, fmt, ap);
+
+    if (use_prefix)
+        pos += (size_t)snprintf(line, sizeof line, "<%d>", prio[lvl]);
+    if (use_json) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        pos += (size_t)snprintf(line + pos, sizeof line - pos,
+                                "{\"ts\":%lld.%03ld,\"level\":\"%s\",\"msg\":\"",
+                                (long long)ts.tv_sec, ts.tv_nsec / 1000000, names[lvl]);
+        json_escape_into(line, sizeof line - 3, &pos, msg);
+        line[pos++] = '"';
+        line[pos++] = '}';
+    } else {
+        if (!use_prefix) {
+            char tbuf[32];
+            time_t now = time(NULL);
+            struct tm tm;
+            gmtime_r(&now, &tm);
+            strftime(tbuf, sizeof tbuf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+            pos += (size_t)snprintf(line + pos, sizeof line - pos, "%s ", tbuf);
+        }
+        pos += (size_t)snprintf(line + pos, sizeof line - pos, "%s: %s", names[lvl], msg);
+        if (pos > sizeof line - 2)
+            pos = sizeof line - 2;
+    }
+    line[pos++] = '\n';
+    ssize_t w = write(STDERR_FILENO, line, pos);
+    (void)w;
+}
+
+#define LOG_FN(name, lvl)                      \
+    void name(const char *fmt, ...)            \
+    {                                          \
+        va_list ap;                            \
+        va_start(ap, fmt);                     \
+        log_emit(lvl, fmt, ap);                \
+        va_end(ap);                            \
+    }
+
+LOG_FN(log_error, LOG_LVL_ERROR)
+LOG_FN(log_warn, LOG_LVL_WARN)
+LOG_FN(log_info, LOG_LVL_INFO)
+LOG_FN(log_debug, LOG_LVL_DEBUG)
