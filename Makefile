@@ -50,8 +50,11 @@ $(BUILD)/obj/%.o: src/%.c $(wildcard src/*.h) | $(BUILD)/obj
 $(BUILD)/orproxy: $(OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/tests/%: tests/%.c $(LIBOBJ) $(wildcard tests/*.h) | $(BUILD)/tests
-	$(CC) $(CFLAGS) $(CHECK_CFLAGS) -Isrc -Itests $(LDFLAGS) -o $@ $< $(LIBOBJ) $(CHECK_LIBS) $(LDLIBS)
+$(BUILD)/liborp.a: $(LIBOBJ)
+	rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/tests/%: tests/%.c $(BUILD)/liborp.a $(wildcard tests/*.h) | $(BUILD)/tests
+	$(CC) $(CFLAGS) $(CHECK_CFLAGS) -Isrc -Itests $(LDFLAGS) -o $@ $< $(BUILD)/liborp.a $(CHECK_LIBS) $(LDLIBS)
 
 $(BUILD)/tests/%: tests/e2e/%.c tests/e2e/harness.c tests/e2e/harness.h | $(BUILD)/tests
 	$(CC) $(CFLAGS) $(CHECK_CFLAGS) -Isrc -Itests/e2e $(LDFLAGS) -o $@ $< tests/e2e/harness.c $(CHECK_LIBS) $(LDLIBS)

@@ -1,0 +1,65 @@
+/* loop.h - one event loop per worker thread.
+ *
+ * Each worker owns an epoll fd, an MHD daemon in external epoll mode (its
+ * epoll fd nested in ours), and a curl multi handle driven by
+ * curl_multi_socket_action.  Nothing on the request path is shared
+ * between workers: no locks, no cross-thread wake-ups except the stop
+ * signal.  See DESIGN.md for the loop order. */
+#ifndef ORP_LOOP_H
+#define ORP_LOOP_H
+
+#include <curl/curl.h>
+#include <microhttpd.h>
+#include <pthread.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "request.h"
+
+struct ev_src {
+    int kind;   /* EV_MHD, EV_WAKE, EV_CURL */
+    int fd;
+};
+
+struct worker {
+    int id;
+    const struct orp_config *cfg;
+    int listen_fd;
+    int epfd;
+    int wake_fd;                 /* eventfd written by the main thread */
+    struct ev_src mhd_src, wake_src;
+    struct MHD_Daemon *mhd;
+    CURLM *multi;
+    int64_t curl_deadline;       /* monotonic ms, -1 = none */
+    pthread_t thread;
+    uint64_t rng;
+    uint64_t seq;
+
+    struct request *deferred;    /* want resume / unpause */
+    struct request *live;        /* every live request */
+    unsigned n_live;
+    unsigned n_retry_wait;
+
+    volatile int stop_requested; /* set by the main thread */
+    int quiesced;
+    int64_t stop_deadline;       /* monotonic ms for forced stop */
+    int cancelled_all;
+};
+
+int64_t loop_now_ms(void);
+int64_t loop_now_ns(void);
+uint64_t loop_rand(struct worker *w);
+
+/* Sets up w (listen_fd, cfg and id already filled in).  0 or -1. */
+int worker_init(struct worker *w);
+void *worker_main(void *arg);
+void worker_destroy(struct worker *w);
+/* From the main thread: ask the worker to shut down gracefully. */
+void worker_request_stop(struct worker *w);
+
+/* Loop services for the request code (worker thread only). */
+void loop_defer(struct request *r);          /* process want_* flags soon */
+void loop_retry_at(struct request *r, int64_t at_ms);
+void loop_retry_cancel(struct request *r);
+
+#endif

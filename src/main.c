@@ -1,0 +1,238 @@
+/* main.c - command line, start-up and signals.
+ *
+ * The main thread parses the command line and the config, raises the
+ * open-file limit, binds one SO_REUSEPORT listening socket per worker (the
+ * kernel spreads connections across them), starts the workers and then
+ * only waits for signals: SIGTERM/SIGINT stop the workers gracefully.
+ * Every other thread has these signals blocked, so none of them is ever
+ * interrupted by one. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+
+#include "config.h"
+#include "log.h"
+#include "loop.h"
+
+#ifndef ORP_VERSION
+#define ORP_VERSION "0.1"
+#endif
+
+#define DEFAULT_CONFIG "/etc/orproxy/orproxy.conf"
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: orproxy [-c FILE] [-t|--check-config] [--version] [-h|--help]\n"
+            "\n"
+            "  -c, --config FILE    configuration file (default " DEFAULT_CONFIG ")\n"
+            "  -t, --check-config   check the configuration and exit (0 ok, 2 errors)\n"
+            "      --settings       print the table of every setting (Markdown) and exit\n"
+            "      --version        print the version and exit\n"
+            "  -h, --help           this text\n");
+}
+
+static void raise_nofile(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+            log_warn("cannot raise the open-file limit: %s", strerror(errno));
+    }
+}
+
+/* Binds address:*port with SO_REUSEPORT; fills *port when it was 0. */
+static int listen_on(const char *address, int *port)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl;
+    int fd, one = 1;
+
+    memset(&ss, 0, sizeof ss);
+    if (inet_pton(AF_INET, address, &((struct sockaddr_in *)&ss)->sin_addr) == 1) {
+        struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+        sin->sin_family = AF_INET;
+        sin->sin_port = htons((uint16_t)*port);
+        sl = sizeof *sin;
+    } else if (inet_pton(AF_INET6, address, &((struct sockaddr_in6 *)&ss)->sin6_addr) == 1) {
+        struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
+        sin6->sin6_family = AF_INET6;
+        sin6->sin6_port = htons((uint16_t)*port);
+        sl = sizeof *sin6;
+    } else {
+        log_error("listen.address '%s' is not an IP address", address);
+        return -1;
+    }
+    fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+    if (ss.ss_family == AF_INET6)
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    if (bind(fd, (struct sockaddr *)&ss, sl) < 0 || listen(fd, 4096) < 0) {
+        log_error("cannot listen on %s:%d: %s", address, *port, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    if (*port == 0) {
+        sl = sizeof ss;
+        getsockname(fd, (struct sockaddr *)&ss, &sl);
+        *port = ntohs(ss.ss_family == AF_INET ? ((struct sockaddr_in *)&ss)->sin_port
+                                              : ((struct sockaddr_in6 *)&ss)->sin6_port);
+    }
+    return fd;
+}
+
+static int run_daemon(struct orp_config *cfg)
+{
+    int nworkers = cfg->workers > 0 ? cfg->workers : (int)sysconf(_SC_NPROCESSORS_ONLN);
+    int port = cfg->listen_port, started = 0, rc = 0;
+    struct worker *workers;
+    sigset_t set;
+    int per_worker;
+
+    if (nworkers < 1)
+        nworkers = 1;
+    per_worker = cfg->limits_max_connections / nworkers;
+    if (per_worker < 1)
+        per_worker = 1;
+    cfg->limits_max_connections = per_worker;
+
+    raise_nofile();
+    signal(SIGPIPE, SIG_IGN);
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        log_error("curl_global_init failed");
+        return 1;
+    }
+    workers = calloc((size_t)nworkers, sizeof *workers);
+    if (workers == NULL)
+        return 1;
+    for (int i = 0; i < nworkers; i++) {
+        struct worker *w = &workers[i];
+        w->id = i;
+        w->cfg = cfg;
+        w->epfd = w->wake_fd = -1;
+        w->listen_fd = listen_on(cfg->listen_address, &port);
+        if (w->listen_fd < 0 || worker_init(w) < 0) {
+            rc = 1;
+            break;
+        }
+    }
+    if (rc == 0) {
+        for (int i = 0; i < nworkers; i++) {
+            if (pthread_create(&workers[i].thread, NULL, worker_main, &workers[i]) != 0) {
+                log_error("cannot start worker %d", i);
+                rc = 1;
+                break;
+            }
+            started++;
+        }
+    }
+    if (rc == 0) {
+        log_info("orproxy %s listening on http://%s%s%s:%d with %d workers; upstream %s; "
+                 "upstream key %s",
+                 ORP_VERSION, strchr(cfg->listen_address, ':') ? "[" : "", cfg->listen_address,
+                 strchr(cfg->listen_address, ':') ? "]" : "", port, nworkers,
+                 cfg->upstream_base_url, cfg->upstream_key ? "configured" : "MISSING");
+        for (;;) {
+            int sig = sigwaitinfo(&set, NULL);
+            if (sig == SIGHUP) {
+                log_warn("SIGHUP: live reload is not available in this version; restart "
+                         "orproxy to apply configuration changes");
+                continue;
+            }
+            if (sig == SIGINT || sig == SIGTERM) {
+                log_info("signal %d: stopping (in-flight requests get up to %d s)", sig,
+                         cfg->shutdown_timeout_s);
+                break;
+            }
+        }
+    }
+    for (int i = 0; i < started; i++)
+        worker_request_stop(&workers[i]);
+    for (int i = 0; i < started; i++)
+        pthread_join(workers[i].thread, NULL);
+    for (int i = 0; i < nworkers; i++)
+        worker_destroy(&workers[i]);
+    free(workers);
+    curl_global_cleanup();
+    if (rc == 0)
+        log_info("stopped");
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'}, {"check-config", no_argument, NULL, 't'},
+        {"version", no_argument, NULL, 'V'},      {"help", no_argument, NULL, 'h'},
+        {"settings", no_argument, NULL, 'S'},     {NULL, 0, NULL, 0}};
+    const char *path = DEFAULT_CONFIG;
+    int check_only = 0, c, rc;
+    struct orp_config cfg;
+    char err[1024];
+
+    while ((c = getopt_long(argc, argv, "c:th", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c':
+            path = optarg;
+            break;
+        case 't':
+            check_only = 1;
+            break;
+        case 'V':
+            printf("orproxy %s\n", ORP_VERSION);
+            return 0;
+        case 'S':
+            config_write_markdown(stdout);
+            return 0;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "orproxy: unexpected argument '%s'\n", argv[optind]);
+        usage(stderr);
+        return 2;
+    }
+
+    if (config_load(path, &cfg, err, sizeof err) < 0) {
+        fprintf(stderr, "%s\n", err);
+        config_free(&cfg);
+        return 2;
+    }
+    if (check_only) {
+        fprintf(stderr, "orproxy: configuration %s is ok%s\n", path,
+                cfg.upstream_key ? "" : " (no upstream key found: API calls will answer 500)");
+        config_free(&cfg);
+        return 0;
+    }
+    log_setup(cfg.log_level, cfg.log_format);
+    rc = run_daemon(&cfg);
+    config_free(&cfg);
+    return rc;
+}

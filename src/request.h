@@ -1,0 +1,93 @@
+/* request.h - the state of one proxied request.
+ *
+ * Ownership: a request is created by the HTTP front on the first callback
+ * for a connection and belongs to that connection's worker thread for its
+ * whole life; no other thread touches it.  It is referenced from three
+ * places: MHD's con_cls, the streaming reader's closure, and the easy
+ * handle's CURLOPT_PRIVATE.  It is freed in exactly one place,
+ * request_maybe_free(), once the client side is finished (MHD's completion
+ * callback ran) and no upstream transfer, retry timer or deferred loop
+ * operation refers to it any more. */
+#ifndef ORP_REQUEST_H
+#define ORP_REQUEST_H
+
+#include <curl/curl.h>
+#include <microhttpd.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "route.h"
+#include "sse.h"
+#include "usage.h"
+
+struct worker;
+
+struct hdr {            /* one upstream response header to relay */
+    char *name;
+    char *value;
+};
+
+struct request {
+    struct worker *w;
+    struct MHD_Connection *conn;
+    const struct route *route;
+    char id[65];
+    char method[8];
+    char *url_query;            /* "?a=b" or NULL, forwarded as given */
+
+    /* client side */
+    buf_t body;                 /* request body as received */
+    int body_too_large;
+    unsigned local_status;      /* != 0: answer this local error */
+    const char *local_code;
+    char *local_msg;
+    char *model;                /* the request's "model", if any */
+    int stream_req;             /* the request asked for "stream": true */
+
+    /* upstream side */
+    CURL *easy;
+    struct curl_slist *up_headers;
+    int in_multi;               /* easy is added to the worker's multi */
+    int attempts;
+    long up_status;
+    char *up_ctype;
+    char *up_retry_after;
+    char *gen_id;
+    struct hdr *rhdrs;          /* headers to relay */
+    size_t n_rhdrs, cap_rhdrs;
+    int got_bytes;              /* this attempt received any response byte */
+    int discard;                /* this attempt's body is dropped: a retry follows */
+    long retry_delay;           /* ms, for the pending retry */
+    int curl_result;            /* last transfer result (CURLcode) */
+    int too_large;              /* response or event over its limit */
+
+    /* relay */
+    buf_t out;                  /* bytes for the client not yet handed to MHD */
+    sse_parser sse;
+    size_t ready;               /* head bytes of out that may go to the client:
+                                   out = [ready][partial event held back] */
+    int streaming;              /* response is relayed as SSE */
+    int resp_ready;             /* a response is ready to queue */
+    int committed;              /* MHD_queue_response done */
+    int suspended;              /* our own flag: MHD resume on a running
+                                   connection is undefined */
+    int paused;                 /* curl transfer paused (backpressure) */
+    int upstream_done;          /* no more bytes will come from upstream */
+    int saw_done;               /* "[DONE]" seen */
+    int saw_error_event;        /* upstream sent an error event */
+    int client_done;            /* MHD completion callback ran */
+    int client_aborted;
+    unsigned status;            /* status sent to the client */
+    struct usage_info ui;       /* usage, served model, finish reason */
+
+    /* timing, monotonic ns */
+    int64_t t_start, t_first, t_end;
+
+    /* loop bookkeeping */
+    int want_resume, want_unpause, in_deferred;
+    struct request *next_deferred;
+    int64_t retry_at;           /* != 0: waiting in the retry list */
+    struct request *prev, *next; /* the worker's list of live requests */
+};
+
+#endif

@@ -1,0 +1,26 @@
+/* route.h - which request paths orproxy serves and how.
+ *
+ * A pure table lookup: the HTTP front asks route_match() for every request.
+ * API paths are accepted under "/v1/" and under OpenRouter's own "/api/v1/"
+ * prefix and are forwarded to upstream.base_url + the tail ("/chat/...").
+ * Local paths (health) are answered by orproxy itself. */
+#ifndef ORP_ROUTE_H
+#define ORP_ROUTE_H
+
+enum route_kind { ROUTE_UPSTREAM, ROUTE_HEALTHZ };
+
+struct route {
+    const char *tail;        /* "/chat/completions"; for local routes the full path */
+    const char *method;      /* "POST" or "GET" */
+    enum route_kind kind;
+    int json_body;           /* the body must be a JSON object */
+};
+
+enum route_result { ROUTE_OK = 0, ROUTE_NOT_FOUND = -1, ROUTE_BAD_METHOD = -2 };
+
+/* Matches url (path only, no query) and method.  On ROUTE_OK *out is the
+ * route; on ROUTE_BAD_METHOD *out is the route whose method is allowed
+ * (for the Allow header).  *out is NULL on ROUTE_NOT_FOUND. */
+enum route_result route_match(const char *url, const char *method, const struct route **out);
+
+#endif

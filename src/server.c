@@ -1,0 +1,492 @@
+/* server.c - the HTTP front (libmicrohttpd, external epoll mode).
+ *
+ * MHD calls on_request() several times per request: first with no state
+ * (we allocate the request and route it), then once per uploaded body
+ * slice (we append), then with no data (the body is complete: answer
+ * locally or start the upstream transfer and suspend the connection).
+ * While the upstream is working the connection stays suspended; when a
+ * response is ready the loop resumes it and MHD calls on_request() again,
+ * where we queue it.  That queue is the commit point: retries happen only
+ * before it.  A stream is relayed through stream_reader(), which hands MHD
+ * the complete events buffered so far and suspends the connection when
+ * there is nothing to send (returning 0 without suspending would spin).
+ * on_completed() is the only "client gone" signal: it stops the upstream
+ * transfer at once, logs the request line and frees what it can. */
+#include "server.h"
+
+#include <cjson/cJSON.h>
+#include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "apierr.h"
+#include "log.h"
+#include "upstream.h"
+
+#define STREAM_BLOCK 1024        /* MHD's per-response buffer for streams */
+#define UNPAUSE_BELOW (64 * 1024)
+
+static void set_local(struct request *r, unsigned status, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void set_local(struct request *r, unsigned status, const char *code, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    free(r->local_msg);
+    r->local_msg = strdup(msg);
+    r->local_status = status;
+    r->local_code = code;
+}
+
+static int sane_request_id(const char *s)
+{
+    size_t n = 0;
+    if (s == NULL)
+        return 0;
+    for (; s[n] != '\0'; n++) {
+        unsigned char c = (unsigned char)s[n];
+        if (n >= 64 || !(isalnum(c) || c == '-' || c == '_' || c == '.' || c == ':'))
+            return 0;
+    }
+    return n > 0;
+}
+
+static struct request *request_new(struct worker *w, struct MHD_Connection *conn, const char *method)
+{
+    struct request *r = calloc(1, sizeof *r);
+    const char *rid;
+
+    if (r == NULL)
+        return NULL;
+    r->w = w;
+    r->conn = conn;
+    r->t_start = loop_now_ns();
+    snprintf(r->method, sizeof r->method, "%s", method);
+    rid = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Request-Id");
+    if (sane_request_id(rid))
+        snprintf(r->id, sizeof r->id, "%s", rid);
+    else
+        snprintf(r->id, sizeof r->id, "req_%016" PRIx64 "%08" PRIx64, loop_rand(w),
+                 ++w->seq & 0xffffffffu);
+    r->next = w->live;
+    if (w->live != NULL)
+        w->live->prev = r;
+    w->live = r;
+    w->n_live++;
+    return r;
+}
+
+void request_maybe_free(struct request *r)
+{
+    struct worker *w = r->w;
+
+    if (!r->client_done || r->in_multi || r->in_deferred || r->retry_at != 0)
+        return;
+    if (r->prev != NULL)
+        r->prev->next = r->next;
+    else
+        w->live = r->next;
+    if (r->next != NULL)
+        r->next->prev = r->prev;
+    w->n_live--;
+    upstream_free(r);
+    buf_free(&r->body);
+    buf_free(&r->out);
+    usage_info_free(&r->ui);
+    free(r->local_msg);
+    free(r->model);
+    free(r->url_query);
+    free(r);
+}
+
+/* Model names come from clients: log them only as a safe token. */
+static void log_token(char *dst, size_t cap, const char *s)
+{
+    size_t i = 0;
+    if (s == NULL)
+        s = "-";
+    for (; *s != '\0' && i + 1 < cap; s++) {
+        unsigned char c = (unsigned char)*s;
+        dst[i++] = (isgraph(c) && c != '"' && c != '\\' && c != '=') ? (char)c : '?';
+    }
+    dst[i] = '\0';
+}
+
+static const char *outcome(const struct request *r)
+{
+    if (r->client_aborted)
+        return "cancelled";
+    if (r->local_status != 0)
+        return r->local_status >= 500 ? "proxy_error" : "rejected";
+    if (r->streaming && !r->saw_done)
+        return "stream_error";
+    if (r->status >= 400)
+        return "upstream_error";
+    return "ok";
+}
+
+static void request_log(struct request *r)
+{
+    char model[128], path[128];
+    const struct usage *u = &r->ui.usage;
+    double lat = (double)(loop_now_ns() - r->t_start) / 1e6;
+    double ttfb = r->t_first ? (double)(r->t_first - r->t_start) / 1e6 : -1;
+
+    if (!log_enabled(LOG_LVL_INFO))
+        return;
+    log_token(model, sizeof model, r->model);
+    log_token(path, sizeof path, r->route ? r->route->tail : "-");
+    log_info("request id=%s method=%s route=%s model=%s status=%u stream=%d attempts=%d "
+             "prompt_tokens=%lld completion_tokens=%lld cost=%.8f latency_ms=%.1f ttfb_ms=%.1f "
+             "outcome=%s",
+             r->id, r->method, path, model, r->status, r->streaming || r->stream_req, r->attempts,
+             u->prompt_tokens, u->completion_tokens, u->has_cost ? u->cost : 0.0, lat, ttfb,
+             outcome(r));
+}
+
+static void add_common_headers(struct request *r, struct MHD_Response *resp)
+{
+    MHD_add_response_header(resp, "X-Request-Id", r->id);
+}
+
+static enum MHD_Result queue_local(struct request *r)
+{
+    const char *msg = r->local_msg ? r->local_msg : "error";
+    char *json;
+    struct MHD_Response *resp;
+    enum MHD_Result ret;
+
+    if (r->local_status == 200) {
+        json = strdup("{\"status\":\"ok\"}");
+    } else {
+        json = apierr_json(r->local_status, r->local_code, msg);
+    }
+    if (json == NULL)
+        return MHD_NO;
+    resp = MHD_create_response_from_buffer_with_free_callback(strlen(json), json, free);
+    if (resp == NULL) {
+        free(json);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+    if (r->local_status == 405 && r->route != NULL)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW,
+                                strcmp(r->route->method, "GET") == 0 ? "GET, HEAD" : r->route->method);
+    add_common_headers(r, resp);
+    r->status = r->local_status;
+    r->committed = 1;
+    if (r->t_first == 0)
+        r->t_first = loop_now_ns();
+    ret = MHD_queue_response(r->conn, r->local_status, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
+static ssize_t stream_reader(void *cls, uint64_t pos, char *out, size_t max)
+{
+    struct request *r = cls;
+    (void)pos;
+
+    if (r->ready > 0) {
+        size_t n = r->ready < max ? r->ready : max;
+        memcpy(out, buf_head(&r->out), n);
+        buf_consume(&r->out, n);
+        r->ready -= n;
+        if (r->paused && r->ready < UNPAUSE_BELOW) {
+            r->want_unpause = 1;
+            loop_defer(r);
+        }
+        return (ssize_t)n;
+    }
+    if (r->upstream_done)
+        return MHD_CONTENT_READER_END_OF_STREAM;
+    MHD_suspend_connection(r->conn);
+    r->suspended = 1;
+    return 0;
+}
+
+static void free_buffer_base(void *base)
+{
+    free(base);
+}
+
+static enum MHD_Result queue_upstream(struct request *r)
+{
+    struct MHD_Response *resp;
+    enum MHD_Result ret;
+
+    if (r->streaming) {
+        resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, STREAM_BLOCK, stream_reader, r,
+                                                 NULL);
+    } else {
+        /* Hand the body buffer to MHD: no copy. */
+        resp = MHD_create_response_from_buffer_with_free_callback_cls(
+            buf_used(&r->out), (void *)buf_head(&r->out), free_buffer_base, r->out.data);
+        if (resp != NULL)
+            memset(&r->out, 0, sizeof r->out);
+    }
+    if (resp == NULL)
+        return MHD_NO;
+    for (size_t i = 0; i < r->n_rhdrs; i++)
+        MHD_add_response_header(resp, r->rhdrs[i].name, r->rhdrs[i].value);
+    add_common_headers(r, resp);
+    r->status = (unsigned)r->up_status;
+    r->committed = 1;
+    if (!r->streaming && r->t_first == 0)
+        r->t_first = loop_now_ns();
+    ret = MHD_queue_response(r->conn, (unsigned)r->up_status, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
+/* MHD hands us the path and the parsed arguments: rebuild the query string
+ * for GET routes (e.g. /generation?id=...). */
+static enum MHD_Result add_arg(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+    buf_t *b = cls;
+    char *k, *v = NULL;
+    (void)kind;
+
+    k = curl_easy_escape(NULL, key, 0);
+    if (value != NULL)
+        v = curl_easy_escape(NULL, value, 0);
+    if (k != NULL) {
+        buf_append(b, b->len == b->off ? "?" : "&", 1);
+        buf_appendz(b, k);
+        if (v != NULL) {
+            buf_append(b, "=", 1);
+            buf_appendz(b, v);
+        }
+    }
+    curl_free(k);
+    curl_free(v);
+    return MHD_YES;
+}
+
+static void parse_body(struct request *r)
+{
+    cJSON *root, *item;
+
+    root = cJSON_ParseWithLength(buf_head(&r->body), buf_used(&r->body));
+    if (root == NULL) {
+        set_local(r, 400, "invalid_json", "request body is not valid JSON");
+        return;
+    }
+    if (!cJSON_IsObject(root)) {
+        set_local(r, 400, "invalid_body", "request body must be a JSON object");
+        cJSON_Delete(root);
+        return;
+    }
+    item = cJSON_GetObjectItemCaseSensitive(root, "model");
+    if (cJSON_IsString(item))
+        r->model = strdup(item->valuestring);
+    item = cJSON_GetObjectItemCaseSensitive(root, "stream");
+    r->stream_req = cJSON_IsTrue(item);
+    cJSON_Delete(root);
+}
+
+/* The body is complete: answer locally or go upstream. */
+static enum MHD_Result dispatch(struct request *r)
+{
+    const struct orp_config *cfg = r->w->cfg;
+
+    if (r->local_status == 0 && r->route->kind == ROUTE_HEALTHZ)
+        set_local(r, 200, "ok", "ok");
+    if (r->local_status == 0 && cfg->upstream_key == NULL)
+        set_local(r, 500, "no_upstream_key",
+                  "orproxy has no upstream API key configured: set the %s environment variable "
+                  "or upstream.api_key_file",
+                  cfg->upstream_api_key_env);
+    if (r->local_status == 0 && r->route->json_body)
+        parse_body(r);
+    if (r->local_status != 0)
+        return queue_local(r);
+
+    if (strcmp(r->route->method, "GET") == 0) {
+        buf_t q;
+        memset(&q, 0, sizeof q);
+        MHD_get_connection_values(r->conn, MHD_GET_ARGUMENT_KIND, add_arg, &q);
+        if (buf_used(&q) > 0)
+            r->url_query = strdup(buf_cstr(&q));
+        buf_free(&q);
+    }
+    if (upstream_start(r) < 0)
+        return queue_local(r);
+    MHD_suspend_connection(r->conn);
+    r->suspended = 1;
+    return MHD_YES;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls)
+{
+    struct worker *w = cls;
+    struct request *r = *con_cls;
+    const struct orp_config *cfg = w->cfg;
+    (void)version;
+
+    if (r == NULL) {
+        const char *cl;
+        r = request_new(w, conn, method);
+        if (r == NULL)
+            return MHD_NO;
+        *con_cls = r;
+        switch (route_match(url, method, &r->route)) {
+        case ROUTE_OK:
+            break;
+        case ROUTE_BAD_METHOD:
+            set_local(r, 405, "method_not_allowed", "method %s is not allowed here; use %s",
+                      r->method, r->route->method);
+            break;
+        case ROUTE_NOT_FOUND:
+            set_local(r, 404, "not_found", "no such endpoint");
+            break;
+        }
+        cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+        if (cl != NULL && strtoull(cl, NULL, 10) > (unsigned long long)cfg->limits_max_body_bytes) {
+            /* Refuse before reading it; MHD closes the connection after. */
+            set_local(r, 413, "body_too_large", "request body is larger than %lld bytes",
+                      cfg->limits_max_body_bytes);
+            return queue_local(r);
+        }
+        return MHD_YES;
+    }
+
+    if (*upload_data_size != 0) {
+        size_t n = *upload_data_size;
+        *upload_data_size = 0;
+        if (r->committed)
+            return MHD_YES;
+        if (buf_used(&r->body) + n > (size_t)cfg->limits_max_body_bytes) {
+            set_local(r, 413, "body_too_large", "request body is larger than %lld bytes",
+                      cfg->limits_max_body_bytes);
+            return queue_local(r);
+        }
+        if (r->local_status == 0 && r->route->json_body && buf_append(&r->body, upload_data, n) < 0) {
+            set_local(r, 500, "out_of_memory", "orproxy is out of memory");
+            return queue_local(r);
+        }
+        return MHD_YES;
+    }
+
+    if (r->committed)
+        return MHD_YES;
+    if (r->resp_ready) {
+        r->resp_ready = 0;
+        return r->local_status != 0 ? queue_local(r) : queue_upstream(r);
+    }
+    if (r->attempts > 0 || r->retry_at != 0) {
+        /* Woken with nothing to send yet: keep waiting. */
+        MHD_suspend_connection(conn);
+        r->suspended = 1;
+        return MHD_YES;
+    }
+    return dispatch(r);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    struct request *r = *con_cls;
+    (void)cls;
+    (void)conn;
+
+    if (r == NULL)
+        return;
+    *con_cls = NULL;
+    r->client_done = 1;
+    r->suspended = 0;
+    if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK) {
+        r->client_aborted = !r->committed || !r->upstream_done || r->ready > 0;
+        if (r->client_aborted && r->in_multi)
+            log_debug("request id=%s: client went away, aborting upstream", r->id);
+    }
+    upstream_abort(r);
+    loop_retry_cancel(r);
+    if (r->status == 0)
+        r->status = r->local_status;
+    request_log(r);
+    request_maybe_free(r);
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    char msg[512];
+    (void)cls;
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    msg[strcspn(msg, "\n")] = '\0';
+    log_debug("http: %s", msg);
+}
+
+int server_start(struct worker *w)
+{
+    const struct orp_config *cfg = w->cfg;
+    unsigned limit = (unsigned)cfg->limits_max_connections;
+
+    w->mhd = MHD_start_daemon(
+        MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG, 0, NULL, NULL, on_request, w,
+        MHD_OPTION_LISTEN_SOCKET, (MHD_socket)w->listen_fd, MHD_OPTION_CONNECTION_LIMIT, limit,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->limits_client_timeout_s,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, w, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, w,
+        MHD_OPTION_END);
+    if (w->mhd == NULL) {
+        log_error("worker %d: cannot start the HTTP server", w->id);
+        return -1;
+    }
+    return 0;
+}
+
+static void wake(struct request *r)
+{
+    if (r->suspended) {
+        r->want_resume = 1;
+        loop_defer(r);
+    }
+}
+
+void server_fail(struct request *r, unsigned status, const char *code, const char *msg)
+{
+    set_local(r, status, code, "%s", msg);
+    server_response_ready(r);
+}
+
+void server_response_ready(struct request *r)
+{
+    r->resp_ready = 1;
+    wake(r);
+}
+
+void server_data_ready(struct request *r)
+{
+    wake(r);
+}
+
+void server_cancel(struct request *r, const char *why)
+{
+    upstream_abort(r);
+    loop_retry_cancel(r);
+    if (r->client_done)
+        return;
+    if (r->streaming) {
+        char *ev = apierr_sse_event(503, "shutting_down", why);
+        /* Drop any half-received event, then end with the error. */
+        r->out.len = r->out.off + r->ready;
+        if (ev != NULL && buf_appendz(&r->out, ev) == 0)
+            r->ready += strlen(ev);
+        free(ev);
+        r->upstream_done = 1;
+        server_data_ready(r);
+    } else if (!r->committed) {
+        server_fail(r, 503, "shutting_down", why);
+    }
+}

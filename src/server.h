@@ -1,0 +1,25 @@
+/* server.h - the HTTP front: libmicrohttpd callbacks, routing, request
+ * intake, local answers and the streaming reader. */
+#ifndef ORP_SERVER_H
+#define ORP_SERVER_H
+
+#include "loop.h"
+#include "request.h"
+
+/* Creates w->mhd in external epoll mode on w->listen_fd.  0 or -1. */
+int server_start(struct worker *w);
+
+/* Make the request answer status/code/message from orproxy itself (before
+ * commit) and wake its connection. */
+void server_fail(struct request *r, unsigned status, const char *code, const char *msg);
+/* A response (upstream status, headers, body or stream) is ready to queue. */
+void server_response_ready(struct request *r);
+/* More stream bytes or the end of the stream: wake the reader. */
+void server_data_ready(struct request *r);
+/* Shutdown: end this request now (error event or 503), no upstream left. */
+void server_cancel(struct request *r, const char *why);
+
+/* Frees r if nothing refers to it any more. */
+void request_maybe_free(struct request *r);
+
+#endif

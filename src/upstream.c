@@ -1,0 +1,463 @@
+/* upstream.c - the curl side of a request.
+ *
+ * One easy handle per request, reused across retries.  The forwarded
+ * request is the client's body byte for byte (CURLOPT_POSTFIELDS points at
+ * it, no copy) with the client's end-to-end headers, minus its
+ * Authorization and the hop-by-hop ones, plus the upstream key.
+ *
+ * When upstream's headers are complete we decide: a retryable status with
+ * attempts left is discarded and retried after a delay; a 2xx
+ * text/event-stream answer is committed at once and relayed event by event;
+ * anything else is buffered whole (bounded by upstream.max_response_bytes)
+ * and answered with its status, so a failure while reading it can still be
+ * retried or turned into a clean 502/504.
+ *
+ * Stream bytes go into the request's out buffer; the SSE parser says where
+ * the last complete event ends, and only bytes up to there are offered to
+ * the client, so our own error event never lands inside a half event.  If
+ * the client reads slower than upstream writes, the transfer is paused
+ * (HTTP/1.1 upstream only: pausing HTTP/2 streams misbehaves in curl 7.88)
+ * and resumed from the loop once the client caught up. */
+#include "upstream.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "apierr.h"
+#include "log.h"
+#include "loop.h"
+#include "retry.h"
+#include "server.h"
+
+#define PAUSE_ABOVE (256 * 1024)          /* client-side backlog that pauses upstream */
+#define MAX_EVENT_BYTES (16 * 1024 * 1024) /* one SSE event larger than this is refused */
+
+/* Request headers never forwarded: hop-by-hop (RFC 9110 7.6.1), ones curl
+ * or we set ourselves, and the client's credentials. */
+static const char *const drop_request_headers[] = {
+    "authorization", "host", "connection", "keep-alive", "proxy-authorization",
+    "proxy-authenticate", "proxy-connection", "te", "trailer", "transfer-encoding",
+    "upgrade", "content-length", "expect", "accept-encoding", "x-request-id", NULL};
+
+/* Response headers not relayed: hop-by-hop, framing MHD redoes, and
+ * cookies (one upstream account is shared by every local app). */
+static const char *const drop_response_headers[] = {
+    "connection", "keep-alive", "proxy-authenticate", "proxy-connection", "te", "trailer",
+    "transfer-encoding", "upgrade", "content-length", "date", "server", "set-cookie",
+    "x-request-id", NULL};
+
+static int in_list(const char *const *list, const char *name, size_t len)
+{
+    for (; *list != NULL; list++)
+        if (strlen(*list) == len && strncasecmp(*list, name, len) == 0)
+            return 1;
+    return 0;
+}
+
+struct hdr_acc {
+    struct request *r;
+    struct curl_slist *list;
+    int failed;
+};
+
+static void add_header(struct hdr_acc *acc, const char *name, const char *value)
+{
+    char line[8192];
+    struct curl_slist *n;
+
+    snprintf(line, sizeof line, "%s: %s", name, value);
+    n = curl_slist_append(acc->list, line);
+    if (n == NULL)
+        acc->failed = 1;
+    else
+        acc->list = n;
+}
+
+static enum MHD_Result copy_client_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                          const char *value)
+{
+    struct hdr_acc *acc = cls;
+    const struct orp_config *cfg = acc->r->w->cfg;
+    const char *conn_hdr;
+    (void)kind;
+
+    if (value == NULL || in_list(drop_request_headers, key, strlen(key)))
+        return MHD_YES;
+    if ((cfg->upstream_referer[0] != '\0' && strcasecmp(key, "HTTP-Referer") == 0) ||
+        (cfg->upstream_title[0] != '\0' && strcasecmp(key, "X-Title") == 0))
+        return MHD_YES;
+    /* Headers named in Connection are hop-by-hop too. */
+    conn_hdr = MHD_lookup_connection_value(acc->r->conn, MHD_HEADER_KIND, "Connection");
+    if (conn_hdr != NULL) {
+        size_t klen = strlen(key);
+        const char *p = conn_hdr;
+        while (*p != '\0') {
+            size_t tok;
+            p += strspn(p, " \t,");
+            tok = strcspn(p, " \t,");
+            if (tok == klen && strncasecmp(p, key, klen) == 0)
+                return MHD_YES;
+            p += tok;
+        }
+    }
+    add_header(acc, key, value);
+    return MHD_YES;
+}
+
+static struct curl_slist *build_headers(struct request *r)
+{
+    const struct orp_config *cfg = r->w->cfg;
+    struct hdr_acc acc = {r, NULL, 0};
+    char auth[4096];
+
+    snprintf(auth, sizeof auth, "Bearer %s", cfg->upstream_key);
+    add_header(&acc, "Authorization", auth);
+    explicit_bzero(auth, sizeof auth);
+    MHD_get_connection_values(r->conn, MHD_HEADER_KIND, copy_client_header, &acc);
+    if (r->route->json_body &&
+        MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Content-Type") == NULL)
+        add_header(&acc, "Content-Type", "application/json");
+    if (cfg->upstream_referer[0] != '\0')
+        add_header(&acc, "HTTP-Referer", cfg->upstream_referer);
+    if (cfg->upstream_title[0] != '\0')
+        add_header(&acc, "X-Title", cfg->upstream_title);
+    add_header(&acc, "X-Request-Id", r->id);
+    /* No "Expect: 100-continue" round trip. */
+    add_header(&acc, "Expect", "");
+    if (acc.failed) {
+        curl_slist_free_all(acc.list);
+        return NULL;
+    }
+    return acc.list;
+}
+
+static void clear_response_headers(struct request *r)
+{
+    for (size_t i = 0; i < r->n_rhdrs; i++) {
+        free(r->rhdrs[i].name);
+        free(r->rhdrs[i].value);
+    }
+    r->n_rhdrs = 0;
+    free(r->up_ctype);
+    free(r->up_retry_after);
+    r->up_ctype = r->up_retry_after = NULL;
+}
+
+static void keep_header(struct request *r, const char *name, size_t nlen, const char *val, size_t vlen)
+{
+    struct hdr h;
+
+    if (nlen == 12 && strncasecmp(name, "content-type", 12) == 0) {
+        free(r->up_ctype);
+        r->up_ctype = strndup(val, vlen);
+    } else if (nlen == 11 && strncasecmp(name, "retry-after", 11) == 0) {
+        free(r->up_retry_after);
+        r->up_retry_after = strndup(val, vlen);
+    } else if (nlen == 15 && strncasecmp(name, "x-generation-id", 15) == 0) {
+        free(r->gen_id);
+        r->gen_id = strndup(val, vlen);
+    }
+    if (in_list(drop_response_headers, name, nlen))
+        return;
+    if (r->n_rhdrs == r->cap_rhdrs) {
+        size_t ncap = r->cap_rhdrs ? r->cap_rhdrs * 2 : 8;
+        struct hdr *n = realloc(r->rhdrs, ncap * sizeof *n);
+        if (n == NULL)
+            return;
+        r->rhdrs = n;
+        r->cap_rhdrs = ncap;
+    }
+    h.name = strndup(name, nlen);
+    h.value = strndup(val, vlen);
+    if (h.name == NULL || h.value == NULL) {
+        free(h.name);
+        free(h.value);
+        return;
+    }
+    r->rhdrs[r->n_rhdrs++] = h;
+}
+
+static void on_sse_event(void *ud, const char *data, size_t len, int truncated)
+{
+    struct request *r = ud;
+
+    if (len == 6 && memcmp(data, "[DONE]", 6) == 0) {
+        r->saw_done = 1;
+        return;
+    }
+    if (r->t_first == 0)
+        r->t_first = loop_now_ns(); /* first data event: comments are not tokens */
+    if (truncated)
+        return;
+    /* Parse only the chunks that carry something we account for; the
+     * content chunks in between are relayed untouched. */
+    if (memmem(data, len, "\"usage\"", 7) != NULL || memmem(data, len, "\"error\"", 7) != NULL ||
+        memmem(data, len, "\"finish_reason\":\"", 17) != NULL) {
+        int was_error = r->ui.is_error;
+        usage_parse(data, len, &r->ui);
+        if (r->ui.is_error && !was_error)
+            r->saw_error_event = 1;
+    }
+}
+
+static void headers_complete(struct request *r)
+{
+    const struct orp_config *cfg = r->w->cfg;
+    long status = 0;
+
+    curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
+    if (status < 200) { /* interim 1xx: the real headers follow */
+        clear_response_headers(r);
+        return;
+    }
+    r->up_status = status;
+    if (retry_status_retryable(status) && r->attempts < cfg->retry_max_attempts) {
+        long ra = retry_after_ms(r->up_retry_after, time(NULL));
+        long d = retry_delay_ms(r->attempts, cfg->retry_base_delay_ms, cfg->retry_max_delay_ms, ra,
+                                loop_rand(r->w));
+        if (d >= 0) {
+            r->discard = 1;
+            r->retry_delay = d;
+            return;
+        }
+    }
+    if (status >= 200 && status < 300 && r->up_ctype != NULL &&
+        strncasecmp(r->up_ctype, "text/event-stream", 17) == 0) {
+        r->streaming = 1;
+        sse_init(&r->sse, on_sse_event, r);
+        server_response_ready(r);
+    }
+}
+
+static size_t on_header(char *buf, size_t size, size_t nitems, void *ud)
+{
+    struct request *r = ud;
+    size_t len = size * nitems, nlen, vstart;
+
+    r->got_bytes = 1;
+    if (len >= 5 && memcmp(buf, "HTTP/", 5) == 0) {
+        clear_response_headers(r);
+        return len;
+    }
+    if (len <= 2 && (buf[0] == '\r' || buf[0] == '\n')) {
+        headers_complete(r);
+        return len;
+    }
+    while (len > 0 && (buf[len - 1] == '\r' || buf[len - 1] == '\n'))
+        len--;
+    nlen = 0;
+    while (nlen < len && buf[nlen] != ':')
+        nlen++;
+    if (nlen == len || nlen == 0)
+        return size * nitems;
+    vstart = nlen + 1;
+    while (vstart < len && (buf[vstart] == ' ' || buf[vstart] == '\t'))
+        vstart++;
+    keep_header(r, buf, nlen, buf + vstart, len - vstart);
+    return size * nitems;
+}
+
+static size_t on_write(char *ptr, size_t size, size_t nmemb, void *ud)
+{
+    struct request *r = ud;
+    size_t len = size * nmemb;
+
+    r->got_bytes = 1;
+    if (r->discard)
+        return len;
+    if (r->streaming) {
+        uint64_t before = r->sse.boundary;
+        if (r->ready > PAUSE_ABOVE) {
+            r->paused = 1;
+            return CURL_WRITEFUNC_PAUSE;
+        }
+        if (r->sse.total - r->sse.boundary + len > MAX_EVENT_BYTES) {
+            r->too_large = 1;
+            return 0;
+        }
+        if (buf_append(&r->out, ptr, len) < 0 || sse_feed(&r->sse, ptr, len) < 0)
+            return 0;
+        r->ready += (size_t)(r->sse.boundary - before);
+        if (r->ready > 0)
+            server_data_ready(r);
+        return len;
+    }
+    if (buf_used(&r->out) + len > (size_t)r->w->cfg->upstream_max_response_bytes) {
+        r->too_large = 1;
+        return 0;
+    }
+    if (buf_append(&r->out, ptr, len) < 0)
+        return 0;
+    return len;
+}
+
+static int setup_easy(struct request *r)
+{
+    const struct orp_config *cfg = r->w->cfg;
+    char url[8192];
+    CURL *e;
+
+    snprintf(url, sizeof url, "%s%s%s", cfg->upstream_base_url, r->route->tail,
+             r->url_query ? r->url_query : "");
+    r->up_headers = build_headers(r);
+    e = r->easy = curl_easy_init();
+    if (e == NULL || r->up_headers == NULL)
+        return -1;
+    curl_easy_setopt(e, CURLOPT_URL, url);
+    curl_easy_setopt(e, CURLOPT_PRIVATE, r);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->up_headers);
+    if (strcmp(r->route->method, "POST") == 0) {
+        curl_easy_setopt(e, CURLOPT_POST, 1L);
+        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)buf_used(&r->body));
+        curl_easy_setopt(e, CURLOPT_POSTFIELDS, buf_used(&r->body) ? buf_head(&r->body) : "");
+    } else {
+        curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+    }
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, r);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
+    curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT, (long)cfg->upstream_connect_timeout_s);
+    /* Idle detection, not a total timeout: long streams are legitimate. */
+    curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
+    curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, (long)cfg->upstream_idle_timeout_s);
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(e, CURLOPT_NOPROXY, "");
+    return 0;
+}
+
+int upstream_start(struct request *r)
+{
+    if (r->easy == NULL && setup_easy(r) < 0) {
+        server_fail(r, 500, "out_of_memory", "orproxy could not set up the upstream request");
+        return -1;
+    }
+    clear_response_headers(r);
+    buf_reset(&r->out);
+    r->up_status = 0;
+    r->got_bytes = 0;
+    r->discard = 0;
+    r->too_large = 0;
+    r->attempts++;
+    if (curl_multi_add_handle(r->w->multi, r->easy) != CURLM_OK) {
+        server_fail(r, 500, "internal_error", "orproxy could not start the upstream request");
+        return -1;
+    }
+    r->in_multi = 1;
+    return 0;
+}
+
+static void schedule_retry(struct request *r, long delay, const char *why)
+{
+    log_info("request id=%s attempt=%d failed (%s), retrying in %ld ms", r->id, r->attempts, why,
+             delay);
+    loop_retry_at(r, loop_now_ms() + delay);
+}
+
+/* After commit: end the stream with an error event instead of [DONE]. */
+static void stream_fail(struct request *r, const char *msg)
+{
+    char *ev = apierr_sse_event(502, "upstream_stream_error", msg);
+
+    r->out.len = r->out.off + r->ready; /* drop a half-received event */
+    if (ev != NULL && buf_appendz(&r->out, ev) == 0)
+        r->ready += strlen(ev);
+    free(ev);
+    r->upstream_done = 1;
+    server_data_ready(r);
+}
+
+void upstream_transfer_done(struct request *r, CURLcode res)
+{
+    const struct orp_config *cfg = r->w->cfg;
+    char msg[256];
+
+    r->curl_result = (int)res;
+    if (r->discard) {
+        char why[32];
+        snprintf(why, sizeof why, "status %ld", r->up_status);
+        schedule_retry(r, r->retry_delay, why);
+        return;
+    }
+    if (r->streaming) {
+        if (res == CURLE_OPERATION_TIMEDOUT) {
+            snprintf(msg, sizeof msg, "upstream sent nothing for %d s", cfg->upstream_idle_timeout_s);
+            stream_fail(r, msg);
+        } else if (r->too_large) {
+            stream_fail(r, "upstream sent an event larger than 16 MiB");
+        } else if (res != CURLE_OK) {
+            snprintf(msg, sizeof msg, "upstream connection failed mid-stream: %s",
+                     curl_easy_strerror(res));
+            stream_fail(r, msg);
+        } else if (!r->saw_done && !r->saw_error_event) {
+            stream_fail(r, "upstream ended the stream without [DONE]");
+        } else {
+            r->out.len = r->out.off + r->ready;
+            r->upstream_done = 1;
+            server_data_ready(r);
+        }
+        return;
+    }
+    if (res != CURLE_OK) {
+        if (!r->too_large && r->attempts < cfg->retry_max_attempts &&
+            retry_transport_retryable((int)res, r->got_bytes)) {
+            long d = retry_delay_ms(r->attempts, cfg->retry_base_delay_ms, cfg->retry_max_delay_ms,
+                                    -1, loop_rand(r->w));
+            schedule_retry(r, d, curl_easy_strerror(res));
+            return;
+        }
+        r->upstream_done = 1;
+        if (r->too_large) {
+            snprintf(msg, sizeof msg, "upstream response is larger than %lld bytes",
+                     cfg->upstream_max_response_bytes);
+            server_fail(r, 502, "upstream_response_too_large", msg);
+        } else if (res == CURLE_OPERATION_TIMEDOUT) {
+            snprintf(msg, sizeof msg, "upstream did not answer in time (attempts: %d)", r->attempts);
+            server_fail(r, 504, "upstream_timeout", msg);
+        } else {
+            snprintf(msg, sizeof msg, "upstream unreachable: %s (attempts: %d)",
+                     curl_easy_strerror(res), r->attempts);
+            server_fail(r, 502, "upstream_unreachable", msg);
+        }
+        return;
+    }
+    r->upstream_done = 1;
+    if (r->up_ctype != NULL && strstr(r->up_ctype, "json") != NULL)
+        usage_parse(buf_head(&r->out), buf_used(&r->out), &r->ui);
+    server_response_ready(r);
+}
+
+void upstream_abort(struct request *r)
+{
+    if (r->in_multi) {
+        curl_multi_remove_handle(r->w->multi, r->easy);
+        r->in_multi = 0;
+    }
+    r->upstream_done = 1;
+}
+
+void upstream_free(struct request *r)
+{
+    if (r->in_multi)
+        upstream_abort(r);
+    if (r->easy != NULL)
+        curl_easy_cleanup(r->easy);
+    r->easy = NULL;
+    curl_slist_free_all(r->up_headers);
+    r->up_headers = NULL;
+    clear_response_headers(r);
+    free(r->rhdrs);
+    r->rhdrs = NULL;
+    r->cap_rhdrs = 0;
+    free(r->gen_id);
+    r->gen_id = NULL;
+    if (r->streaming)
+        sse_free(&r->sse);
+}

@@ -1,0 +1,76 @@
+/* usage.c - see usage.h.  cJSON parses; only a few members are read. */
+#include "usage.h"
+
+#include <cjson/cJSON.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void take_string(char **dst, const cJSON *item)
+{
+    if (cJSON_IsString(item) && item->valuestring != NULL) {
+        char *s = strdup(item->valuestring);
+        if (s != NULL) {
+            free(*dst);
+            *dst = s;
+        }
+    }
+}
+
+static int get_ll(const cJSON *obj, const char *name, long long *out)
+{
+    const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, name);
+    if (!cJSON_IsNumber(it))
+        return 0;
+    *out = (long long)it->valuedouble;
+    return 1;
+}
+
+int usage_parse(const char *json, size_t len, struct usage_info *ui)
+{
+    cJSON *root = cJSON_ParseWithLength(json, len);
+    const cJSON *u, *choices, *c0;
+
+    if (!cJSON_IsObject(root)) {
+        cJSON_Delete(root);
+        return -1;
+    }
+    take_string(&ui->model, cJSON_GetObjectItemCaseSensitive(root, "model"));
+    take_string(&ui->gen_id, cJSON_GetObjectItemCaseSensitive(root, "id"));
+    if (cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(root, "error")))
+        ui->is_error = 1;
+    choices = cJSON_GetObjectItemCaseSensitive(root, "choices");
+    c0 = cJSON_IsArray(choices) ? cJSON_GetArrayItem(choices, 0) : NULL;
+    if (c0 != NULL) {
+        take_string(&ui->finish_reason, cJSON_GetObjectItemCaseSensitive(c0, "finish_reason"));
+        if (cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(c0, "error")))
+            ui->is_error = 1;
+    }
+    u = cJSON_GetObjectItemCaseSensitive(root, "usage");
+    if (cJSON_IsObject(u)) {
+        struct usage *us = &ui->usage;
+        const cJSON *cost = cJSON_GetObjectItemCaseSensitive(u, "cost");
+        us->has_usage = 1;
+        get_ll(u, "prompt_tokens", &us->prompt_tokens);
+        get_ll(u, "completion_tokens", &us->completion_tokens);
+        if (!get_ll(u, "total_tokens", &us->total_tokens))
+            us->total_tokens = us->prompt_tokens + us->completion_tokens;
+        get_ll(cJSON_GetObjectItemCaseSensitive(u, "prompt_tokens_details"), "cached_tokens",
+               &us->cached_tokens);
+        get_ll(cJSON_GetObjectItemCaseSensitive(u, "completion_tokens_details"), "reasoning_tokens",
+               &us->reasoning_tokens);
+        if (cJSON_IsNumber(cost)) {
+            us->cost = cost->valuedouble;
+            us->has_cost = 1;
+        }
+    }
+    cJSON_Delete(root);
+    return 0;
+}
+
+void usage_info_free(struct usage_info *ui)
+{
+    free(ui->model);
+    free(ui->finish_reason);
+    free(ui->gen_id);
+    memset(ui, 0, sizeof *ui);
+}

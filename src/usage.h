@@ -1,0 +1,32 @@
+/* usage.h - reading OpenRouter's usage accounting out of a response.
+ *
+ * Pure: given the JSON text of a non-streamed response or of one stream
+ * chunk, fills what it carries.  The stream's usage arrives once, in the
+ * last chunk before [DONE] (choices: []), after the finish_reason chunk. */
+#ifndef ORP_USAGE_H
+#define ORP_USAGE_H
+
+#include <stddef.h>
+
+struct usage {
+    long long prompt_tokens, completion_tokens, total_tokens;
+    long long cached_tokens, reasoning_tokens;
+    double cost;                /* USD as OpenRouter reported it */
+    int has_usage, has_cost;
+};
+
+struct usage_info {
+    struct usage usage;         /* filled when the JSON has a usage object */
+    char *model;                /* "model", malloc'd, or NULL */
+    char *finish_reason;        /* choices[0].finish_reason (non-null), or NULL */
+    char *gen_id;               /* "id", malloc'd, or NULL */
+    int is_error;               /* top-level "error" object present */
+};
+
+/* Parses json (need not be NUL-terminated).  Returns 0, or -1 when the text
+ * is not a JSON object.  Fields absent from the text are left untouched, so
+ * successive stream chunks can be folded into one usage_info. */
+int usage_parse(const char *json, size_t len, struct usage_info *ui);
+void usage_info_free(struct usage_info *ui);
+
+#endif
