@@ -1,0 +1,206 @@
+/*
+ * harness.h - the end-to-end test harness: processes, HTTP client, fake upstream inspection.
+ *
+ * End-to-end tests start the fake OpenRouter (tests/fake_openrouter.c) and orproxy as child
+ * processes on loopback ports, talk to them over plain HTTP/1.1 with libcurl, and then ask the
+ * fake what reached it. Everything here is blocking and bounded in time; nothing needs a
+ * fork-mode Check runner (use CK_NOFORK). Functions return 0 on success and -1 on failure unless
+ * said otherwise; failures are explained on stderr.
+ *
+ * Global state: h_fake_port (below), curl's global init (done once, lazily), nothing else.
+ * Binaries: $FAKE_BIN (default build/fake_openrouter) and $ORP_BIN (default build/orproxy).
+ * Start processes from the main thread: children get SIGKILL when the thread that forked them
+ * ends (PR_SET_PDEATHSIG), which is what keeps a crashed test from leaving daemons behind.
+ *
+ * A test in outline:
+ *     struct h_proc fake = {0}, orp = {0};
+ *     ck_assert_int_eq(h_fake_start(&fake, NULL), 0);
+ *     const char *env[] = {"OPENROUTER_API_KEY=sk-or-test", NULL};
+ *     ck_assert_int_eq(h_orproxy_start(&orp, "listen = 127.0.0.1:@PORT@\n...@FAKE@...", env), 0);
+ *     struct h_resp r;
+ *     h_request(&r, orp.port, "POST", "/v1/chat/completions",
+ *               "{\"stream\":true,\"fake\":{\"tag\":\"t1\",\"events\":5}}", NULL, NULL);
+ *     cJSON *rec = h_fake_wait(fake.port, "t1", "completed", 2000);  ... assert, free ...
+ *     h_proc_stop(&orp, SIGTERM, 5000); h_proc_cleanup(&orp); (same for fake)
+ */
+#ifndef HARNESS_H
+#define HARNESS_H
+
+#include <cjson/cJSON.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+/* ---- processes --------------------------------------------------------------------------- */
+
+/*
+ * A child process and its scratch directory. Zero-initialise before first use
+ * (struct h_proc p = {0};). Owned by the caller; h_proc_cleanup() releases everything.
+ * dir holds the process's files: orproxy.conf, orproxy.log or fake.log (stderr; orproxy's
+ * stdout too; appended to across restarts). A stopped h_proc may be started again with the same
+ * function: dir and port are kept, so a restarted fake or orproxy is found where it was.
+ */
+struct h_proc {
+    pid_t pid;      /* 0 when not running */
+    int port;       /* the port it listens on */
+    char dir[256];  /* scratch directory, created on first start, removed by cleanup */
+    char conf[300]; /* dir/orproxy.conf (orproxy only) */
+    char log[300];  /* dir/orproxy.log or dir/fake.log */
+};
+
+/*
+ * Port of the fake that @FAKE@ stands for in orproxy configs. h_fake_start() sets it to the
+ * fake it started; a test may assign it directly.
+ */
+extern int h_fake_port;
+
+/* A port on 127.0.0.1 that was free a moment ago (bind port 0, read it, close). -1 on error. */
+int h_free_port(void);
+
+/*
+ * Starts $FAKE_BIN [extra_args...] (split on blanks; NULL for none), e.g. "--require-key k";
+ * "--port p->port" is added when p->port is already set (a restart). Waits up to 5 s for its
+ * "PORT n" line; sets p->port and h_fake_port.
+ */
+int h_fake_start(struct h_proc *p, const char *extra_args);
+
+/*
+ * Writes conf_text to p->conf with substitutions, then starts $ORP_BIN -c p->conf and waits up to
+ * 10 s for GET /healthz to answer 200 (on failure the log is printed to stderr).
+ *   @PORT@  p->port (a free port chosen here unless p->port is already set)
+ *   @FAKE@  h_fake_port
+ *   @DIR@   p->dir (for state files; survives a restart on the same h_proc)
+ * env: NULL-terminated "NAME=value" entries added to the inherited environment ("NAME" alone
+ * removes NAME); OPENROUTER_API_KEY is never inherited, only set if env names it. May be NULL.
+ */
+int h_orproxy_start(struct h_proc *p, const char *conf_text, const char *const *env);
+
+/* conf_text with the substitutions above applied (malloc'd; caller frees). For reload tests. */
+char *h_subst(const struct h_proc *p, const char *conf_text);
+
+/*
+ * Sends sig and waits up to timeout_ms for the exit. Returns the exit code, 128+N if signal N
+ * killed it, or -1 if it had to be killed with SIGKILL (or was not running). Any status other
+ * than 0 or 128+sig (a crash, a sanitizer report) also prints the process's log to stderr.
+ */
+int h_proc_stop(struct h_proc *p, int sig, int timeout_ms);
+
+/* Kills (SIGKILL) a process still running, removes p->dir, zeroes *p. Safe to call twice. */
+void h_proc_cleanup(struct h_proc *p);
+
+/*
+ * Runs argv (argv[0] is looked up in PATH if it has no '/'), inheriting the environment, with a
+ * 10 s limit. *out and *err (either may be NULL) receive its stdout and stderr (malloc'd).
+ * Returns the exit code, 128+N if killed by signal N, -1 on failure or timeout.
+ */
+int h_run(const char *const argv[], char **out, char **err);
+
+/* ---- files ------------------------------------------------------------------------------- */
+
+/* Whole file, NUL-terminated (malloc'd), or NULL. */
+char *h_read_file(const char *path);
+
+/* Creates or truncates path with text. */
+int h_write_file(const char *path, const char *text);
+
+/* Writes text to a new file under $TMPDIR (or /tmp); returns its path (malloc'd; caller unlinks
+ * and frees), or NULL. */
+char *h_temp_file(const char *text);
+
+/* ---- HTTP client ------------------------------------------------------------------------- */
+
+/* When a piece of the body arrived and how many body bytes had arrived by then. */
+struct h_tick {
+    double t;
+    size_t bytes;
+};
+
+struct h_header {
+    char *name, *value;
+};
+
+/*
+ * One response. Filled by h_request(); owned by the caller; h_resp_free() releases it.
+ * Times are h_now() seconds; t_headers is 0 if no header block was completed.
+ */
+struct h_resp {
+    int curl_code;            /* CURLcode: 0 = transfer complete */
+    long status;              /* HTTP status of the last response, 0 if none */
+    char *raw_headers;        /* every header line received, as sent (NUL-terminated) */
+    struct h_header *headers; /* the last response's headers, in order */
+    size_t nheaders;
+    char *body; /* NUL-terminated; len excludes the NUL */
+    size_t len;
+    double t_start, t_headers, t_end;
+    struct h_tick *ticks; /* one per write callback */
+    size_t nticks;
+    char error[256]; /* curl's error text, "" if none */
+};
+
+struct h_req_opts {
+    size_t abort_after_bytes; /* > 0: hang up once this many body bytes arrived */
+    int timeout_ms;           /* whole transfer; 0 = 15000 */
+    /* Called after each piece of body is appended; nonzero return hangs up. */
+    int (*on_body)(struct h_resp *r, const char *data, size_t n, void *arg);
+    void *arg;
+};
+
+/* Monotonic clock, seconds. */
+double h_now(void);
+
+/*
+ * One HTTP/1.1 request to 127.0.0.1:port (no proxy, no Accept-Encoding, no Expect).
+ * body NULL sends none; with a body and no Content-Type in headers, application/json is sent.
+ * headers: NULL-terminated "Name: value" list, or NULL. opts may be NULL.
+ * Fills *r (zeroed first) and returns r->curl_code.
+ */
+int h_request(struct h_resp *r, int port, const char *method, const char *path, const char *body,
+              const char *const *headers, const struct h_req_opts *opts);
+
+/* Value of the first header called name (any case) in the last response, or NULL. */
+const char *h_header(const struct h_resp *r, const char *name);
+
+void h_resp_free(struct h_resp *r);
+
+/*
+ * The same request on its own thread, for concurrency and signal-during-request tests. Arguments
+ * are copied. h_async_wait() joins it, moves the response into *r, frees the handle and returns
+ * r->curl_code. Every h_async must be waited for.
+ */
+struct h_async;
+struct h_async *h_request_async(int port, const char *method, const char *path, const char *body,
+                                const char *const *headers, const struct h_req_opts *opts);
+int h_async_wait(struct h_async *a, struct h_resp *r);
+
+/*
+ * Splits an SSE body into events at blank lines (LF or CRLF). Each element is one event's text
+ * without the blank line; *n receives the count. Free with h_strv_free(). Never NULL.
+ */
+char **h_sse_split(const char *body, size_t *n);
+void h_strv_free(char **v, size_t n);
+
+/* ---- fake upstream inspection ------------------------------------------------------------ */
+
+/*
+ * The fake's request records (GET /_fake/requests): a cJSON array the caller deletes, or NULL.
+ * Record members: seq (1-based; gen-<seq> is its generation id), method, path (with query),
+ * headers {lower-case name: value}, body (exact text), tag (fake.tag or null), status (HTTP status
+ * sent, 0 if none), completed (response fully sent), aborted (connection ended any other way:
+ * client hung up, or the fake cut it on purpose: drop_after, close_before_headers), events_sent
+ * (SSE events, comments included, handed to the socket).
+ */
+cJSON *h_fake_requests(int fake_port);
+
+/* Forgets all records and fail_times counters. */
+void h_fake_reset(int fake_port);
+
+/*
+ * Polls (every 20 ms, up to timeout_ms) for the first record whose tag equals tag and whose
+ * boolean member field is true (field NULL: any record with that tag). Returns a copy of that
+ * record (caller deletes) or NULL.
+ */
+cJSON *h_fake_wait(int fake_port, const char *tag, const char *field, int timeout_ms);
+
+/* Number of records with that tag (tag NULL: all records), -1 if the fake did not answer. */
+int h_fake_count(int fake_port, const char *tag);
+
+#endif

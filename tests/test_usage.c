@@ -1,0 +1,151 @@
+/* Unit tests for usage.c and apierr.c: what the ledger and the client see
+ * of usage accounting and of orproxy's own errors. */
+#include <check.h>
+#include <cjson/cJSON.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "apierr.h"
+#include "buf.h"
+#include "check_main.h"
+#include "usage.h"
+
+START_TEST(test_usage_from_json_response)
+{
+    const char *j = "{\"id\":\"gen-1\",\"model\":\"openai/gpt-4o\",\"choices\":[{\"finish_reason\":"
+                    "\"stop\",\"message\":{\"content\":\"x\"}}],\"usage\":{\"prompt_tokens\":11,"
+                    "\"completion_tokens\":7,\"total_tokens\":18,\"cost\":0.000123,"
+                    "\"prompt_tokens_details\":{\"cached_tokens\":3},"
+                    "\"completion_tokens_details\":{\"reasoning_tokens\":2}}}";
+    struct usage_info ui;
+    memset(&ui, 0, sizeof ui);
+    ck_assert_int_eq(usage_parse(j, strlen(j), &ui), 0);
+    ck_assert_int_eq(ui.usage.has_usage, 1);
+    ck_assert_int_eq(ui.usage.prompt_tokens, 11);
+    ck_assert_int_eq(ui.usage.completion_tokens, 7);
+    ck_assert_int_eq(ui.usage.total_tokens, 18);
+    ck_assert_int_eq(ui.usage.cached_tokens, 3);
+    ck_assert_int_eq(ui.usage.reasoning_tokens, 2);
+    ck_assert_int_eq(ui.usage.has_cost, 1);
+    ck_assert_double_eq_tol(ui.usage.cost, 0.000123, 1e-12);
+    ck_assert_str_eq(ui.model, "openai/gpt-4o");
+    ck_assert_str_eq(ui.finish_reason, "stop");
+    ck_assert_str_eq(ui.gen_id, "gen-1");
+    ck_assert_int_eq(ui.is_error, 0);
+    usage_info_free(&ui);
+}
+END_TEST
+
+START_TEST(test_usage_stream_chunks_fold)
+{
+    const char *fin = "{\"id\":\"gen-2\",\"choices\":[{\"delta\":{},\"finish_reason\":\"length\"}]}";
+    const char *use = "{\"id\":\"gen-2\",\"model\":\"m\",\"choices\":[],\"usage\":{\"prompt_tokens\":"
+                      "5,\"completion_tokens\":9}}";
+    struct usage_info ui;
+    memset(&ui, 0, sizeof ui);
+    ck_assert_int_eq(usage_parse(fin, strlen(fin), &ui), 0);
+    ck_assert_int_eq(usage_parse(use, strlen(use), &ui), 0);
+    ck_assert_str_eq(ui.finish_reason, "length"); /* kept: the usage chunk has no choices */
+    ck_assert_int_eq(ui.usage.total_tokens, 14);  /* derived when absent */
+    ck_assert_int_eq(ui.usage.has_cost, 0);
+    usage_info_free(&ui);
+}
+END_TEST
+
+START_TEST(test_usage_error_chunk_detected)
+{
+    const char *a = "{\"error\":{\"code\":502,\"message\":\"x\"},\"choices\":[{\"finish_reason\":"
+                    "\"error\"}]}";
+    const char *b = "{\"choices\":[{\"finish_reason\":\"error\",\"error\":{\"code\":\"server_error\"}}]}";
+    struct usage_info ui;
+    memset(&ui, 0, sizeof ui);
+    ck_assert_int_eq(usage_parse(a, strlen(a), &ui), 0);
+    ck_assert_int_eq(ui.is_error, 1);
+    usage_info_free(&ui);
+    ck_assert_int_eq(usage_parse(b, strlen(b), &ui), 0);
+    ck_assert_int_eq(ui.is_error, 1);
+    usage_info_free(&ui);
+}
+END_TEST
+
+START_TEST(test_usage_not_json_rejected)
+{
+    struct usage_info ui;
+    memset(&ui, 0, sizeof ui);
+    ck_assert_int_eq(usage_parse("this is not json", 16, &ui), -1);
+    ck_assert_int_eq(usage_parse("[1,2]", 5, &ui), -1);
+    ck_assert_int_eq(usage_parse("{\"usage\":", 9, &ui), -1);
+    ck_assert_int_eq(ui.usage.has_usage, 0);
+    usage_info_free(&ui);
+}
+END_TEST
+
+START_TEST(test_apierr_shape_and_escaping)
+{
+    char *j = apierr_json(413, "body_too_large", "too \"big\"\n");
+    cJSON *root = cJSON_Parse(j), *e;
+    ck_assert_ptr_nonnull(root);
+    e = cJSON_GetObjectItem(root, "error");
+    ck_assert_str_eq(cJSON_GetObjectItem(e, "message")->valuestring, "too \"big\"\n");
+    ck_assert_str_eq(cJSON_GetObjectItem(e, "type")->valuestring, "invalid_request_error");
+    ck_assert_str_eq(cJSON_GetObjectItem(e, "code")->valuestring, "body_too_large");
+    cJSON_Delete(root);
+    free(j);
+}
+END_TEST
+
+START_TEST(test_apierr_types_by_status)
+{
+    ck_assert_str_eq(apierr_type(400), "invalid_request_error");
+    ck_assert_str_eq(apierr_type(404), "invalid_request_error");
+    ck_assert_str_eq(apierr_type(401), "authentication_error");
+    ck_assert_str_eq(apierr_type(429), "rate_limit_error");
+    ck_assert_str_eq(apierr_type(500), "server_error");
+    ck_assert_str_eq(apierr_type(502), "upstream_error");
+    ck_assert_str_eq(apierr_type(504), "timeout_error");
+}
+END_TEST
+
+START_TEST(test_apierr_sse_event_is_one_event)
+{
+    char *ev = apierr_sse_event(502, "upstream_stream_error", "gone");
+    size_t n = strlen(ev);
+    ck_assert(strncmp(ev, "data: {\"error\":{", 16) == 0);
+    ck_assert(n > 2 && ev[n - 1] == '\n' && ev[n - 2] == '\n');
+    ck_assert_ptr_null(memchr(ev, '\n', n - 2));
+    free(ev);
+}
+END_TEST
+
+START_TEST(test_buf_append_consume_compacts)
+{
+    buf_t b;
+    memset(&b, 0, sizeof b);
+    for (int i = 0; i < 1000; i++) {
+        ck_assert_int_eq(buf_append(&b, "abcdef", 6), 0);
+        buf_consume(&b, 5);
+    }
+    ck_assert_uint_eq(buf_used(&b), 1000);
+    ck_assert(b.cap < 4096); /* the consumed front was reclaimed */
+    ck_assert_str_eq(buf_cstr(&b) + 994, "abcdef"); /* the tail is the last append */
+    buf_free(&b);
+}
+END_TEST
+
+static Suite *usage_suite(void)
+{
+    Suite *s = suite_create("usage");
+    TCase *tc = tcase_create("core");
+    tcase_add_test(tc, test_usage_from_json_response);
+    tcase_add_test(tc, test_usage_stream_chunks_fold);
+    tcase_add_test(tc, test_usage_error_chunk_detected);
+    tcase_add_test(tc, test_usage_not_json_rejected);
+    tcase_add_test(tc, test_apierr_shape_and_escaping);
+    tcase_add_test(tc, test_apierr_types_by_status);
+    tcase_add_test(tc, test_apierr_sse_event_is_one_event);
+    tcase_add_test(tc, test_buf_append_consume_compacts);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+CHECK_MAIN(usage_suite)
