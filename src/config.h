@@ -55,7 +55,7 @@ void config_free(struct orp_config *cfg);
 void config_write_markdown(FILE *out);
 
 /* Number of settings and the dotted name of setting i (for doc checks). */
-int config_setting_count(void);
-const char *config_setting_name(int i);
+int config_table_count(void);
+const char *config_table_name(int i);
 
 #endif

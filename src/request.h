@@ -37,7 +37,7 @@ struct request {
 
     /* client side */
     buf_t body;                 /* request body as received */
-    int body_too_large;
+    uint64_t body_seen;         /* body bytes received, kept or not */
     unsigned local_status;      /* != 0: answer this local error */
     const char *local_code;
     char *local_msg;

@@ -29,6 +29,7 @@
 
 #define STREAM_BLOCK 1024        /* MHD's per-response buffer for streams */
 #define UNPAUSE_BELOW (64 * 1024)
+#define DRAIN_SLACK (1024 * 1024) /* over-limit body bytes read before hanging up */
 
 static void set_local(struct request *r, unsigned status, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
@@ -365,12 +366,21 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (*upload_data_size != 0) {
         size_t n = *upload_data_size;
         *upload_data_size = 0;
+        r->body_seen += n;
         if (r->committed)
             return MHD_YES;
-        if (buf_used(&r->body) + n > (size_t)cfg->limits_max_body_bytes) {
-            set_local(r, 413, "body_too_large", "request body is larger than %lld bytes",
-                      cfg->limits_max_body_bytes);
-            return queue_local(r);
+        if (r->body_seen > (uint64_t)cfg->limits_max_body_bytes) {
+            /* A response queued mid-upload is never sent by MHD 0.9.75 (the
+             * client sees an empty reply), so drain the rest and answer 413
+             * at the end; a body far over the limit is cut off instead. */
+            if (r->local_status != 413) {
+                set_local(r, 413, "body_too_large", "request body is larger than %lld bytes",
+                          cfg->limits_max_body_bytes);
+                buf_free(&r->body);
+            }
+            if (r->body_seen > (uint64_t)cfg->limits_max_body_bytes * 2 + DRAIN_SLACK)
+                return MHD_NO;
+            return MHD_YES;
         }
         if (r->local_status == 0 && r->route->json_body && buf_append(&r->body, upload_data, n) < 0) {
             set_local(r, 500, "out_of_memory", "orproxy is out of memory");

@@ -52,7 +52,7 @@ static void h_warn(const char *fmt, ...)
     va_end(ap);
 }
 
-static void *h_alloc(size_t n)
+__attribute__((returns_nonnull)) static void *h_alloc(size_t n)
 {
     void *p = calloc(1, n ? n : 1);
     if (!p) {
@@ -152,8 +152,9 @@ static const char *h_tmpdir(void)
 
 char *h_temp_file(const char *text)
 {
-    char *path = h_alloc(strlen(h_tmpdir()) + 32);
-    sprintf(path, "%s/orp-e2e-XXXXXX", h_tmpdir());
+    size_t cap = strlen(h_tmpdir()) + 32;
+    char *path = h_alloc(cap);
+    snprintf(path, cap, "%s/orp-e2e-XXXXXX", h_tmpdir());
     int fd = mkstemp(path);
     if (fd < 0) {
         h_warn("mkstemp: %s", strerror(errno));

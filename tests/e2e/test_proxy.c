@@ -526,7 +526,7 @@ static void assert_ends_with_proxy_error_event(const struct h_resp *r)
     ck_assert(cJSON_IsObject(err));
     ck_assert_str_eq(cJSON_GetObjectItem(err, "code")->valuestring, "upstream_stream_error");
     ck_assert_str_eq(cJSON_GetObjectItem(err, "type")->valuestring, "upstream_error");
-    ck_assert_ptr_null(strstr(r->body, "[DONE]"));
+    ck_assert_ptr_null(strstr(r->body, "data: [DONE]"));
     ck_assert(ends_with(r->body, r->len, "}\n\n"));
     cJSON_Delete(root);
     h_strv_free(ev, n);
