@@ -32,6 +32,12 @@ struct orp_config {
     char *log_level;               /* error|warn|info|debug */
     char *log_format;              /* text|json */
     int shutdown_timeout_s;
+    char *state_dir;               /* state_dir ($STATE_DIRECTORY wins when set) */
+    char *ledger_path;             /* ledger.path ("" = state_dir/usage.db; resolved at load) */
+    char *ledger_jsonl_path;       /* ledger.jsonl_path ("" = off) */
+    int ledger_queue_max;          /* ledger.queue_max */
+    int ledger_flush_ms;           /* ledger.flush_ms */
+    int pricing_refresh_s;         /* pricing.refresh_s */
 
     /* Resolved at load time, not a setting: the upstream key from
      * api_key_file (wins) or the api_key_env variable.  NULL when neither

@@ -18,13 +18,19 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <curl/curl.h>
 
 #include "config.h"
+#include "housekeeping.h"
+#include "ledger.h"
 #include "log.h"
 #include "loop.h"
+#include "pricing.h"
+#include "report.h"
 
 #ifndef ORP_VERSION
 #define ORP_VERSION "0.1"
@@ -36,12 +42,92 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: orproxy [-c FILE] [-t|--check-config] [--version] [-h|--help]\n"
+            "       orproxy usage [-c FILE] [--since T] [--until T] [--by G] [--format F]\n"
             "\n"
             "  -c, --config FILE    configuration file (default " DEFAULT_CONFIG ")\n"
             "  -t, --check-config   check the configuration and exit (0 ok, 2 errors)\n"
             "      --settings       print the table of every setting (Markdown) and exit\n"
             "      --version        print the version and exit\n"
             "  -h, --help           this text\n");
+}
+
+static void usage_cmd_help(FILE *out)
+{
+    fprintf(out, "usage: orproxy usage [-c FILE] [--since 24h|7d|2026-11-01] [--until ...]\n"
+                 "                     [--by key|model|day|user|none] [--format table|json|csv]\n"
+                 "Totals of requests, tokens and cost from the usage ledger (default: the last\n"
+                 "7 days, by model, as a table).  Works while the daemon runs.\n");
+}
+
+/* `orproxy usage ...`: reads the ledger named by the config. */
+static int usage_cmd(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'}, {"since", required_argument, NULL, 's'},
+        {"until", required_argument, NULL, 'u'},  {"by", required_argument, NULL, 'b'},
+        {"format", required_argument, NULL, 'f'}, {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0}};
+    const char *path = DEFAULT_CONFIG, *since = "7d", *until = NULL;
+    struct report_query q;
+    enum report_format fmt = REPORT_TABLE;
+    struct orp_config cfg;
+    char err[1024];
+    struct timespec ts;
+    int64_t now;
+    int c, rc;
+
+    memset(&q, 0, sizeof q);
+    q.by = REPORT_BY_MODEL;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c':
+            path = optarg;
+            break;
+        case 's':
+            since = optarg;
+            break;
+        case 'u':
+            until = optarg;
+            break;
+        case 'b':
+            if (report_parse_by(optarg, &q.by) < 0) {
+                fprintf(stderr, "orproxy usage: --by must be key, model, day, user or none\n");
+                return 2;
+            }
+            break;
+        case 'f':
+            if (report_parse_format(optarg, &fmt) < 0) {
+                fprintf(stderr, "orproxy usage: --format must be table, json or csv\n");
+                return 2;
+            }
+            break;
+        case 'h':
+            usage_cmd_help(stdout);
+            return 0;
+        default:
+            usage_cmd_help(stderr);
+            return 2;
+        }
+    }
+    if (report_parse_time(since, now, &q.since_ms) < 0 ||
+        (until != NULL && report_parse_time(until, now, &q.until_ms) < 0)) {
+        fprintf(stderr, "orproxy usage: bad time '%s': use 24h, 7d, 30m or 2026-11-01\n",
+                until != NULL && report_parse_time(since, now, &q.since_ms) == 0 ? until : since);
+        return 2;
+    }
+    if (config_load(path, &cfg, err, sizeof err) < 0) {
+        fprintf(stderr, "%s\n", err);
+        config_free(&cfg);
+        return 2;
+    }
+    rc = report_write(cfg.ledger_path, &q, fmt, stdout, err, sizeof err);
+    if (rc < 0)
+        fprintf(stderr, "orproxy usage: %s\n", err);
+    config_free(&cfg);
+    return rc < 0 ? 1 : 0;
 }
 
 static void raise_nofile(void)
@@ -124,6 +210,22 @@ static int run_daemon(struct orp_config *cfg)
         log_error("curl_global_init failed");
         return 1;
     }
+    {
+        char err[1024];
+        if (mkdir(cfg->state_dir, 0750) < 0 && errno != EEXIST) {
+            log_error("cannot create state_dir %s: %s", cfg->state_dir, strerror(errno));
+            return 1;
+        }
+        if (ledger_open(cfg, err, sizeof err) < 0) {
+            log_error("%s", err);
+            return 1;
+        }
+    }
+    if (housekeeping_start(cfg) < 0) {
+        log_error("cannot start the housekeeping thread");
+        ledger_close();
+        return 1;
+    }
     workers = calloc((size_t)nworkers, sizeof *workers);
     if (workers == NULL)
         return 1;
@@ -150,10 +252,11 @@ static int run_daemon(struct orp_config *cfg)
     }
     if (rc == 0) {
         log_info("orproxy %s listening on http://%s%s%s:%d with %d workers; upstream %s; "
-                 "upstream key %s",
+                 "upstream key %s; ledger %s",
                  ORP_VERSION, strchr(cfg->listen_address, ':') ? "[" : "", cfg->listen_address,
                  strchr(cfg->listen_address, ':') ? "]" : "", port, nworkers,
-                 cfg->upstream_base_url, cfg->upstream_key ? "configured" : "MISSING");
+                 cfg->upstream_base_url, cfg->upstream_key ? "configured" : "MISSING",
+                 cfg->ledger_path);
         for (;;) {
             int sig = sigwaitinfo(&set, NULL);
             if (sig == SIGHUP) {
@@ -175,6 +278,15 @@ static int run_daemon(struct orp_config *cfg)
     for (int i = 0; i < nworkers; i++)
         worker_destroy(&workers[i]);
     free(workers);
+    housekeeping_stop();
+    ledger_close(); /* flushes every queued record */
+    {
+        struct ledger_stats ls;
+        ledger_get_stats(&ls);
+        log_info("ledger: %llu written, %llu dropped", (unsigned long long)ls.written,
+                 (unsigned long long)ls.dropped);
+    }
+    pricing_shutdown();
     curl_global_cleanup();
     if (rc == 0)
         log_info("stopped");
@@ -191,6 +303,9 @@ int main(int argc, char **argv)
     int check_only = 0, c, rc;
     struct orp_config cfg;
     char err[1024];
+
+    if (argc > 1 && strcmp(argv[1], "usage") == 0)
+        return usage_cmd(argc - 1, argv + 1);
 
     while ((c = getopt_long(argc, argv, "c:th", opts, NULL)) != -1) {
         switch (c) {

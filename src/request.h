@@ -43,6 +43,9 @@ struct request {
     char *local_msg;
     char *model;                /* the request's "model", if any */
     int stream_req;             /* the request asked for "stream": true */
+    char *user;                 /* the request's "user" field, if any */
+    int64_t t_wall_ms;          /* unix ms at start, for the ledger */
+    size_t est_chars;           /* generated text relayed (for estimates) */
 
     /* upstream side */
     CURL *easy;

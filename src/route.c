@@ -18,6 +18,7 @@ static const struct route upstream_routes[] = {
     {"/models", "GET", ROUTE_UPSTREAM, 0},
     {"/providers", "GET", ROUTE_UPSTREAM, 0},
     {"/generation", "GET", ROUTE_UPSTREAM, 0},
+    {"/usage", "GET", ROUTE_USAGE, 0}, /* answered from the local ledger */
 };
 
 static const struct route local_routes[] = {

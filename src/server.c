@@ -16,14 +16,20 @@
 
 #include <cjson/cJSON.h>
 #include <ctype.h>
+#include <sqlite3.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "apierr.h"
+#include "housekeeping.h"
+#include "ledger.h"
+#include "pricing.h"
+#include "report.h"
 #include "log.h"
 #include "upstream.h"
 
@@ -71,6 +77,11 @@ static struct request *request_new(struct worker *w, struct MHD_Connection *conn
     r->w = w;
     r->conn = conn;
     r->t_start = loop_now_ns();
+    {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        r->t_wall_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    }
     snprintf(r->method, sizeof r->method, "%s", method);
     rid = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Request-Id");
     if (sane_request_id(rid))
@@ -105,6 +116,7 @@ void request_maybe_free(struct request *r)
     usage_info_free(&r->ui);
     free(r->local_msg);
     free(r->model);
+    free(r->user);
     free(r->url_query);
     free(r);
 }
@@ -152,6 +164,96 @@ static void request_log(struct request *r)
              r->id, r->method, path, model, r->status, r->streaming || r->stream_req, r->attempts,
              u->prompt_tokens, u->completion_tokens, u->has_cost ? u->cost : 0.0, lat, ttfb,
              outcome(r));
+}
+
+static void copy_field(char *dst, size_t cap, const char *src)
+{
+    snprintf(dst, cap, "%s", src != NULL ? src : "");
+}
+
+static int64_t tokens_from_chars(size_t chars)
+{
+    return (int64_t)((chars + 3) / 4); /* ~4 characters a token */
+}
+
+/* Works out the request's tokens and cost, and which source they have:
+ * OpenRouter's usage.cost (exact), the price table applied to OpenRouter's
+ * token counts (exact arithmetic), or a local estimate from the relayed
+ * text when no usage arrived (aborted or failed stream). */
+static void account(struct request *r, struct ledger_record *rec)
+{
+    const struct usage *u = &r->ui.usage;
+    const char *model = r->ui.model ? r->ui.model : r->model;
+    struct price pr;
+
+    if (u->has_usage) {
+        rec->prompt_tokens = u->prompt_tokens;
+        rec->completion_tokens = u->completion_tokens;
+        rec->total_tokens = u->total_tokens;
+        rec->cached_tokens = u->cached_tokens;
+        rec->reasoning_tokens = u->reasoning_tokens;
+        if (u->has_cost) {
+            rec->cost_pusd = pricing_usd_to_pusd(u->cost);
+            rec->cost_source = COST_UPSTREAM;
+        } else if (model != NULL && pricing_current_lookup(model, &pr) == 0) {
+            rec->cost_pusd = pricing_cost_pusd(&pr, u->prompt_tokens, u->completion_tokens,
+                                               u->cached_tokens, u->reasoning_tokens);
+            rec->cost_source = COST_PRICING;
+        }
+    } else if (r->streaming && (r->est_chars > 0 || r->client_aborted)) {
+        rec->prompt_tokens = tokens_from_chars(buf_used(&r->body));
+        rec->completion_tokens = tokens_from_chars(r->est_chars);
+        rec->total_tokens = rec->prompt_tokens + rec->completion_tokens;
+        rec->cost_source = COST_ESTIMATE;
+        if (model != NULL && pricing_current_lookup(model, &pr) == 0)
+            rec->cost_pusd = pricing_cost_pusd(&pr, rec->prompt_tokens, rec->completion_tokens, 0, 0);
+    }
+}
+
+static const char *error_class(const struct request *r)
+{
+    static const char *const names[] = {"upstream_4xx", "upstream_5xx"};
+    if (r->local_status >= 400)
+        return r->local_code;
+    if (r->client_aborted)
+        return "client_cancelled";
+    if (r->streaming && !r->saw_done)
+        return r->saw_error_event ? "upstream_stream_error" : "stream_interrupted";
+    if (r->status >= 400)
+        return names[r->status >= 500];
+    return "";
+}
+
+/* One ledger row for every API request, answered or not (404/405 are not
+ * API requests). */
+static void request_record(struct request *r)
+{
+    struct ledger_record rec;
+
+    if (r->route == NULL || r->route->kind != ROUTE_UPSTREAM || r->local_status == 405)
+        return;
+    memset(&rec, 0, sizeof rec);
+    copy_field(rec.request_id, sizeof rec.request_id, r->id);
+    rec.started_ms = r->t_wall_ms;
+    copy_field(rec.client, sizeof rec.client, "anonymous");
+    copy_field(rec.user, sizeof rec.user, r->user);
+    copy_field(rec.route, sizeof rec.route, r->route->tail);
+    copy_field(rec.model, sizeof rec.model, r->model);
+    copy_field(rec.served_model, sizeof rec.served_model, r->ui.model);
+    copy_field(rec.provider, sizeof rec.provider, r->ui.provider);
+    rec.stream = r->streaming || r->stream_req;
+    rec.status = (int)r->status;
+    rec.attempts = r->attempts;
+    account(r, &rec);
+    copy_field(rec.generation_id, sizeof rec.generation_id, r->gen_id ? r->gen_id : r->ui.gen_id);
+    copy_field(rec.finish_reason, sizeof rec.finish_reason, r->ui.finish_reason);
+    rec.latency_ms = (double)(loop_now_ns() - r->t_start) / 1e6;
+    rec.ttfb_ms = r->t_first ? (double)(r->t_first - r->t_start) / 1e6 : -1;
+    copy_field(rec.error_class, sizeof rec.error_class, error_class(r));
+    copy_field(rec.outcome, sizeof rec.outcome, outcome(r));
+    ledger_submit(&rec);
+    if (rec.cost_source == COST_ESTIMATE && rec.generation_id[0] != '\0')
+        housekeeping_reconcile(rec.generation_id);
 }
 
 static void add_common_headers(struct request *r, struct MHD_Response *resp)
@@ -290,9 +392,72 @@ static void parse_body(struct request *r)
     item = cJSON_GetObjectItemCaseSensitive(root, "model");
     if (cJSON_IsString(item))
         r->model = strdup(item->valuestring);
+    item = cJSON_GetObjectItemCaseSensitive(root, "user");
+    if (cJSON_IsString(item))
+        r->user = strdup(item->valuestring);
     item = cJSON_GetObjectItemCaseSensitive(root, "stream");
     r->stream_req = cJSON_IsTrue(item);
     cJSON_Delete(root);
+}
+
+static const char *query_arg(struct request *r, const char *name)
+{
+    return MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, name);
+}
+
+/* GET /v1/usage: the report's aggregation as JSON.  A short read-only
+ * SQLite query on the worker thread (WAL: it never waits for the writer);
+ * it is an operator's endpoint, not a hot path. */
+static enum MHD_Result answer_usage(struct request *r)
+{
+    struct report_query q;
+    const char *v;
+    char err[256];
+    int64_t now;
+    struct timespec ts;
+    sqlite3 *db = NULL;
+    cJSON *json = NULL;
+    char *text = NULL;
+    struct MHD_Response *resp;
+    enum MHD_Result ret;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    memset(&q, 0, sizeof q);
+    if (report_parse_time(query_arg(r, "since") ? query_arg(r, "since") : "30d", now, &q.since_ms) < 0 ||
+        ((v = query_arg(r, "until")) != NULL && report_parse_time(v, now, &q.until_ms) < 0)) {
+        set_local(r, 400, "invalid_time", "since/until must look like 24h, 7d or 2026-11-01");
+        return queue_local(r);
+    }
+    if ((v = query_arg(r, "by")) != NULL && report_parse_by(v, &q.by) < 0) {
+        set_local(r, 400, "invalid_group", "by must be one of key, model, day, user, none");
+        return queue_local(r);
+    }
+    if (sqlite3_open_v2(r->w->cfg->ledger_path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK) {
+        sqlite3_busy_timeout(db, 2000);
+        json = report_query_json(db, &q, err, sizeof err);
+    } else {
+        snprintf(err, sizeof err, "cannot open the ledger");
+    }
+    sqlite3_close(db);
+    if (json == NULL || (text = cJSON_PrintUnformatted(json)) == NULL) {
+        cJSON_Delete(json);
+        set_local(r, 500, "ledger_unavailable", "%s", err);
+        return queue_local(r);
+    }
+    cJSON_Delete(json);
+    resp = MHD_create_response_from_buffer_with_free_callback(strlen(text), text, free);
+    if (resp == NULL) {
+        free(text);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+    add_common_headers(r, resp);
+    r->status = 200;
+    r->committed = 1;
+    ret = MHD_queue_response(r->conn, 200, resp);
+    MHD_destroy_response(resp);
+    return ret;
 }
 
 /* The body is complete: answer locally or go upstream. */
@@ -302,6 +467,8 @@ static enum MHD_Result dispatch(struct request *r)
 
     if (r->local_status == 0 && r->route->kind == ROUTE_HEALTHZ)
         set_local(r, 200, "ok", "ok");
+    if (r->local_status == 0 && r->route->kind == ROUTE_USAGE)
+        return answer_usage(r);
     if (r->local_status == 0 && cfg->upstream_key == NULL)
         set_local(r, 500, "no_upstream_key",
                   "orproxy has no upstream API key configured: set the %s environment variable "
@@ -426,6 +593,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     if (r->status == 0)
         r->status = r->local_status;
     request_log(r);
+    request_record(r);
     request_maybe_free(r);
 }
 

@@ -192,6 +192,7 @@ static void on_sse_event(void *ud, const char *data, size_t len, int truncated)
         r->t_first = loop_now_ns(); /* first data event: comments are not tokens */
     if (truncated)
         return;
+    r->est_chars += usage_text_chars(data, len);
     /* Parse only the chunks that carry something we account for; the
      * content chunks in between are relayed untouched. */
     if (memmem(data, len, "\"usage\"", 7) != NULL || memmem(data, len, "\"error\"", 7) != NULL ||

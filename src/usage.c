@@ -36,6 +36,7 @@ int usage_parse(const char *json, size_t len, struct usage_info *ui)
     }
     take_string(&ui->model, cJSON_GetObjectItemCaseSensitive(root, "model"));
     take_string(&ui->gen_id, cJSON_GetObjectItemCaseSensitive(root, "id"));
+    take_string(&ui->provider, cJSON_GetObjectItemCaseSensitive(root, "provider"));
     if (cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(root, "error")))
         ui->is_error = 1;
     choices = cJSON_GetObjectItemCaseSensitive(root, "choices");
@@ -72,5 +73,37 @@ void usage_info_free(struct usage_info *ui)
     free(ui->model);
     free(ui->finish_reason);
     free(ui->gen_id);
+    free(ui->provider);
     memset(ui, 0, sizeof *ui);
+}
+
+static size_t string_value_chars(const char *data, size_t len, const char *key, size_t klen)
+{
+    size_t total = 0;
+    const char *p = data, *end = data + len;
+
+    while (p < end) {
+        const char *k = memmem(p, (size_t)(end - p), key, klen);
+        if (k == NULL)
+            break;
+        p = k + klen;
+        /* Count characters up to the closing quote; an escape is one. */
+        while (p < end && *p != '"') {
+            if (*p == '\\') {
+                p++;
+                if (p < end && *p == 'u')
+                    p += 4;
+            }
+            p++;
+            total++;
+        }
+    }
+    return total;
+}
+
+size_t usage_text_chars(const char *data, size_t len)
+{
+    return string_value_chars(data, len, "\"content\":\"", 11) +
+           string_value_chars(data, len, "\"text\":\"", 8) +
+           string_value_chars(data, len, "\"reasoning\":\"", 13);
 }

@@ -20,6 +20,7 @@ struct usage_info {
     char *model;                /* "model", malloc'd, or NULL */
     char *finish_reason;        /* choices[0].finish_reason (non-null), or NULL */
     char *gen_id;               /* "id", malloc'd, or NULL */
+    char *provider;             /* "provider", malloc'd, or NULL */
     int is_error;               /* top-level "error" object present */
 };
 
@@ -27,6 +28,11 @@ struct usage_info {
  * is not a JSON object.  Fields absent from the text are left untouched, so
  * successive stream chunks can be folded into one usage_info. */
 int usage_parse(const char *json, size_t len, struct usage_info *ui);
+
+/* Characters of generated text in one stream chunk ("content", "text" and
+ * "reasoning" string values), for a local token estimate when no usage
+ * arrives.  A scan, no parse: it runs on every relayed chunk. */
+size_t usage_text_chars(const char *data, size_t len);
 void usage_info_free(struct usage_info *ui);
 
 #endif

@@ -33,6 +33,11 @@ static void setup(void)
     memset(&orp, 0, sizeof orp);
     ck_assert_int_eq(h_fake_start(&fake, NULL), 0);
     ck_assert_int_eq(h_orproxy_start(&orp, conf_main, env_key), 0);
+    /* orproxy fetches the price table (GET /models) at start: wait for it,
+     * then forget it, so each test sees only its own upstream requests. */
+    for (int i = 0; i < 250 && h_fake_count(fake.port, NULL) < 1; i++)
+        usleep(20000);
+    h_fake_reset(fake.port);
 }
 
 static void teardown(void)

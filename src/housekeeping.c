@@ -1,0 +1,295 @@
+/* housekeeping.c - the background thread for work that may block.
+ *
+ * Two jobs, both off the request path and both allowed to take seconds:
+ *  - the price table: loaded from the state directory's cache at start
+ *    (so a restart without network still has prices), then fetched from
+ *    GET {base_url}/models at start and every pricing.refresh_s, and saved
+ *    back to the cache;
+ *  - reconciliation: a stream the client aborted gets no usage chunk, so
+ *    its ledger row starts as a local estimate; this thread asks
+ *    GET {base_url}/generation?id=... a few times over about a minute
+ *    (OpenRouter lags a few seconds) and, when it answers, turns the row's
+ *    cost into OpenRouter's own figure (cost_source 'upstream').
+ * It uses blocking curl_easy_perform: one request at a time is plenty. */
+#include "housekeeping.h"
+
+#include <cjson/cJSON.h>
+#include <curl/curl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "buf.h"
+#include "ledger.h"
+#include "log.h"
+#include "pricing.h"
+
+#define RECONCILE_MAX 4096
+static const int reconcile_delays_s[] = {2, 5, 10, 20, 30}; /* ~67 s in all */
+#define RECONCILE_TRIES ((int)(sizeof reconcile_delays_s / sizeof reconcile_delays_s[0]))
+
+struct rec_item {
+    char gen_id[96];
+    int tries;
+    int64_t due_ms;
+    struct rec_item *next;
+};
+
+static struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    pthread_t thread;
+    int running, stopping;
+    const struct orp_config *cfg;
+    char cache_path[4096];
+    struct rec_item *items;
+    size_t n_items;
+    int64_t next_refresh_ms;
+    int price_loaded;
+} H = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static size_t collect(char *p, size_t size, size_t n, void *ud)
+{
+    buf_t *b = ud;
+    if (buf_used(b) + size * n > 64u * 1024 * 1024)
+        return 0;
+    return buf_append(b, p, size * n) == 0 ? size * n : 0;
+}
+
+/* GET base_url + tail; returns the HTTP status (0 on transport failure). */
+static long http_get(const char *tail, buf_t *out)
+{
+    const struct orp_config *cfg = H.cfg;
+    char url[4096], auth[4096];
+    struct curl_slist *hdrs = NULL;
+    long status = 0;
+    CURL *e = curl_easy_init();
+
+    if (e == NULL)
+        return 0;
+    snprintf(url, sizeof url, "%s%s", cfg->upstream_base_url, tail);
+    if (cfg->upstream_key != NULL) {
+        snprintf(auth, sizeof auth, "Authorization: Bearer %s", cfg->upstream_key);
+        hdrs = curl_slist_append(hdrs, auth);
+        explicit_bzero(auth, sizeof auth);
+    }
+    curl_easy_setopt(e, CURLOPT_URL, url);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, hdrs);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, collect);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, out);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT, (long)cfg->upstream_connect_timeout_s);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT, 30L);
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(e, CURLOPT_NOPROXY, "");
+    if (curl_easy_perform(e) == CURLE_OK)
+        curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
+    curl_slist_free_all(hdrs);
+    curl_easy_cleanup(e);
+    return status;
+}
+
+static void refresh_prices(void)
+{
+    buf_t b;
+    char err[256];
+    long st;
+    struct price_table *t;
+
+    memset(&b, 0, sizeof b);
+    st = http_get("/models", &b);
+    if (st != 200) {
+        log_warn("pricing: GET /models failed (status %ld); keeping %zu cached prices", st,
+                 pricing_current_size());
+        H.next_refresh_ms = now_ms() + 60000;
+        buf_free(&b);
+        return;
+    }
+    t = pricing_table_from_models_json(buf_head(&b), buf_used(&b), err, sizeof err);
+    buf_free(&b);
+    if (t == NULL) {
+        log_warn("pricing: bad /models answer: %s", err);
+        H.next_refresh_ms = now_ms() + 60000;
+        return;
+    }
+    if (pricing_table_save(t, H.cache_path) < 0)
+        log_warn("pricing: cannot save the price cache %s", H.cache_path);
+    log_info("pricing: %zu model prices loaded from upstream", pricing_table_size(t));
+    pricing_set_current(t);
+    H.price_loaded = 1;
+    H.next_refresh_ms = now_ms() + (int64_t)H.cfg->pricing_refresh_s * 1000;
+}
+
+/* 1: done (answered or given up), 0: try again later. */
+static int reconcile_one(struct rec_item *it)
+{
+    char tail[160];
+    buf_t b;
+    long st;
+    int done = 0;
+
+    memset(&b, 0, sizeof b);
+    snprintf(tail, sizeof tail, "/generation?id=%s", it->gen_id);
+    st = http_get(tail, &b);
+    if (st == 200) {
+        cJSON *root = cJSON_ParseWithLength(buf_head(&b), buf_used(&b));
+        cJSON *data = cJSON_GetObjectItemCaseSensitive(root, "data");
+        cJSON *cost = cJSON_GetObjectItemCaseSensitive(data, "total_cost");
+        if (cJSON_IsNumber(cost)) {
+            ledger_update_cost(it->gen_id, pricing_usd_to_pusd(cost->valuedouble), COST_UPSTREAM);
+            log_info("reconcile: %s cost %.8f USD from upstream", it->gen_id, cost->valuedouble);
+            done = 1;
+        }
+        cJSON_Delete(root);
+    }
+    buf_free(&b);
+    if (!done && it->tries >= RECONCILE_TRIES) {
+        log_warn("reconcile: %s: no answer from /generation after %d tries; the ledger keeps "
+                 "the local estimate",
+                 it->gen_id, it->tries);
+        done = 1;
+    }
+    return done;
+}
+
+static void *hk_main(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&H.mu);
+    while (!H.stopping) {
+        int64_t now = now_ms(), next = H.next_refresh_ms;
+        struct rec_item **pp, *it;
+
+        if (H.cfg->upstream_key != NULL && now >= H.next_refresh_ms) {
+            pthread_mutex_unlock(&H.mu);
+            refresh_prices();
+            pthread_mutex_lock(&H.mu);
+            continue;
+        }
+        for (pp = &H.items; (it = *pp) != NULL;) {
+            if (it->due_ms <= now) {
+                int done;
+                *pp = it->next;
+                H.n_items--;
+                it->tries++;
+                pthread_mutex_unlock(&H.mu);
+                done = reconcile_one(it);
+                pthread_mutex_lock(&H.mu);
+                if (done || H.stopping) {
+                    free(it);
+                } else {
+                    it->due_ms = now_ms() + reconcile_delays_s[it->tries] * 1000;
+                    it->next = H.items;
+                    H.items = it;
+                    H.n_items++;
+                }
+                pp = &H.items; /* the list changed while unlocked */
+                now = now_ms();
+                continue;
+            }
+            if (it->due_ms < next)
+                next = it->due_ms;
+            pp = &it->next;
+        }
+        {
+            struct timespec ts;
+            int64_t wait = next - now_ms();
+            if (wait < 10)
+                wait = 10;
+            if (wait > 1000)
+                wait = 1000;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_nsec += (long)(wait % 1000) * 1000000L;
+            ts.tv_sec += wait / 1000 + ts.tv_nsec / 1000000000L;
+            ts.tv_nsec %= 1000000000L;
+            pthread_cond_timedwait(&H.cv, &H.mu, &ts);
+        }
+    }
+    while (H.items != NULL) {
+        struct rec_item *it = H.items;
+        H.items = it->next;
+        free(it);
+    }
+    H.n_items = 0;
+    pthread_mutex_unlock(&H.mu);
+    return NULL;
+}
+
+int housekeeping_start(const struct orp_config *cfg)
+{
+    char err[256];
+    struct price_table *t;
+
+    H.cfg = cfg;
+    snprintf(H.cache_path, sizeof H.cache_path, "%s/prices.json", cfg->state_dir);
+    t = pricing_table_load(H.cache_path, err, sizeof err);
+    if (t != NULL) {
+        log_info("pricing: %zu model prices from the cache %s", pricing_table_size(t),
+                 H.cache_path);
+        pricing_set_current(t);
+        H.price_loaded = 1;
+    }
+    H.next_refresh_ms = 0;
+    H.stopping = 0;
+    if (pthread_create(&H.thread, NULL, hk_main, NULL) != 0)
+        return -1;
+    H.running = 1;
+    return 0;
+}
+
+void housekeeping_reconcile(const char *gen_id)
+{
+    struct rec_item *it;
+
+    if (gen_id == NULL || gen_id[0] == '\0' || strlen(gen_id) >= sizeof it->gen_id)
+        return;
+    for (const char *p = gen_id; *p; p++) /* ids go into a URL: keep them plain */
+        if (!(*p == '-' || *p == '_' || *p == '.' || (*p >= '0' && *p <= '9') ||
+              (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z')))
+            return;
+    it = calloc(1, sizeof *it);
+    if (it == NULL)
+        return;
+    snprintf(it->gen_id, sizeof it->gen_id, "%s", gen_id);
+    it->due_ms = now_ms() + reconcile_delays_s[0] * 1000;
+    pthread_mutex_lock(&H.mu);
+    if (!H.running || H.n_items >= RECONCILE_MAX) {
+        pthread_mutex_unlock(&H.mu);
+        free(it);
+        log_warn("reconcile: queue full; %s keeps its local estimate", gen_id);
+        return;
+    }
+    it->next = H.items;
+    H.items = it;
+    H.n_items++;
+    pthread_mutex_unlock(&H.mu);
+    pthread_cond_signal(&H.cv);
+}
+
+int housekeeping_prices_loaded(void)
+{
+    return H.price_loaded;
+}
+
+void housekeeping_stop(void)
+{
+    pthread_mutex_lock(&H.mu);
+    if (!H.running) {
+        pthread_mutex_unlock(&H.mu);
+        return;
+    }
+    H.stopping = 1;
+    pthread_mutex_unlock(&H.mu);
+    pthread_cond_broadcast(&H.cv);
+    pthread_join(H.thread, NULL);
+    H.running = 0;
+}

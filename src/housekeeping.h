@@ -1,0 +1,17 @@
+/* housekeeping.h - the background thread: price table refresh and
+ * reconciliation of aborted streams' costs with GET /generation. */
+#ifndef ORP_HOUSEKEEPING_H
+#define ORP_HOUSEKEEPING_H
+
+#include "config.h"
+
+/* Loads the cached price table and starts the thread.  0 or -1. */
+int housekeeping_start(const struct orp_config *cfg);
+/* Thread-safe: ask /generation for this id's cost a few times over about
+ * a minute and update its ledger row when it answers. */
+void housekeeping_reconcile(const char *gen_id);
+/* A price table (cached or fetched) is in force. */
+int housekeeping_prices_loaded(void);
+void housekeeping_stop(void);
+
+#endif

@@ -1,0 +1,441 @@
+/* ledger.c - the usage ledger's writer.  See ledger.h for the contract.
+ *
+ * Submitters (worker threads) append a heap copy of the record to a
+ * mutex-protected FIFO and return; the mutex is never held across I/O.  The
+ * writer thread wakes when a batch is full or the flush window has passed,
+ * takes the whole FIFO at once, and writes it in one transaction (plus the
+ * optional JSON-lines copy).  A failed transaction drops that batch: it is
+ * counted and logged, and the requests it describes were already answered.
+ * On close the writer drains the FIFO completely before it exits, so a
+ * SIGTERM loses nothing. */
+#include "ledger.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "log.h"
+
+#define BATCH_WAKE 256 /* wake the writer early once this many are queued */
+
+enum op { OP_INSERT, OP_UPDATE_COST };
+
+struct item {
+    enum op op;
+    struct ledger_record rec;    /* OP_INSERT; for OP_UPDATE_COST: generation_id, cost */
+    struct item *next;
+};
+
+static struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    pthread_t thread;
+    struct item *head, *tail;
+    size_t count, max;
+    int flush_ms;
+    int stopping, running;
+    sqlite3 *db;
+    sqlite3_stmt *ins, *upd;
+    FILE *jsonl;
+    atomic_uint_fast64_t submitted, written, dropped;
+} L = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+
+const char *ledger_cost_source_name(enum cost_source s)
+{
+    switch (s) {
+    case COST_UPSTREAM:
+        return "upstream";
+    case COST_PRICING:
+        return "pricing";
+    case COST_ESTIMATE:
+        return "estimate";
+    default:
+        return "none";
+    }
+}
+
+static const char insert_sql[] =
+    "INSERT INTO requests (request_id, started_at, started_ms, client, user, route, model,"
+    " served_model, provider, stream, status, attempts, prompt_tokens, completion_tokens,"
+    " total_tokens, cached_tokens, reasoning_tokens, cost_pusd, cost_source, generation_id,"
+    " finish_reason, latency_ms, ttfb_ms, error_class, outcome)"
+    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)";
+
+static const char update_sql[] =
+    "UPDATE requests SET cost_pusd = ?, cost_source = ? WHERE generation_id = ?";
+
+static int migrate(sqlite3 *db, char *err, size_t errlen)
+{
+    sqlite3_stmt *st;
+    int version = 0;
+    char *msg = NULL;
+
+    if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL) != SQLITE_OK)
+        goto fail;
+    if (sqlite3_step(st) == SQLITE_ROW)
+        version = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    if (version > LEDGER_SCHEMA_VERSION) {
+        snprintf(err, errlen, "ledger schema version %d is newer than this orproxy (%d)", version,
+                 LEDGER_SCHEMA_VERSION);
+        return -1;
+    }
+    if (version < 1) {
+        if (sqlite3_exec(db, "BEGIN;" LEDGER_SCHEMA_V1 "PRAGMA user_version = 1; COMMIT;", NULL,
+                         NULL, &msg) != SQLITE_OK) {
+            snprintf(err, errlen, "cannot create the ledger schema: %s", msg ? msg : "?");
+            sqlite3_free(msg);
+            return -1;
+        }
+    }
+    /* Migrations from version N to N+1 go here, each in its own transaction. */
+    return 0;
+fail:
+    snprintf(err, errlen, "cannot read the ledger schema version: %s", sqlite3_errmsg(db));
+    return -1;
+}
+
+static void iso_time(int64_t ms, char *buf, size_t n)
+{
+    time_t s = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&s, &tm);
+    snprintf(buf, n, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
+}
+
+static void bind_text_or_null(sqlite3_stmt *st, int i, const char *s)
+{
+    if (s[0] != '\0')
+        sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, i);
+}
+
+static int insert_one(const struct ledger_record *r)
+{
+    sqlite3_stmt *st = L.ins;
+    char when[40];
+    int i = 1, rc;
+
+    iso_time(r->started_ms, when, sizeof when);
+    sqlite3_reset(st);
+    sqlite3_bind_text(st, i++, r->request_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, i++, when, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(st, i++, r->started_ms);
+    sqlite3_bind_text(st, i++, r->client[0] ? r->client : "anonymous", -1, SQLITE_STATIC);
+    bind_text_or_null(st, i++, r->user);
+    sqlite3_bind_text(st, i++, r->route, -1, SQLITE_STATIC);
+    bind_text_or_null(st, i++, r->model);
+    bind_text_or_null(st, i++, r->served_model);
+    bind_text_or_null(st, i++, r->provider);
+    sqlite3_bind_int(st, i++, r->stream);
+    sqlite3_bind_int(st, i++, r->status);
+    sqlite3_bind_int(st, i++, r->attempts);
+    sqlite3_bind_int64(st, i++, r->prompt_tokens);
+    sqlite3_bind_int64(st, i++, r->completion_tokens);
+    sqlite3_bind_int64(st, i++, r->total_tokens);
+    sqlite3_bind_int64(st, i++, r->cached_tokens);
+    sqlite3_bind_int64(st, i++, r->reasoning_tokens);
+    sqlite3_bind_int64(st, i++, r->cost_pusd);
+    sqlite3_bind_text(st, i++, ledger_cost_source_name(r->cost_source), -1, SQLITE_STATIC);
+    bind_text_or_null(st, i++, r->generation_id);
+    bind_text_or_null(st, i++, r->finish_reason);
+    sqlite3_bind_double(st, i++, r->latency_ms);
+    if (r->ttfb_ms >= 0)
+        sqlite3_bind_double(st, i++, r->ttfb_ms);
+    else
+        sqlite3_bind_null(st, i++);
+    bind_text_or_null(st, i++, r->error_class);
+    bind_text_or_null(st, i++, r->outcome);
+    rc = sqlite3_step(st);
+    sqlite3_clear_bindings(st);
+    return rc == SQLITE_DONE ? 0 : -1;
+}
+
+static int update_one(const struct ledger_record *r)
+{
+    sqlite3_stmt *st = L.upd;
+    int rc;
+
+    sqlite3_reset(st);
+    sqlite3_bind_int64(st, 1, r->cost_pusd);
+    sqlite3_bind_text(st, 2, ledger_cost_source_name(r->cost_source), -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, r->generation_id, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    sqlite3_clear_bindings(st);
+    return rc == SQLITE_DONE ? 0 : -1;
+}
+
+static void jsonl_write(const struct ledger_record *r)
+{
+    cJSON *o = cJSON_CreateObject();
+    char when[40], *line;
+
+    if (o == NULL)
+        return;
+    iso_time(r->started_ms, when, sizeof when);
+    cJSON_AddStringToObject(o, "request_id", r->request_id);
+    cJSON_AddStringToObject(o, "started_at", when);
+    cJSON_AddStringToObject(o, "client", r->client[0] ? r->client : "anonymous");
+    if (r->user[0])
+        cJSON_AddStringToObject(o, "user", r->user);
+    cJSON_AddStringToObject(o, "route", r->route);
+    if (r->model[0])
+        cJSON_AddStringToObject(o, "model", r->model);
+    if (r->served_model[0])
+        cJSON_AddStringToObject(o, "served_model", r->served_model);
+    if (r->provider[0])
+        cJSON_AddStringToObject(o, "provider", r->provider);
+    cJSON_AddBoolToObject(o, "stream", r->stream);
+    cJSON_AddNumberToObject(o, "status", r->status);
+    cJSON_AddNumberToObject(o, "attempts", r->attempts);
+    cJSON_AddNumberToObject(o, "prompt_tokens", (double)r->prompt_tokens);
+    cJSON_AddNumberToObject(o, "completion_tokens", (double)r->completion_tokens);
+    cJSON_AddNumberToObject(o, "total_tokens", (double)r->total_tokens);
+    cJSON_AddNumberToObject(o, "cached_tokens", (double)r->cached_tokens);
+    cJSON_AddNumberToObject(o, "reasoning_tokens", (double)r->reasoning_tokens);
+    cJSON_AddNumberToObject(o, "cost_pusd", (double)r->cost_pusd);
+    cJSON_AddStringToObject(o, "cost_source", ledger_cost_source_name(r->cost_source));
+    if (r->generation_id[0])
+        cJSON_AddStringToObject(o, "generation_id", r->generation_id);
+    if (r->finish_reason[0])
+        cJSON_AddStringToObject(o, "finish_reason", r->finish_reason);
+    cJSON_AddNumberToObject(o, "latency_ms", r->latency_ms);
+    if (r->ttfb_ms >= 0)
+        cJSON_AddNumberToObject(o, "ttfb_ms", r->ttfb_ms);
+    if (r->error_class[0])
+        cJSON_AddStringToObject(o, "error_class", r->error_class);
+    cJSON_AddStringToObject(o, "outcome", r->outcome);
+    line = cJSON_PrintUnformatted(o);
+    if (line != NULL) {
+        fputs(line, L.jsonl);
+        fputc('\n', L.jsonl);
+        free(line);
+    }
+    cJSON_Delete(o);
+}
+
+static void write_batch(struct item *list, size_t n)
+{
+    struct item *it;
+    size_t ok = 0;
+    char *msg = NULL;
+
+    if (sqlite3_exec(L.db, "BEGIN IMMEDIATE", NULL, NULL, &msg) != SQLITE_OK)
+        goto fail;
+    for (it = list; it != NULL; it = it->next) {
+        if ((it->op == OP_INSERT ? insert_one(&it->rec) : update_one(&it->rec)) < 0) {
+            msg = sqlite3_mprintf("%s", sqlite3_errmsg(L.db));
+            sqlite3_exec(L.db, "ROLLBACK", NULL, NULL, NULL);
+            goto fail;
+        }
+        ok++;
+    }
+    if (sqlite3_exec(L.db, "COMMIT", NULL, NULL, &msg) != SQLITE_OK) {
+        sqlite3_exec(L.db, "ROLLBACK", NULL, NULL, NULL);
+        goto fail;
+    }
+    atomic_fetch_add(&L.written, ok);
+    if (L.jsonl != NULL) {
+        for (it = list; it != NULL; it = it->next)
+            if (it->op == OP_INSERT)
+                jsonl_write(&it->rec);
+        fflush(L.jsonl);
+    }
+    return;
+fail:
+    atomic_fetch_add(&L.dropped, n);
+    log_error("ledger: could not write %zu records: %s (dropped; counted in "
+              "orproxy_ledger_dropped_total)",
+              n, msg ? msg : sqlite3_errmsg(L.db));
+    sqlite3_free(msg);
+}
+
+static void *writer_main(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&L.mu);
+    for (;;) {
+        struct item *list, *it, *nx;
+        size_t n;
+
+        if (L.count < BATCH_WAKE && !L.stopping) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_nsec += (long)(L.flush_ms % 1000) * 1000000L;
+            ts.tv_sec += L.flush_ms / 1000 + ts.tv_nsec / 1000000000L;
+            ts.tv_nsec %= 1000000000L;
+            pthread_cond_timedwait(&L.cv, &L.mu, &ts);
+        }
+        list = L.head;
+        n = L.count;
+        L.head = L.tail = NULL;
+        L.count = 0;
+        if (list == NULL && L.stopping)
+            break;
+        pthread_mutex_unlock(&L.mu);
+        if (list != NULL)
+            write_batch(list, n);
+        for (it = list; it != NULL; it = nx) {
+            nx = it->next;
+            free(it);
+        }
+        pthread_mutex_lock(&L.mu);
+    }
+    pthread_mutex_unlock(&L.mu);
+    return NULL;
+}
+
+static int enqueue(struct item *it)
+{
+    int wake;
+
+    pthread_mutex_lock(&L.mu);
+    if (!L.running || L.count >= L.max) {
+        pthread_mutex_unlock(&L.mu);
+        free(it);
+        atomic_fetch_add(&L.dropped, 1);
+        log_error("ledger: queue full or closed, record dropped (counted in "
+                  "orproxy_ledger_dropped_total)");
+        return -1;
+    }
+    if (L.tail != NULL)
+        L.tail->next = it;
+    else
+        L.head = it;
+    L.tail = it;
+    L.count++;
+    wake = L.count == BATCH_WAKE;
+    pthread_mutex_unlock(&L.mu);
+    if (wake)
+        pthread_cond_signal(&L.cv);
+    return 0;
+}
+
+int ledger_submit(const struct ledger_record *rec)
+{
+    struct item *it = malloc(sizeof *it);
+
+    atomic_fetch_add(&L.submitted, 1);
+    if (it == NULL) {
+        atomic_fetch_add(&L.dropped, 1);
+        return -1;
+    }
+    it->op = OP_INSERT;
+    it->rec = *rec;
+    it->next = NULL;
+    return enqueue(it);
+}
+
+int ledger_update_cost(const char *generation_id, int64_t cost_pusd, enum cost_source src)
+{
+    struct item *it = calloc(1, sizeof *it);
+
+    if (it == NULL)
+        return -1;
+    it->op = OP_UPDATE_COST;
+    snprintf(it->rec.generation_id, sizeof it->rec.generation_id, "%s", generation_id);
+    it->rec.cost_pusd = cost_pusd;
+    it->rec.cost_source = src;
+    return enqueue(it);
+}
+
+int ledger_open(const struct orp_config *cfg, char *err, size_t errlen)
+{
+    const char *path = cfg->ledger_path;
+    char *msg = NULL;
+
+    if (sqlite3_open_v2(path, &L.db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                        NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "cannot open ledger %s: %s", path,
+                 L.db ? sqlite3_errmsg(L.db) : "out of memory");
+        goto fail;
+    }
+    sqlite3_busy_timeout(L.db, 1000);
+    /* WAL: readers (orproxy usage) never block the writer; NORMAL sync is
+     * durable across a process crash, which is what a batch window means. */
+    if (sqlite3_exec(L.db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", NULL, NULL,
+                     &msg) != SQLITE_OK) {
+        snprintf(err, errlen, "cannot open ledger %s: %s", path, msg ? msg : "?");
+        sqlite3_free(msg);
+        goto fail;
+    }
+    if (migrate(L.db, err, errlen) < 0)
+        goto fail;
+    if (sqlite3_prepare_v2(L.db, insert_sql, -1, &L.ins, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(L.db, update_sql, -1, &L.upd, NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "ledger %s: %s", path, sqlite3_errmsg(L.db));
+        goto fail;
+    }
+    if (cfg->ledger_jsonl_path[0] != '\0') {
+        L.jsonl = fopen(cfg->ledger_jsonl_path, "a");
+        if (L.jsonl == NULL) {
+            snprintf(err, errlen, "cannot open %s: %s", cfg->ledger_jsonl_path, strerror(errno));
+            goto fail;
+        }
+    }
+    L.max = (size_t)cfg->ledger_queue_max;
+    L.flush_ms = cfg->ledger_flush_ms;
+    L.stopping = 0;
+    L.running = 1;
+    if (pthread_create(&L.thread, NULL, writer_main, NULL) != 0) {
+        L.running = 0;
+        snprintf(err, errlen, "cannot start the ledger writer thread");
+        goto fail;
+    }
+    return 0;
+fail:
+    sqlite3_finalize(L.ins);
+    sqlite3_finalize(L.upd);
+    L.ins = L.upd = NULL;
+    sqlite3_close(L.db);
+    L.db = NULL;
+    if (L.jsonl != NULL)
+        fclose(L.jsonl);
+    L.jsonl = NULL;
+    return -1;
+}
+
+void ledger_close(void)
+{
+    pthread_mutex_lock(&L.mu);
+    if (!L.running) {
+        pthread_mutex_unlock(&L.mu);
+        return;
+    }
+    L.stopping = 1;
+    pthread_mutex_unlock(&L.mu);
+    pthread_cond_signal(&L.cv);
+    pthread_join(L.thread, NULL);
+    pthread_mutex_lock(&L.mu);
+    L.running = 0;
+    pthread_mutex_unlock(&L.mu);
+    sqlite3_finalize(L.ins);
+    sqlite3_finalize(L.upd);
+    L.ins = L.upd = NULL;
+    sqlite3_close(L.db);
+    L.db = NULL;
+    if (L.jsonl != NULL)
+        fclose(L.jsonl);
+    L.jsonl = NULL;
+}
+
+void ledger_get_stats(struct ledger_stats *out)
+{
+    out->submitted = atomic_load(&L.submitted);
+    out->written = atomic_load(&L.written);
+    out->dropped = atomic_load(&L.dropped);
+    pthread_mutex_lock(&L.mu);
+    out->queue_depth = L.count;
+    pthread_mutex_unlock(&L.mu);
+}
