@@ -147,25 +147,6 @@ static const char *outcome(const struct request *r)
     return "ok";
 }
 
-static void request_log(struct request *r)
-{
-    char model[128], path[128];
-    const struct usage *u = &r->ui.usage;
-    double lat = (double)(loop_now_ns() - r->t_start) / 1e6;
-    double ttfb = r->t_first ? (double)(r->t_first - r->t_start) / 1e6 : -1;
-
-    if (!log_enabled(LOG_LVL_INFO))
-        return;
-    log_token(model, sizeof model, r->model);
-    log_token(path, sizeof path, r->route ? r->route->tail : "-");
-    log_info("request id=%s method=%s route=%s model=%s status=%u stream=%d attempts=%d "
-             "prompt_tokens=%lld completion_tokens=%lld cost=%.8f latency_ms=%.1f ttfb_ms=%.1f "
-             "outcome=%s",
-             r->id, r->method, path, model, r->status, r->streaming || r->stream_req, r->attempts,
-             u->prompt_tokens, u->completion_tokens, u->has_cost ? u->cost : 0.0, lat, ttfb,
-             outcome(r));
-}
-
 static void copy_field(char *dst, size_t cap, const char *src)
 {
     snprintf(dst, cap, "%s", src != NULL ? src : "");
@@ -224,20 +205,20 @@ static const char *error_class(const struct request *r)
     return "";
 }
 
-/* One ledger row for every API request, answered or not (404/405 are not
- * API requests). */
-static void request_record(struct request *r)
+/* The request is over: one log line for every request, and one ledger
+ * row for every API request, answered or not (404/405 are not API
+ * requests).  Both come from the same record, so they always agree. */
+static void request_finish(struct request *r)
 {
     struct ledger_record rec;
+    char model[128];
 
-    if (r->route == NULL || r->route->kind != ROUTE_UPSTREAM || r->local_status == 405)
-        return;
     memset(&rec, 0, sizeof rec);
     copy_field(rec.request_id, sizeof rec.request_id, r->id);
     rec.started_ms = r->t_wall_ms;
     copy_field(rec.client, sizeof rec.client, "anonymous");
     copy_field(rec.user, sizeof rec.user, r->user);
-    copy_field(rec.route, sizeof rec.route, r->route->tail);
+    copy_field(rec.route, sizeof rec.route, r->route ? r->route->tail : "-");
     copy_field(rec.model, sizeof rec.model, r->model);
     copy_field(rec.served_model, sizeof rec.served_model, r->ui.model);
     copy_field(rec.provider, sizeof rec.provider, r->ui.provider);
@@ -251,6 +232,21 @@ static void request_record(struct request *r)
     rec.ttfb_ms = r->t_first ? (double)(r->t_first - r->t_start) / 1e6 : -1;
     copy_field(rec.error_class, sizeof rec.error_class, error_class(r));
     copy_field(rec.outcome, sizeof rec.outcome, outcome(r));
+
+    if (log_enabled(LOG_LVL_INFO)) {
+        char cost[48];
+        log_token(model, sizeof model, r->model);
+        pricing_format_usd(rec.cost_pusd, cost, sizeof cost);
+        log_info("request id=%s method=%s route=%s model=%s status=%d stream=%d attempts=%d "
+                 "prompt_tokens=%lld completion_tokens=%lld cost=%s cost_source=%s "
+                 "latency_ms=%.1f ttfb_ms=%.1f outcome=%s",
+                 r->id, r->method, r->route ? r->route->tail : "-", model, rec.status, rec.stream,
+                 rec.attempts, (long long)rec.prompt_tokens, (long long)rec.completion_tokens, cost,
+                 ledger_cost_source_name(rec.cost_source), rec.latency_ms, rec.ttfb_ms,
+                 rec.outcome);
+    }
+    if (r->route == NULL || r->route->kind != ROUTE_UPSTREAM || r->local_status == 405)
+        return;
     ledger_submit(&rec);
     if (rec.cost_source == COST_ESTIMATE && rec.generation_id[0] != '\0')
         housekeeping_reconcile(rec.generation_id);
@@ -592,8 +588,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     loop_retry_cancel(r);
     if (r->status == 0)
         r->status = r->local_status;
-    request_log(r);
-    request_record(r);
+    request_finish(r);
     request_maybe_free(r);
 }
 
