@@ -64,6 +64,8 @@ static const struct setting settings[] = {
       "client connections open at once, all workers together"),
     I("limits.client_timeout_s", limits_client_timeout_s, 60, 1, 86400,
       "idle client connection timeout (slow or silent clients are closed)"),
+    I("stream.keepalive_s", stream_keepalive_s, 15, 1, 3600,
+      "send a ': ping' comment after this many seconds of upstream silence in a stream"),
     I("workers", workers, 0, 0, 256, "event-loop threads (0 = one per CPU)"),
     E("log.level", log_level, "info", "error|warn|info|debug", "least severe level logged"),
     E("log.format", log_format, "text", "text|json", "log line format"),

@@ -32,6 +32,7 @@ struct orp_config {
     char *log_level;               /* error|warn|info|debug */
     char *log_format;              /* text|json */
     int shutdown_timeout_s;
+    int stream_keepalive_s;        /* stream.keepalive_s */
     char *state_dir;               /* state_dir ($STATE_DIRECTORY wins when set) */
     char *ledger_path;             /* ledger.path ("" = state_dir/usage.db; resolved at load) */
     char *ledger_jsonl_path;       /* ledger.jsonl_path ("" = off) */

@@ -26,6 +26,7 @@
 
 enum { EV_MHD = 1, EV_WAKE, EV_CURL };
 
+
 int64_t loop_now_ns(void)
 {
     struct timespec ts;
@@ -261,6 +262,29 @@ static int handle_stop(struct worker *w, int64_t now)
     return 0;
 }
 
+/* A suspended connection's disconnect is noticed only when we write to it
+ * (DESIGN.md): during long upstream silence send a comment so a client
+ * that went away surfaces, and its upstream is cancelled, within
+ * stream.keepalive_s.
+ * Only at an event boundary, so the comment never splits an event. */
+static void send_keepalives(struct worker *w, int64_t now)
+{
+    static const char ping[] = ": ping\n\n";
+    const int64_t every = (int64_t)w->cfg->stream_keepalive_s * 1000;
+    struct request *r;
+
+    for (r = w->live; r != NULL; r = r->next) {
+        if (!r->streaming || r->upstream_done || r->client_done ||
+            now - r->last_relay_ms < every || r->sse.total != r->sse.boundary)
+            continue;
+        if (buf_append(&r->out, ping, sizeof ping - 1) == 0) {
+            r->ready += sizeof ping - 1;
+            r->last_relay_ms = now;
+            server_data_ready(r);
+        }
+    }
+}
+
 static int min_timeout(int a, long b)
 {
     if (b < 0)
@@ -285,6 +309,10 @@ void *worker_main(void *arg)
         if (w->stop_requested && handle_stop(w, now))
             break;
 
+        if (now >= w->next_ping_scan) {
+            send_keepalives(w, now);
+            w->next_ping_scan = now + 1000;
+        }
         retry_next = run_retries(w, now);
         timeout = min_timeout(timeout, retry_next);
         if (w->curl_deadline >= 0)

@@ -44,6 +44,7 @@ struct worker {
     int quiesced;
     int64_t stop_deadline;       /* monotonic ms for forced stop */
     int cancelled_all;
+    int64_t next_ping_scan;      /* monotonic ms */
 };
 
 int64_t loop_now_ms(void);

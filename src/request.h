@@ -85,6 +85,7 @@ struct request {
 
     /* timing, monotonic ns */
     int64_t t_start, t_first, t_end;
+    int64_t last_relay_ms;      /* last stream byte queued for the client */
 
     /* loop bookkeeping */
     int want_resume, want_unpause, in_deferred;

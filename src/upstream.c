@@ -228,6 +228,7 @@ static void headers_complete(struct request *r)
     if (status >= 200 && status < 300 && r->up_ctype != NULL &&
         strncasecmp(r->up_ctype, "text/event-stream", 17) == 0) {
         r->streaming = 1;
+        r->last_relay_ms = loop_now_ms();
         sse_init(&r->sse, on_sse_event, r);
         server_response_ready(r);
     }
@@ -282,8 +283,10 @@ static size_t on_write(char *ptr, size_t size, size_t nmemb, void *ud)
         if (buf_append(&r->out, ptr, len) < 0 || sse_feed(&r->sse, ptr, len) < 0)
             return 0;
         r->ready += (size_t)(r->sse.boundary - before);
-        if (r->ready > 0)
+        if (r->ready > 0) {
+            r->last_relay_ms = loop_now_ms();
             server_data_ready(r);
+        }
         return len;
     }
     if (buf_used(&r->out) + len > (size_t)r->w->cfg->upstream_max_response_bytes) {

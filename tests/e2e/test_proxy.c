@@ -22,6 +22,7 @@ static const char *conf_main =
     "  idle_timeout_s = 1; referer = \"https://example.test/app\"; title = \"orproxy e2e\"; };\n"
     "retry = { max_attempts = 3; base_delay_ms = 50; max_delay_ms = 1500; };\n"
     "limits = { max_body_bytes = 4096L; };\n"
+    "stream = { keepalive_s = 1; };\n"
     "workers = 2;\n"
     "shutdown_timeout_s = 5;\n";
 
@@ -611,6 +612,47 @@ START_TEST(test_client_disconnect_aborts_upstream)
 }
 END_TEST
 
+START_TEST(test_stream_silence_gets_keepalive_comments)
+{
+    /* stream.keepalive_s = 1: a 2.5 s pause upstream shows up as ": ping"
+     * comments at event boundaries, and the stream still completes. */
+    char body[512];
+    struct h_resp r;
+    size_t n;
+    char **ev;
+    int pings = 0;
+
+    post(&r, "/v1/chat/completions",
+         stream_body(body, sizeof body, "ping", "\"events\":2,\"interval_ms\":2500"), NULL, NULL);
+    ck_assert_int_eq(r.status, 200);
+    ev = h_sse_split(r.body, &n);
+    for (size_t i = 0; i < n; i++)
+        pings += strcmp(ev[i], ": ping") == 0;
+    ck_assert_int_ge(pings, 2);
+    ck_assert_str_eq(ev[n - 1], "data: [DONE]");
+    h_strv_free(ev, n);
+    h_resp_free(&r);
+}
+END_TEST
+
+START_TEST(test_client_gone_during_silence_aborts_upstream)
+{
+    /* The client hangs up while upstream is silent: the next keep-alive
+     * write fails and the upstream transfer is cancelled. */
+    char body[512];
+    struct h_resp r;
+    struct h_req_opts o = {.abort_after_bytes = 1};
+    cJSON *rec;
+
+    post(&r, "/v1/chat/completions",
+         stream_body(body, sizeof body, "silentgone", "\"events\":3,\"interval_ms\":30000"), NULL, &o);
+    rec = h_fake_wait(fake.port, "silentgone", "aborted", 6000);
+    ck_assert_msg(rec != NULL, "upstream not aborted while silent");
+    cJSON_Delete(rec);
+    h_resp_free(&r);
+}
+END_TEST
+
 START_TEST(test_request_log_line_fields)
 {
     char body[512], *log, *line;
@@ -785,6 +827,8 @@ static Suite *proxy_suite(void)
     tcase_add_test(tc, test_stream_without_done_ends_with_error_event);
     tcase_add_test(tc, test_stream_silence_hits_idle_timeout);
     tcase_add_test(tc, test_client_disconnect_aborts_upstream);
+    tcase_add_test(tc, test_stream_silence_gets_keepalive_comments);
+    tcase_add_test(tc, test_client_gone_during_silence_aborts_upstream);
     tcase_add_test(tc, test_request_log_line_fields);
     suite_add_tcase(s, tc);
 
