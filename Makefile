@@ -37,12 +37,15 @@ E2E_SRC  := $(wildcard tests/e2e/test_*.c)
 E2E      := $(E2E_SRC:tests/e2e/%.c=$(BUILD)/tests/%)
 FAKE     := $(BUILD)/fake_openrouter
 
-.PHONY: all deps run check check-build test-units test-e2e check-san clean install uninstall format
+.PHONY: all deps deps-test run check check-build test-units test-e2e test-sdk check-san clean install uninstall format
 
 all: $(BUILD)/orproxy
 
 deps:
 	@./scripts/deps.sh
+
+deps-test:
+	@./scripts/deps.sh --test
 
 $(BUILD)/obj/%.o: src/%.c $(wildcard src/*.h) | $(BUILD)/obj
 	$(CC) $(CFLAGS) -c -o $@ $<
@@ -77,9 +80,13 @@ test-units: $(UNITS)
 test-e2e: $(BUILD)/orproxy $(FAKE) $(E2E)
 	@set -e; for t in $(E2E); do echo "== $$t"; ORP_BIN=$(BUILD)/orproxy FAKE_BIN=$(FAKE) $$t; done
 
+# The official OpenAI Node SDK against orproxy (npm registry package).
+test-sdk: $(BUILD)/orproxy $(FAKE)
+	tests/sdk/run.sh $(BUILD)/orproxy $(FAKE)
+
 # Plain build and tests, then the same suite under AddressSanitizer + UBSan.
-check: deps
-	$(MAKE) test-units test-e2e
+check: deps-test
+	$(MAKE) test-units test-e2e test-sdk
 	$(MAKE) check-san
 
 check-san:

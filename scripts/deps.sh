@@ -1,11 +1,17 @@
 #!/bin/sh
 # Installs the Debian packages orproxy needs to build and test, if missing.
-# Called by `make deps` (and so by `make run` / `make check`).  Quiet when
+# Called by `make deps` (`make run`) and `make deps-test` (`make check`, with
+# --test: also what the tests need).  Quiet when
 # everything is already there.
 set -eu
 PKGS="gcc make pkg-config libmicrohttpd-dev libcurl4-openssl-dev libcjson-dev \
 libconfig-dev check libsqlite3-dev libsystemd-dev"
-[ "$#" -gt 0 ] && PKGS="$PKGS $*"
+if [ "${1:-}" = "--test" ]; then
+    # The SDK test runs the official OpenAI Node SDK: it needs node and npm.
+    command -v node >/dev/null 2>&1 || PKGS="$PKGS nodejs"
+    command -v npm >/dev/null 2>&1 || PKGS="$PKGS npm"
+    command -v curl >/dev/null 2>&1 || PKGS="$PKGS curl"
+fi
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
