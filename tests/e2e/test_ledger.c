@@ -321,6 +321,73 @@ START_TEST(test_kill9_keeps_database_consistent)
 }
 END_TEST
 
+/* Two known requests, then the report in every format, read while the
+ * daemon runs. */
+START_TEST(test_usage_report_formats_and_endpoint)
+{
+    const char *bin = getenv("ORP_BIN") ? getenv("ORP_BIN") : "build/orproxy";
+    struct h_resp r;
+    char *out = NULL, *err = NULL;
+    cJSON *root, *total;
+
+    post("{\"model\":\"rep/a\",\"fake\":{\"usage\":{\"prompt_tokens\":10,\"completion_tokens\":5,"
+         "\"cost\":0.25}}}", "L-rep1", &r, NULL);
+    h_resp_free(&r);
+    post("{\"model\":\"rep/b\",\"fake\":{\"usage\":{\"prompt_tokens\":1,\"completion_tokens\":2,"
+         "\"cost\":0.5}}}", "L-rep2", &r, NULL);
+    h_resp_free(&r);
+    assert_col("request_id='L-rep2'", "status", "200");
+
+    const char *table[] = {bin, "usage", "-c", orp.conf, "--since", "1h", "--by", "model", NULL};
+    ck_assert_int_eq(h_run(table, &out, &err), 0);
+    ck_assert_msg(strstr(out, "MODEL") && strstr(out, "rep/a") && strstr(out, "rep/b") &&
+                      strstr(out, "TOTAL") && strstr(out, "0.75"),
+                  "table:\n%s", out);
+    ck_assert_ptr_nonnull(strstr(out, "estimated: none"));
+    /* rep/b cost more: it comes first */
+    ck_assert(strstr(out, "rep/b") < strstr(out, "rep/a"));
+    free(out);
+    free(err);
+
+    const char *csv[] = {bin, "usage", "-c", orp.conf, "--by", "model", "--format", "csv", NULL};
+    ck_assert_int_eq(h_run(csv, &out, &err), 0);
+    ck_assert(strncmp(out, "group,requests,errors,prompt_tokens,completion_tokens,total_tokens,"
+                           "cost_usd,estimated_cost_usd\n", 85) == 0);
+    ck_assert_ptr_nonnull(strstr(out, "rep/a,1,0,10,5,15,0.25,0.00\n"));
+    ck_assert_ptr_nonnull(strstr(out, "rep/b,1,0,1,2,3,0.50,0.00\n"));
+    free(out);
+    free(err);
+
+    const char *json[] = {bin, "usage", "-c", orp.conf, "--by", "none", "--format", "json", NULL};
+    ck_assert_int_eq(h_run(json, &out, &err), 0);
+    root = cJSON_Parse(out);
+    total = cJSON_GetObjectItem(root, "total");
+    ck_assert_int_eq(cJSON_GetObjectItem(total, "requests")->valueint, 2);
+    ck_assert_str_eq(cJSON_GetObjectItem(total, "cost_usd")->valuestring, "0.75");
+    cJSON_Delete(root);
+    free(out);
+    free(err);
+
+    const char *bad[] = {bin, "usage", "-c", orp.conf, "--since", "yesterday", NULL};
+    ck_assert_int_eq(h_run(bad, &out, &err), 2);
+    ck_assert_ptr_nonnull(strstr(err, "yesterday"));
+    free(out);
+    free(err);
+
+    ck_assert_int_eq(h_request(&r, orp.port, "GET", "/v1/usage?since=1h&by=model", NULL, NULL, NULL), 0);
+    ck_assert_int_eq(r.status, 200);
+    root = cJSON_Parse(r.body);
+    ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(root, "rows")), 2);
+    ck_assert_str_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(root, "total"), "cost_usd")->valuestring,
+                     "0.75");
+    cJSON_Delete(root);
+    h_resp_free(&r);
+    h_request(&r, orp.port, "GET", "/v1/usage?by=planet", NULL, NULL, NULL);
+    ck_assert_int_eq(r.status, 400);
+    h_resp_free(&r);
+}
+END_TEST
+
 static Suite *ledger_suite(void)
 {
     Suite *s = suite_create("ledger");
@@ -334,6 +401,7 @@ static Suite *ledger_suite(void)
     tcase_add_test(tc, test_aborted_stream_estimate_then_reconciled);
     tcase_add_test(tc, test_failed_requests_recorded_with_status_and_zero_cost);
     tcase_add_test(tc, test_jsonl_copy_written);
+    tcase_add_test(tc, test_usage_report_formats_and_endpoint);
     tcase_add_test(tc, test_thousand_concurrent_then_sigterm_all_rows);
     tcase_add_test(tc, test_locked_database_does_not_fail_requests);
     tcase_add_test(tc, test_kill9_keeps_database_consistent);
