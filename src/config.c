@@ -420,3 +420,73 @@ void config_write_markdown(FILE *out)
         }
     }
 }
+
+struct orp_config *config_load_new(const char *path, char *err, size_t errlen)
+{
+    struct orp_config *cfg = malloc(sizeof *cfg);
+
+    if (cfg == NULL) {
+        snprintf(err, errlen, "%s: out of memory", path);
+        return NULL;
+    }
+    if (config_load(path, cfg, err, errlen) < 0) {
+        config_free(cfg);
+        free(cfg);
+        return NULL;
+    }
+    atomic_init(&cfg->refs, 1);
+    return cfg;
+}
+
+struct orp_config *config_hold(struct orp_config *cfg)
+{
+    atomic_fetch_add_explicit(&cfg->refs, 1, memory_order_relaxed);
+    return cfg;
+}
+
+void config_release(struct orp_config *cfg)
+{
+    if (cfg != NULL && atomic_fetch_sub_explicit(&cfg->refs, 1, memory_order_acq_rel) == 1) {
+        config_free(cfg);
+        free(cfg);
+    }
+}
+
+static void keep_str(char **newv, char *const *oldv, const char *name, char *list, size_t cap)
+{
+    if (strcmp(*newv, *oldv) != 0) {
+        size_t n = strlen(list);
+        snprintf(list + n, cap - n, "%s%s", n ? ", " : "", name);
+        free(*newv);
+        *newv = strdup(*oldv);
+    }
+}
+
+static void keep_int(int *newv, const int *oldv, const char *name, char *list, size_t cap)
+{
+    if (*newv != *oldv) {
+        size_t n = strlen(list);
+        snprintf(list + n, cap - n, "%s%s", n ? ", " : "", name);
+        *newv = *oldv;
+    }
+}
+
+const char *config_keep_restart_only(struct orp_config *n, const struct orp_config *o)
+{
+    static char list[256];
+
+    list[0] = '\0';
+    keep_str(&n->listen_address, &o->listen_address, "listen.address", list, sizeof list);
+    keep_int(&n->listen_port, &o->listen_port, "listen.port", list, sizeof list);
+    keep_int(&n->workers, &o->workers, "workers", list, sizeof list);
+    keep_int(&n->limits_max_connections, &o->limits_max_connections, "limits.max_connections",
+             list, sizeof list);
+    keep_int(&n->limits_client_timeout_s, &o->limits_client_timeout_s, "limits.client_timeout_s",
+             list, sizeof list);
+    keep_str(&n->state_dir, &o->state_dir, "state_dir", list, sizeof list);
+    keep_str(&n->ledger_path, &o->ledger_path, "ledger.path", list, sizeof list);
+    keep_str(&n->ledger_jsonl_path, &o->ledger_jsonl_path, "ledger.jsonl_path", list, sizeof list);
+    keep_int(&n->ledger_queue_max, &o->ledger_queue_max, "ledger.queue_max", list, sizeof list);
+    keep_int(&n->ledger_flush_ms, &o->ledger_flush_ms, "ledger.flush_ms", list, sizeof list);
+    return list;
+}

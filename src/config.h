@@ -9,6 +9,7 @@
 #ifndef ORP_CONFIG_H
 #define ORP_CONFIG_H
 
+#include <stdatomic.h>
 #include <stdio.h>
 
 struct orp_config {
@@ -45,6 +46,11 @@ struct orp_config {
      * gives one.  A secret: never log it. */
     char *upstream_key;
     char *source_path;             /* the file this came from */
+
+    /* Shared, read-only once loaded: a reload makes a new one.  Workers and
+     * each in-flight request hold a reference, so a request finishes with
+     * the config it started with.  Heap configs only (config_load_new). */
+    atomic_int refs;
 };
 
 /* Fills cfg with every default (strings allocated). */
@@ -57,6 +63,16 @@ void config_defaults(struct orp_config *cfg);
 int config_load(const char *path, struct orp_config *cfg, char *err, size_t errlen);
 
 void config_free(struct orp_config *cfg);
+
+/* config_load into a new heap config holding one reference; NULL on error. */
+struct orp_config *config_load_new(const char *path, char *err, size_t errlen);
+struct orp_config *config_hold(struct orp_config *cfg);
+/* Drops a reference; the last one frees the config. */
+void config_release(struct orp_config *cfg);
+/* Settings a reload cannot change (listening socket, threads, files):
+ * copies them from old into new and returns a comma-separated list of the
+ * names that differed ("" if none), in a static buffer. */
+const char *config_keep_restart_only(struct orp_config *new_cfg, const struct orp_config *old);
 
 /* Writes the settings table as Markdown (name, type, default, range, help). */
 void config_write_markdown(FILE *out);

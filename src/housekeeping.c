@@ -42,7 +42,7 @@ static struct {
     pthread_cond_t cv;
     pthread_t thread;
     int running, stopping;
-    const struct orp_config *cfg;
+    struct orp_config *cfg;       /* held; replaced on reload */
     char cache_path[4096];
     struct rec_item *items;
     size_t n_items;
@@ -66,9 +66,8 @@ static size_t collect(char *p, size_t size, size_t n, void *ud)
 }
 
 /* GET base_url + tail; returns the HTTP status (0 on transport failure). */
-static long http_get(const char *tail, buf_t *out)
+static long http_get(const struct orp_config *cfg, const char *tail, buf_t *out)
 {
-    const struct orp_config *cfg = H.cfg;
     char url[4096], auth[4096];
     struct curl_slist *hdrs = NULL;
     long status = 0;
@@ -98,7 +97,7 @@ static long http_get(const char *tail, buf_t *out)
     return status;
 }
 
-static void refresh_prices(void)
+static void refresh_prices(const struct orp_config *cfg)
 {
     buf_t b;
     char err[256];
@@ -106,7 +105,7 @@ static void refresh_prices(void)
     struct price_table *t;
 
     memset(&b, 0, sizeof b);
-    st = http_get("/models", &b);
+    st = http_get(cfg, "/models", &b);
     if (st != 200) {
         log_warn("pricing: GET /models failed (status %ld); keeping %zu cached prices", st,
                  pricing_current_size());
@@ -126,11 +125,11 @@ static void refresh_prices(void)
     log_info("pricing: %zu model prices loaded from upstream", pricing_table_size(t));
     pricing_set_current(t);
     H.price_loaded = 1;
-    H.next_refresh_ms = now_ms() + (int64_t)H.cfg->pricing_refresh_s * 1000;
+    H.next_refresh_ms = now_ms() + (int64_t)cfg->pricing_refresh_s * 1000;
 }
 
 /* 1: done (answered or given up), 0: try again later. */
-static int reconcile_one(struct rec_item *it)
+static int reconcile_one(const struct orp_config *cfg, struct rec_item *it)
 {
     char tail[160];
     buf_t b;
@@ -139,7 +138,7 @@ static int reconcile_one(struct rec_item *it)
 
     memset(&b, 0, sizeof b);
     snprintf(tail, sizeof tail, "/generation?id=%s", it->gen_id);
-    st = http_get(tail, &b);
+    st = http_get(cfg, tail, &b);
     if (st == 200) {
         cJSON *root = cJSON_ParseWithLength(buf_head(&b), buf_used(&b));
         cJSON *data = cJSON_GetObjectItemCaseSensitive(root, "data");
@@ -170,19 +169,23 @@ static void *hk_main(void *arg)
         struct rec_item **pp, *it;
 
         if (H.cfg->upstream_key != NULL && now >= H.next_refresh_ms) {
+            struct orp_config *cfg = config_hold(H.cfg);
             pthread_mutex_unlock(&H.mu);
-            refresh_prices();
+            refresh_prices(cfg);
+            config_release(cfg);
             pthread_mutex_lock(&H.mu);
             continue;
         }
         for (pp = &H.items; (it = *pp) != NULL;) {
             if (it->due_ms <= now) {
                 int done;
+                struct orp_config *cfg = config_hold(H.cfg);
                 *pp = it->next;
                 H.n_items--;
                 it->tries++;
                 pthread_mutex_unlock(&H.mu);
-                done = reconcile_one(it);
+                done = reconcile_one(cfg, it);
+                config_release(cfg);
                 pthread_mutex_lock(&H.mu);
                 if (done || H.stopping) {
                     free(it);
@@ -224,12 +227,12 @@ static void *hk_main(void *arg)
     return NULL;
 }
 
-int housekeeping_start(const struct orp_config *cfg)
+int housekeeping_start(struct orp_config *cfg)
 {
     char err[256];
     struct price_table *t;
 
-    H.cfg = cfg;
+    H.cfg = config_hold(cfg);
     snprintf(H.cache_path, sizeof H.cache_path, "%s/prices.json", cfg->state_dir);
     t = pricing_table_load(H.cache_path, err, sizeof err);
     if (t != NULL) {
@@ -292,4 +295,18 @@ void housekeeping_stop(void)
     pthread_cond_broadcast(&H.cv);
     pthread_join(H.thread, NULL);
     H.running = 0;
+    config_release(H.cfg);
+    H.cfg = NULL;
+}
+
+void housekeeping_set_config(struct orp_config *cfg)
+{
+    struct orp_config *old;
+    pthread_mutex_lock(&H.mu);
+    old = H.cfg;
+    H.cfg = config_hold(cfg);
+    H.next_refresh_ms = 0; /* the upstream may have changed: refresh now */
+    pthread_mutex_unlock(&H.mu);
+    pthread_cond_signal(&H.cv);
+    config_release(old);
 }

@@ -6,7 +6,9 @@
 #include "config.h"
 
 /* Loads the cached price table and starts the thread.  0 or -1. */
-int housekeeping_start(const struct orp_config *cfg);
+int housekeeping_start(struct orp_config *cfg);
+/* A reload: later jobs use cfg (the thread takes its own reference). */
+void housekeeping_set_config(struct orp_config *cfg);
 /* Thread-safe: ask /generation for this id's cost a few times over about
  * a minute and update its ledger row when it answers. */
 void housekeeping_reconcile(const char *gen_id);

@@ -47,6 +47,7 @@ static struct {
     sqlite3_stmt *ins, *upd;
     FILE *jsonl;
     atomic_uint_fast64_t submitted, written, dropped;
+    atomic_int healthy;
 } L = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
 
 const char *ledger_cost_source_name(enum cost_source s)
@@ -247,6 +248,7 @@ static void write_batch(struct item *list, size_t n)
         goto fail;
     }
     atomic_fetch_add(&L.written, ok);
+    atomic_store(&L.healthy, 1);
     if (L.jsonl != NULL) {
         for (it = list; it != NULL; it = it->next)
             if (it->op == OP_INSERT)
@@ -255,6 +257,7 @@ static void write_batch(struct item *list, size_t n)
     }
     return;
 fail:
+    atomic_store(&L.healthy, 0);
     atomic_fetch_add(&L.dropped, n);
     log_error("ledger: could not write %zu records: %s (dropped; counted in "
               "orproxy_ledger_dropped_total)",
@@ -389,6 +392,7 @@ int ledger_open(const struct orp_config *cfg, char *err, size_t errlen)
     L.flush_ms = cfg->ledger_flush_ms;
     L.stopping = 0;
     L.running = 1;
+    atomic_store(&L.healthy, 1);
     if (pthread_create(&L.thread, NULL, writer_main, NULL) != 0) {
         L.running = 0;
         snprintf(err, errlen, "cannot start the ledger writer thread");
@@ -439,4 +443,9 @@ void ledger_get_stats(struct ledger_stats *out)
     pthread_mutex_lock(&L.mu);
     out->queue_depth = L.count;
     pthread_mutex_unlock(&L.mu);
+}
+
+int ledger_healthy(void)
+{
+    return L.running && atomic_load(&L.healthy);
 }

@@ -103,6 +103,8 @@ int ledger_update_cost(const char *generation_id, int64_t cost_pusd, enum cost_s
 /* Flushes everything queued and stops the writer.  Safe if never opened. */
 void ledger_close(void);
 void ledger_get_stats(struct ledger_stats *out);
+/* The last write attempt succeeded (or none failed yet since opening). */
+int ledger_healthy(void);
 const char *ledger_cost_source_name(enum cost_source s);
 
 #endif

@@ -20,11 +20,15 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <systemd/sd-daemon.h>
+
 #include "log.h"
 #include "server.h"
 #include "upstream.h"
 
 enum { EV_MHD = 1, EV_WAKE, EV_CURL };
+
+static void watchdog(struct worker *w, int64_t now);
 
 
 int64_t loop_now_ns(void)
@@ -302,10 +306,17 @@ void *worker_main(void *arg)
 
     for (;;) {
         int64_t now = loop_now_ms();
-        int timeout = 1000;
+        int timeout = w->watchdog_ms > 0 && w->watchdog_ms / 4 < 1000 ? (int)(w->watchdog_ms / 4) : 1000;
         MHD_UNSIGNED_LONG_LONG mhd_to;
         long retry_next;
 
+        struct orp_config *fresh = atomic_exchange(&w->pending, NULL);
+        if (fresh != NULL) {
+            config_release(w->cfg);
+            w->cfg = fresh;
+        }
+        atomic_store(&w->heartbeat_ms, now);
+        watchdog(w, now);
         if (w->stop_requested && handle_stop(w, now))
             break;
 
@@ -358,6 +369,31 @@ void *worker_main(void *arg)
     return NULL;
 }
 
+void worker_set_config(struct worker *w, struct orp_config *cfg)
+{
+    struct orp_config *old = atomic_exchange(&w->pending, cfg);
+    uint64_t one = 1;
+    ssize_t wr;
+
+    if (old != NULL)
+        config_release(old); /* never adopted: superseded */
+    wr = write(w->wake_fd, &one, sizeof one);
+    (void)wr;
+}
+
+/* Worker 0 tells systemd the daemon is alive, but only when every worker's
+ * loop has made a pass recently: one stuck loop fails the watchdog. */
+static void watchdog(struct worker *w, int64_t now)
+{
+    if (w->id != 0 || w->watchdog_ms <= 0 || now < w->next_watchdog)
+        return;
+    w->next_watchdog = now + w->watchdog_ms / 2;
+    for (int i = 0; i < w->n_all; i++)
+        if (now - atomic_load(&w->all[i].heartbeat_ms) > w->watchdog_ms / 2)
+            return;
+    sd_notify(0, "WATCHDOG=1");
+}
+
 void worker_request_stop(struct worker *w)
 {
     uint64_t one = 1;
@@ -384,9 +420,15 @@ void worker_destroy(struct worker *w)
     if (w->mhd != NULL)
         MHD_stop_daemon(w->mhd);
     w->mhd = NULL;
+    config_release(w->cfg); /* after MHD freed the last requests */
+    w->cfg = NULL;
     if (w->multi != NULL)
         curl_multi_cleanup(w->multi);
     w->multi = NULL;
+    {
+        struct orp_config *p = atomic_exchange(&w->pending, NULL);
+        config_release(p);
+    }
     if (w->epfd >= 0)
         close(w->epfd);
     if (w->wake_fd >= 0)

@@ -11,6 +11,7 @@
 #include <curl/curl.h>
 #include <microhttpd.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 
 #include "config.h"
@@ -23,7 +24,10 @@ struct ev_src {
 
 struct worker {
     int id;
-    const struct orp_config *cfg;
+    struct orp_config *cfg;      /* held; new requests use it */
+    _Atomic(struct orp_config *) pending; /* a reload waiting to be adopted */
+    unsigned max_connections;    /* this worker's share */
+    atomic_llong heartbeat_ms;   /* last loop pass, for the watchdog */
     int listen_fd;
     int epfd;
     int wake_fd;                 /* eventfd written by the main thread */
@@ -45,6 +49,10 @@ struct worker {
     int64_t stop_deadline;       /* monotonic ms for forced stop */
     int cancelled_all;
     int64_t next_ping_scan;      /* monotonic ms */
+    struct worker *all;          /* every worker (worker 0 checks them for the watchdog) */
+    int n_all;
+    int64_t watchdog_ms;         /* 0 = no systemd watchdog */
+    int64_t next_watchdog;
 };
 
 int64_t loop_now_ms(void);
@@ -57,6 +65,9 @@ void *worker_main(void *arg);
 void worker_destroy(struct worker *w);
 /* From the main thread: ask the worker to shut down gracefully. */
 void worker_request_stop(struct worker *w);
+/* From the main thread: new requests on w use cfg (a reference is
+ * handed over); in-flight ones keep theirs. */
+void worker_set_config(struct worker *w, struct orp_config *cfg);
 
 /* Loop services for the request code (worker thread only). */
 void loop_defer(struct request *r);          /* process want_* flags soon */

@@ -23,12 +23,14 @@
 #include <unistd.h>
 
 #include <curl/curl.h>
+#include <systemd/sd-daemon.h>
 
 #include "config.h"
 #include "housekeeping.h"
 #include "ledger.h"
 #include "log.h"
 #include "loop.h"
+#include "metrics.h"
 #include "pricing.h"
 #include "report.h"
 
@@ -183,20 +185,61 @@ static int listen_on(const char *address, int *port)
     return fd;
 }
 
+/* SIGHUP: load the file again; if it is good, hand it to every worker
+ * (new requests use it, in-flight ones finish with theirs) and to the
+ * housekeeping thread.  A bad file changes nothing. */
+static struct orp_config *reload(struct orp_config *cur, struct worker *workers, int n)
+{
+    char err[1024];
+    struct orp_config *next;
+    const char *kept;
+
+    sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu", (unsigned long long)(loop_now_ns() / 1000));
+    next = config_load_new(cur->source_path, err, sizeof err);
+    if (next == NULL) {
+        log_error("reload failed, keeping the running configuration: %s", err);
+        metrics_reload(0);
+        sd_notify(0, "READY=1\nSTATUS=reload failed; running configuration kept");
+        return cur;
+    }
+    kept = config_keep_restart_only(next, cur);
+    if (kept[0] != '\0')
+        log_warn("reload: %s changed; that needs a restart, the old value stays", kept);
+    log_setup(next->log_level, next->log_format);
+    for (int i = 0; i < n; i++)
+        worker_set_config(&workers[i], config_hold(next));
+    housekeeping_set_config(next);
+    config_release(cur);
+    metrics_reload(1);
+    log_info("reloaded %s (upstream key %s)", next->source_path,
+             next->upstream_key ? "configured" : "MISSING");
+    sd_notify(0, "READY=1\nSTATUS=configuration reloaded");
+    return next;
+}
+
+/* The listening socket(s): systemd's (socket activation), else one
+ * SO_REUSEPORT socket per worker. */
+static int worker_socket(const struct orp_config *cfg, int activated, int *port)
+{
+    if (activated)
+        return dup(SD_LISTEN_FDS_START);
+    return listen_on(cfg->listen_address, port);
+}
+
 static int run_daemon(struct orp_config *cfg)
 {
     int nworkers = cfg->workers > 0 ? cfg->workers : (int)sysconf(_SC_NPROCESSORS_ONLN);
-    int port = cfg->listen_port, started = 0, rc = 0;
+    int port = cfg->listen_port, started = 0, rc = 0, activated;
     struct worker *workers;
     sigset_t set;
-    int per_worker;
+    uint64_t wd_usec = 0;
+    unsigned per_worker;
 
     if (nworkers < 1)
         nworkers = 1;
-    per_worker = cfg->limits_max_connections / nworkers;
+    per_worker = (unsigned)cfg->limits_max_connections / (unsigned)nworkers;
     if (per_worker < 1)
         per_worker = 1;
-    cfg->limits_max_connections = per_worker;
 
     raise_nofile();
     signal(SIGPIPE, SIG_IGN);
@@ -205,6 +248,19 @@ static int run_daemon(struct orp_config *cfg)
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
+
+    activated = sd_listen_fds(1);
+    if (activated > 1) {
+        log_error("systemd passed %d sockets; orproxy takes exactly one", activated);
+        return 1;
+    }
+    if (activated == 1) {
+        int fl = fcntl(SD_LISTEN_FDS_START, F_GETFL);
+        fcntl(SD_LISTEN_FDS_START, F_SETFL, fl | O_NONBLOCK);
+        port = -1;
+    }
+    if (sd_watchdog_enabled(0, &wd_usec) <= 0)
+        wd_usec = 0;
 
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
         log_error("curl_global_init failed");
@@ -232,9 +288,15 @@ static int run_daemon(struct orp_config *cfg)
     for (int i = 0; i < nworkers; i++) {
         struct worker *w = &workers[i];
         w->id = i;
-        w->cfg = cfg;
+        w->cfg = config_hold(cfg);
+        w->all = workers;
+        w->n_all = nworkers;
+        w->max_connections = per_worker;
+        w->watchdog_ms = (int64_t)(wd_usec / 1000);
+        atomic_init(&w->pending, NULL);
+        atomic_init(&w->heartbeat_ms, loop_now_ms());
         w->epfd = w->wake_fd = -1;
-        w->listen_fd = listen_on(cfg->listen_address, &port);
+        w->listen_fd = worker_socket(cfg, activated == 1, &port);
         if (w->listen_fd < 0 || worker_init(w) < 0) {
             rc = 1;
             break;
@@ -251,22 +313,29 @@ static int run_daemon(struct orp_config *cfg)
         }
     }
     if (rc == 0) {
-        log_info("orproxy %s listening on http://%s%s%s:%d with %d workers; upstream %s; "
-                 "upstream key %s; ledger %s",
-                 ORP_VERSION, strchr(cfg->listen_address, ':') ? "[" : "", cfg->listen_address,
-                 strchr(cfg->listen_address, ':') ? "]" : "", port, nworkers,
-                 cfg->upstream_base_url, cfg->upstream_key ? "configured" : "MISSING",
-                 cfg->ledger_path);
+        if (activated == 1)
+            log_info("orproxy %s listening on the socket systemd passed with %d workers; "
+                     "upstream %s; upstream key %s; ledger %s",
+                     ORP_VERSION, nworkers, cfg->upstream_base_url,
+                     cfg->upstream_key ? "configured" : "MISSING", cfg->ledger_path);
+        else
+            log_info("orproxy %s listening on http://%s%s%s:%d with %d workers; upstream %s; "
+                     "upstream key %s; ledger %s",
+                     ORP_VERSION, strchr(cfg->listen_address, ':') ? "[" : "", cfg->listen_address,
+                     strchr(cfg->listen_address, ':') ? "]" : "", port, nworkers,
+                     cfg->upstream_base_url, cfg->upstream_key ? "configured" : "MISSING",
+                     cfg->ledger_path);
+        sd_notify(0, "READY=1\nSTATUS=serving");
         for (;;) {
             int sig = sigwaitinfo(&set, NULL);
             if (sig == SIGHUP) {
-                log_warn("SIGHUP: live reload is not available in this version; restart "
-                         "orproxy to apply configuration changes");
+                cfg = reload(cfg, workers, started);
                 continue;
             }
             if (sig == SIGINT || sig == SIGTERM) {
                 log_info("signal %d: stopping (in-flight requests get up to %d s)", sig,
                          cfg->shutdown_timeout_s);
+                sd_notify(0, "STOPPING=1");
                 break;
             }
         }
@@ -288,6 +357,7 @@ static int run_daemon(struct orp_config *cfg)
     }
     pricing_shutdown();
     curl_global_cleanup();
+    config_release(cfg);
     if (rc == 0)
         log_info("stopped");
     return rc;
@@ -300,8 +370,8 @@ int main(int argc, char **argv)
         {"version", no_argument, NULL, 'V'},      {"help", no_argument, NULL, 'h'},
         {"settings", no_argument, NULL, 'S'},     {NULL, 0, NULL, 0}};
     const char *path = DEFAULT_CONFIG;
-    int check_only = 0, c, rc;
-    struct orp_config cfg;
+    int check_only = 0, c;
+    struct orp_config *cfg;
     char err[1024];
 
     if (argc > 1 && strcmp(argv[1], "usage") == 0)
@@ -335,19 +405,17 @@ int main(int argc, char **argv)
         return 2;
     }
 
-    if (config_load(path, &cfg, err, sizeof err) < 0) {
+    cfg = config_load_new(path, err, sizeof err);
+    if (cfg == NULL) {
         fprintf(stderr, "%s\n", err);
-        config_free(&cfg);
         return 2;
     }
     if (check_only) {
         fprintf(stderr, "orproxy: configuration %s is ok%s\n", path,
-                cfg.upstream_key ? "" : " (no upstream key found: API calls will answer 500)");
-        config_free(&cfg);
+                cfg->upstream_key ? "" : " (no upstream key found: API calls will answer 500)");
+        config_release(cfg);
         return 0;
     }
-    log_setup(cfg.log_level, cfg.log_format);
-    rc = run_daemon(&cfg);
-    config_free(&cfg);
-    return rc;
+    log_setup(cfg->log_level, cfg->log_format);
+    return run_daemon(cfg); /* takes the reference */
 }

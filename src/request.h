@@ -21,6 +21,7 @@
 #include "usage.h"
 
 struct worker;
+struct orp_config;
 
 struct hdr {            /* one upstream response header to relay */
     char *name;
@@ -29,6 +30,7 @@ struct hdr {            /* one upstream response header to relay */
 
 struct request {
     struct worker *w;
+    struct orp_config *cfg;     /* the config this request started with (held) */
     struct MHD_Connection *conn;
     const struct route *route;
     char id[65];

@@ -23,6 +23,8 @@ static const struct route upstream_routes[] = {
 
 static const struct route local_routes[] = {
     {"/healthz", "GET", ROUTE_HEALTHZ, 0},
+    {"/readyz", "GET", ROUTE_READYZ, 0},
+    {"/metrics", "GET", ROUTE_METRICS, 0},
 };
 
 static enum route_result pick(const struct route *r, const char *method, const struct route **out)

@@ -28,6 +28,7 @@
 #include "apierr.h"
 #include "housekeeping.h"
 #include "ledger.h"
+#include "metrics.h"
 #include "pricing.h"
 #include "report.h"
 #include "log.h"
@@ -75,6 +76,7 @@ static struct request *request_new(struct worker *w, struct MHD_Connection *conn
     if (r == NULL)
         return NULL;
     r->w = w;
+    r->cfg = config_hold(w->cfg);
     r->conn = conn;
     r->t_start = loop_now_ns();
     {
@@ -89,6 +91,7 @@ static struct request *request_new(struct worker *w, struct MHD_Connection *conn
     else
         snprintf(r->id, sizeof r->id, "req_%016" PRIx64 "%08" PRIx64, loop_rand(w),
                  ++w->seq & 0xffffffffu);
+    metrics_connections(1);
     r->next = w->live;
     if (w->live != NULL)
         w->live->prev = r;
@@ -110,6 +113,9 @@ void request_maybe_free(struct request *r)
     if (r->next != NULL)
         r->next->prev = r->prev;
     w->n_live--;
+    metrics_connections(-1);
+    if (r->streaming)
+        metrics_streams(-1);
     upstream_free(r);
     buf_free(&r->body);
     buf_free(&r->out);
@@ -118,6 +124,7 @@ void request_maybe_free(struct request *r)
     free(r->model);
     free(r->user);
     free(r->url_query);
+    config_release(r->cfg);
     free(r);
 }
 
@@ -247,6 +254,7 @@ static void request_finish(struct request *r)
     }
     if (r->route == NULL || r->route->kind != ROUTE_UPSTREAM || r->local_status == 405)
         return;
+    metrics_observe(&rec);
     ledger_submit(&rec);
     if (rec.cost_source == COST_ESTIMATE && rec.generation_id[0] != '\0')
         housekeeping_reconcile(rec.generation_id);
@@ -401,6 +409,27 @@ static const char *query_arg(struct request *r, const char *name)
     return MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, name);
 }
 
+static enum MHD_Result queue_json(struct request *r, unsigned status, char *text, const char *ctype)
+{
+    struct MHD_Response *resp;
+    enum MHD_Result ret;
+
+    if (text == NULL)
+        return MHD_NO;
+    resp = MHD_create_response_from_buffer_with_free_callback(strlen(text), text, free);
+    if (resp == NULL) {
+        free(text);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
+    add_common_headers(r, resp);
+    r->status = status;
+    r->committed = 1;
+    ret = MHD_queue_response(r->conn, status, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
 /* GET /v1/usage: the report's aggregation as JSON.  A short read-only
  * SQLite query on the worker thread (WAL: it never waits for the writer);
  * it is an operator's endpoint, not a hot path. */
@@ -414,8 +443,6 @@ static enum MHD_Result answer_usage(struct request *r)
     sqlite3 *db = NULL;
     cJSON *json = NULL;
     char *text = NULL;
-    struct MHD_Response *resp;
-    enum MHD_Result ret;
 
     clock_gettime(CLOCK_REALTIME, &ts);
     now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
@@ -429,7 +456,7 @@ static enum MHD_Result answer_usage(struct request *r)
         set_local(r, 400, "invalid_group", "by must be one of key, model, day, user, none");
         return queue_local(r);
     }
-    if (sqlite3_open_v2(r->w->cfg->ledger_path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK) {
+    if (sqlite3_open_v2(r->cfg->ledger_path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK) {
         sqlite3_busy_timeout(db, 2000);
         json = report_query_json(db, &q, err, sizeof err);
     } else {
@@ -442,29 +469,55 @@ static enum MHD_Result answer_usage(struct request *r)
         return queue_local(r);
     }
     cJSON_Delete(json);
-    resp = MHD_create_response_from_buffer_with_free_callback(strlen(text), text, free);
-    if (resp == NULL) {
-        free(text);
+    return queue_json(r, 200, text, "application/json");
+}
+
+/* GET /readyz: 200 only when requests can be served and accounted for. */
+static enum MHD_Result answer_readyz(struct request *r)
+{
+    cJSON *root = cJSON_CreateObject(), *reasons = cJSON_AddArrayToObject(root, "reasons");
+    char *text;
+    int ready;
+
+    if (r->cfg->upstream_key == NULL)
+        cJSON_AddItemToArray(reasons, cJSON_CreateString("no upstream API key is configured"));
+    if (!ledger_healthy())
+        cJSON_AddItemToArray(reasons, cJSON_CreateString("the usage ledger is not writable"));
+    if (pricing_current_size() == 0)
+        cJSON_AddItemToArray(reasons, cJSON_CreateString("no price table is loaded yet"));
+    ready = cJSON_GetArraySize(reasons) == 0;
+    cJSON_AddBoolToObject(root, "ready", ready);
+    text = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    return queue_json(r, ready ? 200 : 503, text, "application/json");
+}
+
+static enum MHD_Result answer_metrics(struct request *r)
+{
+    buf_t b;
+    memset(&b, 0, sizeof b);
+    metrics_render(&b);
+    if (buf_cstr(&b) == NULL) {
+        buf_free(&b);
         return MHD_NO;
     }
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
-    add_common_headers(r, resp);
-    r->status = 200;
-    r->committed = 1;
-    ret = MHD_queue_response(r->conn, 200, resp);
-    MHD_destroy_response(resp);
-    return ret;
+    /* queue_json frees with free(): hand over the base pointer (off is 0). */
+    return queue_json(r, 200, b.data, "text/plain; version=0.0.4; charset=utf-8");
 }
 
 /* The body is complete: answer locally or go upstream. */
 static enum MHD_Result dispatch(struct request *r)
 {
-    const struct orp_config *cfg = r->w->cfg;
+    const struct orp_config *cfg = r->cfg;
 
     if (r->local_status == 0 && r->route->kind == ROUTE_HEALTHZ)
         set_local(r, 200, "ok", "ok");
     if (r->local_status == 0 && r->route->kind == ROUTE_USAGE)
         return answer_usage(r);
+    if (r->local_status == 0 && r->route->kind == ROUTE_READYZ)
+        return answer_readyz(r);
+    if (r->local_status == 0 && r->route->kind == ROUTE_METRICS)
+        return answer_metrics(r);
     if (r->local_status == 0 && cfg->upstream_key == NULL)
         set_local(r, 500, "no_upstream_key",
                   "orproxy has no upstream API key configured: set the %s environment variable "
@@ -496,7 +549,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 {
     struct worker *w = cls;
     struct request *r = *con_cls;
-    const struct orp_config *cfg = w->cfg;
+    const struct orp_config *cfg;
     (void)version;
 
     if (r == NULL) {
@@ -505,6 +558,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         if (r == NULL)
             return MHD_NO;
         *con_cls = r;
+        cfg = r->cfg;
         switch (route_match(url, method, &r->route)) {
         case ROUTE_OK:
             break;
@@ -526,6 +580,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return MHD_YES;
     }
 
+    cfg = r->cfg;
     if (*upload_data_size != 0) {
         size_t n = *upload_data_size;
         *upload_data_size = 0;
@@ -604,7 +659,7 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 int server_start(struct worker *w)
 {
     const struct orp_config *cfg = w->cfg;
-    unsigned limit = (unsigned)cfg->limits_max_connections;
+    unsigned limit = w->max_connections;
 
     w->mhd = MHD_start_daemon(
         MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG, 0, NULL, NULL, on_request, w,

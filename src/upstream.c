@@ -28,6 +28,7 @@
 
 #include "apierr.h"
 #include "log.h"
+#include "metrics.h"
 #include "loop.h"
 #include "retry.h"
 #include "server.h"
@@ -80,7 +81,7 @@ static enum MHD_Result copy_client_header(void *cls, enum MHD_ValueKind kind, co
                                           const char *value)
 {
     struct hdr_acc *acc = cls;
-    const struct orp_config *cfg = acc->r->w->cfg;
+    const struct orp_config *cfg = acc->r->cfg;
     const char *conn_hdr;
     (void)kind;
 
@@ -109,7 +110,7 @@ static enum MHD_Result copy_client_header(void *cls, enum MHD_ValueKind kind, co
 
 static struct curl_slist *build_headers(struct request *r)
 {
-    const struct orp_config *cfg = r->w->cfg;
+    const struct orp_config *cfg = r->cfg;
     struct hdr_acc acc = {r, NULL, 0};
     char auth[4096];
 
@@ -206,7 +207,7 @@ static void on_sse_event(void *ud, const char *data, size_t len, int truncated)
 
 static void headers_complete(struct request *r)
 {
-    const struct orp_config *cfg = r->w->cfg;
+    const struct orp_config *cfg = r->cfg;
     long status = 0;
 
     curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
@@ -228,6 +229,7 @@ static void headers_complete(struct request *r)
     if (status >= 200 && status < 300 && r->up_ctype != NULL &&
         strncasecmp(r->up_ctype, "text/event-stream", 17) == 0) {
         r->streaming = 1;
+        metrics_streams(1);
         r->last_relay_ms = loop_now_ms();
         sse_init(&r->sse, on_sse_event, r);
         server_response_ready(r);
@@ -289,7 +291,7 @@ static size_t on_write(char *ptr, size_t size, size_t nmemb, void *ud)
         }
         return len;
     }
-    if (buf_used(&r->out) + len > (size_t)r->w->cfg->upstream_max_response_bytes) {
+    if (buf_used(&r->out) + len > (size_t)r->cfg->upstream_max_response_bytes) {
         r->too_large = 1;
         return 0;
     }
@@ -300,7 +302,7 @@ static size_t on_write(char *ptr, size_t size, size_t nmemb, void *ud)
 
 static int setup_easy(struct request *r)
 {
-    const struct orp_config *cfg = r->w->cfg;
+    const struct orp_config *cfg = r->cfg;
     char url[8192];
     CURL *e;
 
@@ -380,7 +382,7 @@ static void stream_fail(struct request *r, const char *msg)
 
 void upstream_transfer_done(struct request *r, CURLcode res)
 {
-    const struct orp_config *cfg = r->w->cfg;
+    const struct orp_config *cfg = r->cfg;
     char msg[256];
 
     r->curl_result = (int)res;

@@ -1,0 +1,271 @@
+/* metrics.c - see metrics.h.
+ *
+ * Label sets are kept in small fixed tables searched linearly: a few
+ * routes and statuses, and at most MAX_SERIES (model, client) pairs; past
+ * that, new models are counted under model="other" so a client sending
+ * random model names cannot grow memory without bound. */
+#include "metrics.h"
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+
+#ifndef ORP_VERSION
+#define ORP_VERSION "0.1"
+#endif
+
+#define MAX_SERIES 256
+#define NBUCKETS 12
+
+static const double bounds[NBUCKETS] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                                        0.5,   1,    2.5,   5,    10,  30};
+
+struct hist {
+    unsigned long long b[NBUCKETS], count;
+    double sum;
+};
+
+struct req_series { /* orproxy_requests_total{route,status,model} */
+    char route[32], model[128];
+    int status;
+    unsigned long long n;
+};
+
+struct use_series { /* tokens and cost by model and client */
+    char model[128], client[64];
+    unsigned long long prompt, completion;
+    long long cost_pusd;
+};
+
+struct route_hist {
+    char route[32];
+    struct hist dur, ttfb;
+};
+
+static struct {
+    pthread_mutex_t mu;
+    struct req_series req[MAX_SERIES];
+    int n_req;
+    struct use_series use[MAX_SERIES];
+    int n_use;
+    struct route_hist rh[16];
+    int n_rh;
+    unsigned long long attempts, retries, reload_ok, reload_failed;
+} M = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+static atomic_long conns, streams;
+
+void metrics_connections(int delta)
+{
+    atomic_fetch_add(&conns, delta);
+}
+
+void metrics_streams(int delta)
+{
+    atomic_fetch_add(&streams, delta);
+}
+
+void metrics_reload(int ok)
+{
+    pthread_mutex_lock(&M.mu);
+    if (ok)
+        M.reload_ok++;
+    else
+        M.reload_failed++;
+    pthread_mutex_unlock(&M.mu);
+}
+
+static void hist_add(struct hist *h, double v)
+{
+    for (int i = 0; i < NBUCKETS; i++)
+        if (v <= bounds[i])
+            h->b[i]++;
+    h->count++;
+    h->sum += v;
+}
+
+static struct req_series *req_slot(const char *route, int status, const char *model)
+{
+    for (int i = 0; i < M.n_req; i++)
+        if (M.req[i].status == status && strcmp(M.req[i].route, route) == 0 &&
+            strcmp(M.req[i].model, model) == 0)
+            return &M.req[i];
+    if (M.n_req == MAX_SERIES)
+        return strcmp(model, "other") ? req_slot(route, status, "other") : &M.req[MAX_SERIES - 1];
+    snprintf(M.req[M.n_req].route, sizeof M.req[0].route, "%s", route);
+    snprintf(M.req[M.n_req].model, sizeof M.req[0].model, "%s", model);
+    M.req[M.n_req].status = status;
+    return &M.req[M.n_req++];
+}
+
+static struct use_series *use_slot(const char *model, const char *client)
+{
+    for (int i = 0; i < M.n_use; i++)
+        if (strcmp(M.use[i].model, model) == 0 && strcmp(M.use[i].client, client) == 0)
+            return &M.use[i];
+    if (M.n_use == MAX_SERIES)
+        return strcmp(model, "other") ? use_slot("other", client) : &M.use[MAX_SERIES - 1];
+    snprintf(M.use[M.n_use].model, sizeof M.use[0].model, "%s", model);
+    snprintf(M.use[M.n_use].client, sizeof M.use[0].client, "%s", client);
+    return &M.use[M.n_use++];
+}
+
+static struct route_hist *route_slot(const char *route)
+{
+    for (int i = 0; i < M.n_rh; i++)
+        if (strcmp(M.rh[i].route, route) == 0)
+            return &M.rh[i];
+    if (M.n_rh == (int)(sizeof M.rh / sizeof M.rh[0]))
+        return &M.rh[M.n_rh - 1];
+    snprintf(M.rh[M.n_rh].route, sizeof M.rh[0].route, "%s", route);
+    return &M.rh[M.n_rh++];
+}
+
+void metrics_observe(const struct ledger_record *rec)
+{
+    const char *model = rec->served_model[0] ? rec->served_model : rec->model[0] ? rec->model : "none";
+    struct route_hist *rh;
+
+    pthread_mutex_lock(&M.mu);
+    req_slot(rec->route, rec->status, model)->n++;
+    if (rec->prompt_tokens || rec->completion_tokens || rec->cost_pusd) {
+        struct use_series *u = use_slot(model, rec->client[0] ? rec->client : "anonymous");
+        u->prompt += (unsigned long long)rec->prompt_tokens;
+        u->completion += (unsigned long long)rec->completion_tokens;
+        u->cost_pusd += rec->cost_pusd;
+    }
+    M.attempts += (unsigned long long)rec->attempts;
+    if (rec->attempts > 1)
+        M.retries += (unsigned long long)rec->attempts - 1;
+    rh = route_slot(rec->route);
+    hist_add(&rh->dur, rec->latency_ms / 1000.0);
+    if (rec->ttfb_ms >= 0)
+        hist_add(&rh->ttfb, rec->ttfb_ms / 1000.0);
+    pthread_mutex_unlock(&M.mu);
+}
+
+/* Label values are client-controlled (model names): escape per the format. */
+static void label(buf_t *b, const char *v)
+{
+    for (; *v; v++) {
+        if (*v == '\\')
+            buf_append(b, "\\\\", 2);
+        else if (*v == '"')
+            buf_append(b, "\\\"", 2);
+        else if (*v == '\n')
+            buf_append(b, "\\n", 2);
+        else
+            buf_append(b, v, 1);
+    }
+}
+
+static void printf_to(buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void printf_to(buf_t *b, const char *fmt, ...)
+{
+    char tmp[512];
+    va_list ap;
+    int n;
+    va_start(ap, fmt);
+    n = vsnprintf(tmp, sizeof tmp, fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        buf_append(b, tmp, (size_t)n < sizeof tmp ? (size_t)n : sizeof tmp - 1);
+}
+
+static void render_hist(buf_t *b, const char *name, const char *route, const struct hist *h)
+{
+    for (int i = 0; i < NBUCKETS; i++) {
+        printf_to(b, "%s_bucket{route=\"", name);
+        label(b, route);
+        printf_to(b, "\",le=\"%g\"} %llu\n", bounds[i], h->b[i]);
+    }
+    printf_to(b, "%s_bucket{route=\"", name);
+    label(b, route);
+    printf_to(b, "\",le=\"+Inf\"} %llu\n", h->count);
+    printf_to(b, "%s_sum{route=\"", name);
+    label(b, route);
+    printf_to(b, "\"} %.6f\n", h->sum);
+    printf_to(b, "%s_count{route=\"", name);
+    label(b, route);
+    printf_to(b, "\"} %llu\n", h->count);
+}
+
+int metrics_render(buf_t *b)
+{
+    struct ledger_stats ls;
+
+    ledger_get_stats(&ls);
+    pthread_mutex_lock(&M.mu);
+    printf_to(b, "# HELP orproxy_build_info Build information.\n# TYPE orproxy_build_info gauge\n"
+                 "orproxy_build_info{version=\"%s\"} 1\n", ORP_VERSION);
+    printf_to(b, "# HELP orproxy_requests_total Finished API requests.\n"
+                 "# TYPE orproxy_requests_total counter\n");
+    for (int i = 0; i < M.n_req; i++) {
+        printf_to(b, "orproxy_requests_total{route=\"");
+        label(b, M.req[i].route);
+        printf_to(b, "\",status=\"%d\",model=\"", M.req[i].status);
+        label(b, M.req[i].model);
+        printf_to(b, "\"} %llu\n", M.req[i].n);
+    }
+    printf_to(b, "# HELP orproxy_upstream_attempts_total Upstream attempts made.\n"
+                 "# TYPE orproxy_upstream_attempts_total counter\n"
+                 "orproxy_upstream_attempts_total %llu\n", M.attempts);
+    printf_to(b, "# HELP orproxy_upstream_retries_total Upstream attempts that were retries.\n"
+                 "# TYPE orproxy_upstream_retries_total counter\n"
+                 "orproxy_upstream_retries_total %llu\n", M.retries);
+    printf_to(b, "# HELP orproxy_request_duration_seconds Time from request to its end.\n"
+                 "# TYPE orproxy_request_duration_seconds histogram\n");
+    for (int i = 0; i < M.n_rh; i++)
+        render_hist(b, "orproxy_request_duration_seconds", M.rh[i].route, &M.rh[i].dur);
+    printf_to(b, "# HELP orproxy_time_to_first_byte_seconds Time to the first byte (first data "
+                 "event for streams).\n# TYPE orproxy_time_to_first_byte_seconds histogram\n");
+    for (int i = 0; i < M.n_rh; i++)
+        render_hist(b, "orproxy_time_to_first_byte_seconds", M.rh[i].route, &M.rh[i].ttfb);
+    printf_to(b, "# HELP orproxy_tokens_total Tokens by model, client and kind.\n"
+                 "# TYPE orproxy_tokens_total counter\n");
+    for (int i = 0; i < M.n_use; i++) {
+        for (int k = 0; k < 2; k++) {
+            printf_to(b, "orproxy_tokens_total{model=\"");
+            label(b, M.use[i].model);
+            printf_to(b, "\",client=\"");
+            label(b, M.use[i].client);
+            printf_to(b, "\",kind=\"%s\"} %llu\n", k ? "completion" : "prompt",
+                      k ? M.use[i].completion : M.use[i].prompt);
+        }
+    }
+    printf_to(b, "# HELP orproxy_cost_usd_total Cost in USD by model and client.\n"
+                 "# TYPE orproxy_cost_usd_total counter\n");
+    for (int i = 0; i < M.n_use; i++) {
+        printf_to(b, "orproxy_cost_usd_total{model=\"");
+        label(b, M.use[i].model);
+        printf_to(b, "\",client=\"");
+        label(b, M.use[i].client);
+        printf_to(b, "\"} %.12f\n", (double)M.use[i].cost_pusd / 1e12);
+    }
+    printf_to(b, "# HELP orproxy_config_reloads_total Configuration reloads (SIGHUP).\n"
+                 "# TYPE orproxy_config_reloads_total counter\n"
+                 "orproxy_config_reloads_total{result=\"ok\"} %llu\n"
+                 "orproxy_config_reloads_total{result=\"failed\"} %llu\n",
+              M.reload_ok, M.reload_failed);
+    pthread_mutex_unlock(&M.mu);
+    printf_to(b, "# HELP orproxy_active_connections Requests in progress.\n"
+                 "# TYPE orproxy_active_connections gauge\norproxy_active_connections %ld\n",
+              atomic_load(&conns));
+    printf_to(b, "# HELP orproxy_active_streams Streams being relayed.\n"
+                 "# TYPE orproxy_active_streams gauge\norproxy_active_streams %ld\n",
+              atomic_load(&streams));
+    printf_to(b, "# HELP orproxy_ledger_queue_depth Ledger records waiting for the writer.\n"
+                 "# TYPE orproxy_ledger_queue_depth gauge\norproxy_ledger_queue_depth %llu\n",
+              (unsigned long long)ls.queue_depth);
+    printf_to(b, "# HELP orproxy_ledger_written_total Ledger records committed.\n"
+                 "# TYPE orproxy_ledger_written_total counter\norproxy_ledger_written_total %llu\n",
+              (unsigned long long)ls.written);
+    printf_to(b, "# HELP orproxy_ledger_dropped_total Ledger records lost (queue full or "
+                 "database error).\n# TYPE orproxy_ledger_dropped_total counter\n"
+                 "orproxy_ledger_dropped_total %llu\n",
+              (unsigned long long)ls.dropped);
+    return 0;
+}
