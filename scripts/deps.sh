@@ -11,6 +11,9 @@ if [ "${1:-}" = "--test" ]; then
     command -v node >/dev/null 2>&1 || PKGS="$PKGS nodejs"
     command -v npm >/dev/null 2>&1 || PKGS="$PKGS npm"
     command -v curl >/dev/null 2>&1 || PKGS="$PKGS curl"
+    # promtool validates /metrics; systemd-analyze/-socket-activate the units.
+    command -v promtool >/dev/null 2>&1 || PKGS="$PKGS prometheus"
+    command -v systemd-socket-activate >/dev/null 2>&1 || PKGS="$PKGS systemd"
 fi
 missing=""
 for p in $PKGS; do
