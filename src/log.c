@@ -11,9 +11,10 @@
 #include <time.h>
 #include <unistd.h>
 
-static enum log_level cur_level = LOG_LVL_INFO;
-static int use_json;
-static int use_prefix = -1;
+/* Atomics: a reload (main thread) changes these while workers log. */
+static _Atomic int cur_level = LOG_LVL_INFO;
+static _Atomic int use_json;
+static _Atomic int use_prefix = -1;
 
 void log_setup(const char *level, const char *format)
 {
@@ -33,7 +34,7 @@ void log_setup(const char *level, const char *format)
 
 int log_enabled(enum log_level lvl)
 {
-    return lvl <= cur_level;
+    return (int)lvl <= cur_level;
 }
 
 int log_is_json(void)
@@ -64,7 +65,7 @@ static void log_emit(enum log_level lvl, const char *fmt, va_list ap)
     char line[8192];
     size_t pos = 0;
 
-    if (lvl > cur_level)
+    if ((int)lvl > cur_level)
         return;
     if (use_prefix < 0)
         use_prefix = getenv("JOURNAL_STREAM") != NULL;

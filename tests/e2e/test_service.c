@@ -406,6 +406,35 @@ START_TEST(test_socket_activation)
 }
 END_TEST
 
+START_TEST(test_journald_priorities_and_json_lines)
+{
+    const char *env[] = {"OPENROUTER_API_KEY=" KEY, "JOURNAL_STREAM=8:12345", NULL};
+    char text[4096], *log, *line;
+    struct h_resp r;
+
+    snprintf(text, sizeof text, "%slog = { format = \"json\"; };\n", conf("t", 5));
+    ck_assert_int_eq(h_orproxy_start(&orp, text, env), 0);
+    h_request(&r, orp.port, "POST", "/v1/chat/completions", "{\"model\":\"j/1\",\"fake\":{\"status\":400}}", NULL, NULL);
+    h_resp_free(&r);
+    wait_log("model=j/1", 3000);
+    ck_assert_int_eq(h_proc_stop(&orp, SIGTERM, 10000), 0);
+    log = h_read_file(orp.log);
+    /* every line: "<N>" priority for journald, then one JSON object */
+    for (line = strtok(log, "\n"); line != NULL; line = strtok(NULL, "\n")) {
+        cJSON *o;
+        ck_assert_msg(line[0] == '<' && line[2] == '>', "no priority: %s", line);
+        o = cJSON_Parse(line + 3);
+        ck_assert_msg(cJSON_IsObject(o), "not JSON: %s", line);
+        ck_assert(cJSON_IsString(cJSON_GetObjectItem(o, "level")));
+        ck_assert(cJSON_IsString(cJSON_GetObjectItem(o, "msg")));
+        if (strstr(line, "model=j/1") != NULL)
+            ck_assert_msg(strncmp(line, "<6>", 3) == 0, "request line is info: %s", line);
+        cJSON_Delete(o);
+    }
+    free(log);
+}
+END_TEST
+
 static Suite *service_suite(void)
 {
     Suite *s = suite_create("service");
@@ -421,6 +450,7 @@ static Suite *service_suite(void)
     tcase_add_test(tc, test_sigterm_timeout_ends_streams_with_error_event);
     tcase_add_test(tc, test_sd_notify_messages);
     tcase_add_test(tc, test_socket_activation);
+    tcase_add_test(tc, test_journald_priorities_and_json_lines);
     suite_add_tcase(s, tc);
     return s;
 }
