@@ -84,6 +84,14 @@ test-e2e: $(BUILD)/orproxy $(FAKE) $(E2E)
 test-sdk: $(BUILD)/orproxy $(FAKE)
 	tests/sdk/run.sh $(BUILD)/orproxy $(FAKE)
 
+# The service packaging: unit files (systemd-analyze verify/security), the
+# Dockerfile against the binary's libraries, and make install/uninstall.
+.PHONY: test-service
+test-service: $(BUILD)/orproxy
+	tests/service/check_units.sh $(BUILD)/orproxy
+	tests/service/check_dockerfile.sh $(BUILD)/orproxy
+	tests/service/check_install.sh $(BUILD)
+
 # Plain build and tests, then the same suite under AddressSanitizer + UBSan.
 check: deps-test
 	$(MAKE) test-units test-e2e test-sdk
@@ -99,11 +107,44 @@ format:
 clean:
 	rm -rf build build-san
 
-install: $(BUILD)/orproxy
-	install -D -m 0755 $(BUILD)/orproxy $(DESTDIR)$(PREFIX)/bin/orproxy
-	@if [ -e $(DESTDIR)/etc/orproxy/orproxy.conf ]; then \
-	  echo "keeping existing $(DESTDIR)/etc/orproxy/orproxy.conf"; \
-	else install -D -m 0640 conf/orproxy.conf $(DESTDIR)/etc/orproxy/orproxy.conf; fi
+# Installed layout. The binary and the man page go under PREFIX. The units go
+# where systemd looks for them: /lib/systemd/system when PREFIX=/usr (Debian's
+# systemdsystemunitdir), otherwise $(PREFIX)/lib/systemd/system, which systemd
+# searches for /usr/local; for any other PREFIX set UNITDIR (e.g.
+# UNITDIR=/etc/systemd/system). The configuration is always in /etc/orproxy,
+# the path the unit names; the state is created by systemd (StateDirectory=).
+BINDIR  ?= $(PREFIX)/bin
+MANDIR  ?= $(PREFIX)/share/man
+UNITDIR ?= $(if $(filter /usr /usr/,$(PREFIX)),/lib/systemd/system,$(PREFIX)/lib/systemd/system)
 
+# The unit names /usr/local/bin/orproxy; the installed copy names $(BINDIR).
+# The example configuration keeps its state in the checkout for `make run`; the
+# installed one points at /var/lib/orproxy, so `orproxy usage` run by hand finds
+# the service's ledger. It is mode 0644, not 0640: the service runs as a dynamic
+# user, which cannot read a root-only file, and the file holds no secret (the
+# key is a separate root-only file that systemd passes as a credential). An
+# existing configuration is never overwritten.
+install: $(BUILD)/orproxy
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)/etc/orproxy
+	install -m 0755 $(BUILD)/orproxy $(DESTDIR)$(BINDIR)/orproxy
+	sed 's|/usr/local/bin/orproxy|$(BINDIR)/orproxy|g' systemd/orproxy.service >$(DESTDIR)$(UNITDIR)/orproxy.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/orproxy.service
+	install -m 0644 systemd/orproxy.socket $(DESTDIR)$(UNITDIR)/orproxy.socket
+	install -m 0644 doc/orproxy.8 $(DESTDIR)$(MANDIR)/man8/orproxy.8
+	@if [ -e $(DESTDIR)/etc/orproxy/orproxy.conf ]; then \
+	  echo "keeping existing $(DESTDIR)/etc/orproxy/orproxy.conf (compare with conf/orproxy.conf)"; \
+	else \
+	  echo "installing $(DESTDIR)/etc/orproxy/orproxy.conf"; \
+	  sed 's|^state_dir = "state";|state_dir = "/var/lib/orproxy";|' conf/orproxy.conf \
+	    >$(DESTDIR)/etc/orproxy/orproxy.conf.new && \
+	  chmod 0644 $(DESTDIR)/etc/orproxy/orproxy.conf.new && \
+	  mv $(DESTDIR)/etc/orproxy/orproxy.conf.new $(DESTDIR)/etc/orproxy/orproxy.conf; \
+	fi
+	@echo "next: put the OpenRouter key in /etc/orproxy/openrouter-api-key (mode 0600), then"
+	@echo "      systemctl daemon-reload && systemctl enable --now orproxy.service   # see orproxy(8)"
+
+# Removes what install added; the configuration, the key and the state stay.
 uninstall:
-	rm -f $(DESTDIR)$(PREFIX)/bin/orproxy
+	rm -f $(DESTDIR)$(BINDIR)/orproxy $(DESTDIR)$(UNITDIR)/orproxy.service \
+	  $(DESTDIR)$(UNITDIR)/orproxy.socket $(DESTDIR)$(MANDIR)/man8/orproxy.8
+	@echo "kept $(DESTDIR)/etc/orproxy and /var/lib/orproxy (configuration, key, usage ledger)"

@@ -12,6 +12,42 @@
 #include <stdatomic.h>
 #include <stdio.h>
 
+/* A model name an app uses, mapped to an OpenRouter id. */
+struct orp_alias {
+    char *from, *to;
+};
+
+/* Request defaults applied only where the request leaves a field out. */
+struct orp_defaults {
+    char *model, *system_prompt;
+    int has_temperature, has_top_p, has_max_tokens, has_frequency_penalty, has_presence_penalty;
+    double temperature, top_p, frequency_penalty, presence_penalty;
+    long max_tokens;
+};
+
+/* Limits and budgets; 0 = none.  Budgets in picodollars. */
+struct orp_limits {
+    long long rpm, tpm;
+    int max_concurrent;
+    long long budget_day_pusd, budget_month_pusd;
+};
+
+/* One local client (auth.mode = "keys"). */
+struct orp_client {
+    char *name;
+    unsigned char key_sha256[32];
+    int admin;
+    char *upstream_key;            /* its own OpenRouter key (a secret), or NULL */
+    int pass_through_keys;
+    char **models;                 /* allowed model patterns; none = all */
+    int n_models;
+    struct orp_alias *aliases;
+    int n_aliases;
+    struct orp_defaults defaults;
+    struct orp_limits limits;
+    int line;                      /* where it is defined, for messages */
+};
+
 struct orp_config {
     char *listen_address;          /* listen.address */
     int listen_port;               /* listen.port */
@@ -40,6 +76,14 @@ struct orp_config {
     int ledger_queue_max;          /* ledger.queue_max */
     int ledger_flush_ms;           /* ledger.flush_ms */
     int pricing_refresh_s;         /* pricing.refresh_s */
+    char *auth_mode;               /* auth.mode: none|keys */
+
+    /* Not in the scalar table: parsed from their own blocks. */
+    struct orp_limits limits;      /* limits.rpm/tpm/max_concurrent/budget_usd_* (global) */
+    struct orp_alias *aliases;     /* aliases = ( ["app-name", "vendor/model"], ... ); */
+    int n_aliases;
+    struct orp_client *clients;    /* clients = ( { name = ...; ... }, ... ); */
+    int n_clients;
 
     /* Resolved at load time, not a setting: the upstream key from
      * api_key_file (wins) or the api_key_env variable.  NULL when neither

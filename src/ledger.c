@@ -449,3 +449,45 @@ int ledger_healthy(void)
 {
     return L.running && atomic_load(&L.healthy);
 }
+
+static int64_t utc_start(int month)
+{
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    tm.tm_hour = tm.tm_min = tm.tm_sec = 0;
+    if (month)
+        tm.tm_mday = 1;
+    return (int64_t)timegm(&tm) * 1000;
+}
+
+void ledger_seed_spend(const char *path, void (*fn)(const char *client, int64_t day_pusd,
+                                                     int64_t month_pusd))
+{
+    static const char sql[] =
+        "SELECT client, SUM(CASE WHEN started_ms >= ?1 THEN cost_pusd ELSE 0 END),"
+        " SUM(cost_pusd) FROM requests WHERE started_ms >= ?2 GROUP BY client";
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    int64_t day_total = 0, month_total = 0;
+
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
+        log_warn("ledger: cannot read past spend for budgets: %s", db ? sqlite3_errmsg(db) : "?");
+        goto done;
+    }
+    sqlite3_bind_int64(st, 1, utc_start(0));
+    sqlite3_bind_int64(st, 2, utc_start(1));
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        const char *client = (const char *)sqlite3_column_text(st, 0);
+        int64_t day = sqlite3_column_int64(st, 1), month = sqlite3_column_int64(st, 2);
+        day_total += day;
+        month_total += month;
+        if (client != NULL)
+            fn(client, day, month);
+    }
+    fn(NULL, day_total, month_total);
+done:
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+}

@@ -105,6 +105,10 @@ void ledger_close(void);
 void ledger_get_stats(struct ledger_stats *out);
 /* The last write attempt succeeded (or none failed yet since opening). */
 int ledger_healthy(void);
+/* Reads the spend of the current UTC day and month per client (and, with
+ * client NULL, in all) and hands each to fn.  For budgets at start-up. */
+void ledger_seed_spend(const char *path, void (*fn)(const char *client, int64_t day_pusd,
+                                                     int64_t month_pusd));
 const char *ledger_cost_source_name(enum cost_source s);
 
 #endif

@@ -25,8 +25,10 @@
 #include <curl/curl.h>
 #include <systemd/sd-daemon.h>
 
+#include "access.h"
 #include "config.h"
 #include "housekeeping.h"
+#include "keys.h"
 #include "ledger.h"
 #include "log.h"
 #include "loop.h"
@@ -45,6 +47,7 @@ static void usage(FILE *out)
     fprintf(out,
             "usage: orproxy [-c FILE] [-t|--check-config] [--version] [-h|--help]\n"
             "       orproxy usage [-c FILE] [--since T] [--until T] [--by G] [--format F]\n"
+            "       orproxy key new NAME\n"
             "\n"
             "  -c, --config FILE    configuration file (default " DEFAULT_CONFIG ")\n"
             "  -t, --check-config   check the configuration and exit (0 ok, 2 errors)\n"
@@ -130,6 +133,39 @@ static int usage_cmd(int argc, char **argv)
         fprintf(stderr, "orproxy usage: %s\n", err);
     config_free(&cfg);
     return rc < 0 ? 1 : 0;
+}
+
+/* `orproxy key new NAME`: a fresh client key, shown once, and the config
+ * stanza that stores only its SHA-256. */
+static int key_cmd(int argc, char **argv)
+{
+    char key[64], hex[65];
+    unsigned char h[32];
+    const char *name;
+
+    if (argc != 3 || strcmp(argv[1], "new") != 0) {
+        fprintf(stderr, "usage: orproxy key new NAME\n");
+        return 2;
+    }
+    name = argv[2];
+    if (strlen(name) == 0 || strlen(name) > 63 ||
+        strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") != strlen(name)) {
+        fprintf(stderr, "orproxy key: NAME must be 1-63 letters, digits, '.', '_' or '-'\n");
+        return 2;
+    }
+    if (keys_generate(key, sizeof key) < 0) {
+        fprintf(stderr, "orproxy key: no randomness available\n");
+        return 1;
+    }
+    keys_sha256(key, strlen(key), h);
+    keys_hex(h, 32, hex);
+    printf("# Client key for %s (shown once; orproxy stores only its SHA-256):\n"
+           "#   %s\n"
+           "# Add this to the clients list (auth.mode = \"keys\"):\n"
+           "  { name = \"%s\"; key_sha256 = \"%s\"; }\n",
+           name, key, name, hex);
+    explicit_bzero(key, sizeof key);
+    return 0;
 }
 
 static void raise_nofile(void)
@@ -276,6 +312,8 @@ static int run_daemon(struct orp_config *cfg)
             log_error("%s", err);
             return 1;
         }
+        /* Budgets continue from what the ledger says was spent already. */
+        ledger_seed_spend(cfg->ledger_path, access_seed_spend);
     }
     if (housekeeping_start(cfg) < 0) {
         log_error("cannot start the housekeeping thread");
@@ -376,6 +414,8 @@ int main(int argc, char **argv)
 
     if (argc > 1 && strcmp(argv[1], "usage") == 0)
         return usage_cmd(argc - 1, argv + 1);
+    if (argc > 1 && strcmp(argv[1], "key") == 0)
+        return key_cmd(argc - 1, argv + 1);
 
     while ((c = getopt_long(argc, argv, "c:th", opts, NULL)) != -1) {
         switch (c) {

@@ -15,6 +15,7 @@
 #include <microhttpd.h>
 #include <stdint.h>
 
+#include "access.h"
 #include "buf.h"
 #include "route.h"
 #include "sse.h"
@@ -43,9 +44,14 @@ struct request {
     unsigned local_status;      /* != 0: answer this local error */
     const char *local_code;
     char *local_msg;
+    long local_retry_after;     /* Retry-After seconds on a local 429/402 */
     char *model;                /* the request's "model", if any */
     int stream_req;             /* the request asked for "stream": true */
     char *user;                 /* the request's "user" field, if any */
+    int client;                 /* index in cfg->clients, -1 = anonymous */
+    struct access_grant grant;  /* limits/budget held until the end */
+    long max_tokens;            /* the request's max_tokens, 0 if absent */
+    char *up_key;               /* upstream key for this request (secret, owned) */
     int64_t t_wall_ms;          /* unix ms at start, for the ledger */
     size_t est_chars;           /* generated text relayed (for estimates) */
 

@@ -19,6 +19,7 @@ static const struct route upstream_routes[] = {
     {"/providers", "GET", ROUTE_UPSTREAM, 0},
     {"/generation", "GET", ROUTE_UPSTREAM, 0},
     {"/usage", "GET", ROUTE_USAGE, 0}, /* answered from the local ledger */
+    {"/key", "GET", ROUTE_KEY, 0},     /* the calling client's own limits and spend */
 };
 
 static const struct route local_routes[] = {

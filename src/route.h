@@ -7,7 +7,7 @@
 #ifndef ORP_ROUTE_H
 #define ORP_ROUTE_H
 
-enum route_kind { ROUTE_UPSTREAM, ROUTE_HEALTHZ, ROUTE_READYZ, ROUTE_METRICS, ROUTE_USAGE };
+enum route_kind { ROUTE_UPSTREAM, ROUTE_HEALTHZ, ROUTE_READYZ, ROUTE_METRICS, ROUTE_USAGE, ROUTE_KEY };
 
 struct route {
     const char *tail;        /* "/chat/completions"; for local routes the full path */

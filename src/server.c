@@ -29,6 +29,7 @@
 #include "housekeeping.h"
 #include "ledger.h"
 #include "metrics.h"
+#include "policy.h"
 #include "pricing.h"
 #include "report.h"
 #include "log.h"
@@ -76,6 +77,7 @@ static struct request *request_new(struct worker *w, struct MHD_Connection *conn
     if (r == NULL)
         return NULL;
     r->w = w;
+    r->client = -1;
     r->cfg = config_hold(w->cfg);
     r->conn = conn;
     r->t_start = loop_now_ns();
@@ -124,6 +126,10 @@ void request_maybe_free(struct request *r)
     free(r->model);
     free(r->user);
     free(r->url_query);
+    if (r->up_key != NULL) {
+        explicit_bzero(r->up_key, strlen(r->up_key));
+        free(r->up_key);
+    }
     config_release(r->cfg);
     free(r);
 }
@@ -223,7 +229,8 @@ static void request_finish(struct request *r)
     memset(&rec, 0, sizeof rec);
     copy_field(rec.request_id, sizeof rec.request_id, r->id);
     rec.started_ms = r->t_wall_ms;
-    copy_field(rec.client, sizeof rec.client, "anonymous");
+    copy_field(rec.client, sizeof rec.client,
+               r->client >= 0 ? r->cfg->clients[r->client].name : "anonymous");
     copy_field(rec.user, sizeof rec.user, r->user);
     copy_field(rec.route, sizeof rec.route, r->route ? r->route->tail : "-");
     copy_field(rec.model, sizeof rec.model, r->model);
@@ -252,6 +259,7 @@ static void request_finish(struct request *r)
                  ledger_cost_source_name(rec.cost_source), rec.latency_ms, rec.ttfb_ms,
                  rec.outcome);
     }
+    access_release(r->cfg, &r->grant, rec.total_tokens, rec.cost_pusd);
     if (r->route == NULL || r->route->kind != ROUTE_UPSTREAM || r->local_status == 405)
         return;
     metrics_observe(&rec);
@@ -285,6 +293,11 @@ static enum MHD_Result queue_local(struct request *r)
         return MHD_NO;
     }
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+    if (r->local_retry_after > 0) {
+        char ra[24];
+        snprintf(ra, sizeof ra, "%ld", r->local_retry_after);
+        MHD_add_response_header(resp, "Retry-After", ra);
+    }
     if (r->local_status == 405 && r->route != NULL)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW,
                                 strcmp(r->route->method, "GET") == 0 ? "GET, HEAD" : r->route->method);
@@ -396,6 +409,9 @@ static void parse_body(struct request *r)
     item = cJSON_GetObjectItemCaseSensitive(root, "model");
     if (cJSON_IsString(item))
         r->model = strdup(item->valuestring);
+    item = cJSON_GetObjectItemCaseSensitive(root, "max_tokens");
+    if (cJSON_IsNumber(item) && item->valuedouble > 0)
+        r->max_tokens = item->valuedouble > 1e9 ? 1000000000L : (long)item->valuedouble;
     item = cJSON_GetObjectItemCaseSensitive(root, "user");
     if (cJSON_IsString(item))
         r->user = strdup(item->valuestring);
@@ -433,7 +449,7 @@ static enum MHD_Result queue_json(struct request *r, unsigned status, char *text
 /* GET /v1/usage: the report's aggregation as JSON.  A short read-only
  * SQLite query on the worker thread (WAL: it never waits for the writer);
  * it is an operator's endpoint, not a hot path. */
-static enum MHD_Result answer_usage(struct request *r)
+static enum MHD_Result answer_usage(struct request *r, const char *only_client)
 {
     struct report_query q;
     const char *v;
@@ -447,6 +463,7 @@ static enum MHD_Result answer_usage(struct request *r)
     clock_gettime(CLOCK_REALTIME, &ts);
     now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
     memset(&q, 0, sizeof q);
+    q.client = only_client;
     if (report_parse_time(query_arg(r, "since") ? query_arg(r, "since") : "30d", now, &q.since_ms) < 0 ||
         ((v = query_arg(r, "until")) != NULL && report_parse_time(v, now, &q.until_ms) < 0)) {
         set_local(r, 400, "invalid_time", "since/until must look like 24h, 7d or 2026-11-01");
@@ -506,27 +523,149 @@ static enum MHD_Result answer_metrics(struct request *r)
 }
 
 /* The body is complete: answer locally or go upstream. */
+static enum MHD_Result deny(struct request *r, const struct access_denial *d)
+{
+    set_local(r, d->status, d->code, "%s", d->message);
+    r->local_retry_after = d->retry_after_s;
+    return queue_local(r);
+}
+
+/* The key this request goes upstream with: the client's own OpenRouter
+ * key, one it passes in X-OpenRouter-Key (if allowed), or the shared one. */
+static const char *pick_upstream_key(struct request *r)
+{
+    const struct orp_config *cfg = r->cfg;
+    if (r->client >= 0) {
+        const struct orp_client *c = &cfg->clients[r->client];
+        const char *own = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "X-OpenRouter-Key");
+        if (c->pass_through_keys && own != NULL && strncmp(own, "sk-or-", 6) == 0)
+            return own;
+        if (c->upstream_key != NULL)
+            return c->upstream_key;
+    }
+    return cfg->upstream_key;
+}
+
+/* Aliases (the client's, then the global ones) and the client's defaults,
+ * applied to the body.  The body stays byte for byte when nothing applies. */
+static void edit_body(struct request *r)
+{
+    const struct orp_config *cfg = r->cfg;
+    const struct orp_client *c = r->client >= 0 ? &cfg->clients[r->client] : NULL;
+    int n = cfg->n_aliases + (c ? c->n_aliases : 0), k = 0, changed = 0;
+    const char **from = calloc((size_t)n + 1, sizeof *from), **to = calloc((size_t)n + 1, sizeof *to);
+    struct policy_edits e;
+    char err[128], *nb;
+
+    if (from == NULL || to == NULL)
+        goto done;
+    for (int i = 0; c != NULL && i < c->n_aliases; i++, k++)
+        from[k] = c->aliases[i].from, to[k] = c->aliases[i].to;
+    for (int i = 0; i < cfg->n_aliases; i++, k++)
+        from[k] = cfg->aliases[i].from, to[k] = cfg->aliases[i].to;
+    memset(&e, 0, sizeof e);
+    e.alias_from = from;
+    e.alias_to = to;
+    e.n_aliases = (size_t)n;
+    if (c != NULL) {
+        const struct orp_defaults *d = &c->defaults;
+        e.default_model = d->model;
+        e.system_prompt = d->system_prompt;
+        e.has_temperature = d->has_temperature, e.temperature = d->temperature;
+        e.has_top_p = d->has_top_p, e.top_p = d->top_p;
+        e.has_max_tokens = d->has_max_tokens, e.max_tokens = d->max_tokens;
+        e.has_frequency_penalty = d->has_frequency_penalty, e.frequency_penalty = d->frequency_penalty;
+        e.has_presence_penalty = d->has_presence_penalty, e.presence_penalty = d->presence_penalty;
+    }
+    nb = policy_apply_body(buf_head(&r->body), buf_used(&r->body), &e, err, sizeof err, &changed);
+    if (nb != NULL && changed) {
+        buf_reset(&r->body);
+        buf_appendz(&r->body, nb);
+        free(r->model);
+        free(r->user);
+        r->model = r->user = NULL;
+        parse_body(r); /* the model (and max_tokens) the upstream will see */
+    }
+    free(nb);
+done:
+    free(from);
+    free(to);
+}
+
+/* Tokens and dollars this request may use at most, for limits and budget
+ * reservations: the prompt (about 4 bytes a token) plus max_tokens, or
+ * 4096 completion tokens when the request sets no max_tokens. */
+static void estimate(const struct request *r, long long *tokens, int64_t *pusd)
+{
+    long long prompt = (long long)(buf_used(&r->body) + 3) / 4;
+    long long completion = r->max_tokens > 0 ? r->max_tokens : 4096;
+    struct price pr;
+
+    *tokens = prompt + completion;
+    *pusd = 0;
+    if (r->model != NULL && pricing_current_lookup(r->model, &pr) == 0)
+        *pusd = pricing_cost_pusd(&pr, prompt, completion, 0, 0);
+}
+
+/* The body is complete: answer locally or go upstream. */
 static enum MHD_Result dispatch(struct request *r)
 {
     const struct orp_config *cfg = r->cfg;
+    struct access_denial d;
+    const char *key;
+    long long est_tokens;
+    int64_t est_pusd;
 
-    if (r->local_status == 0 && r->route->kind == ROUTE_HEALTHZ)
+    memset(&d, 0, sizeof d);
+    if (r->local_status != 0)
+        return queue_local(r);
+    if (r->route->kind == ROUTE_HEALTHZ) {
         set_local(r, 200, "ok", "ok");
-    if (r->local_status == 0 && r->route->kind == ROUTE_USAGE)
-        return answer_usage(r);
-    if (r->local_status == 0 && r->route->kind == ROUTE_READYZ)
+        return queue_local(r);
+    }
+    if (r->route->kind == ROUTE_READYZ)
         return answer_readyz(r);
-    if (r->local_status == 0 && r->route->kind == ROUTE_METRICS)
-        return answer_metrics(r);
-    if (r->local_status == 0 && cfg->upstream_key == NULL)
+
+    r->client = access_identify(cfg, MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
+                                                                  "Authorization"), &d);
+    if (r->client == -2) {
+        r->client = -1;
+        return deny(r, &d);
+    }
+    if (r->route->kind == ROUTE_METRICS || r->route->kind == ROUTE_USAGE) {
+        int admin = r->client < 0 || cfg->clients[r->client].admin;
+        if (r->route->kind == ROUTE_METRICS && !admin) {
+            set_local(r, 403, "admin_only", "metrics need an admin client key");
+            return queue_local(r);
+        }
+        if (r->route->kind == ROUTE_METRICS)
+            return answer_metrics(r);
+        return answer_usage(r, admin ? NULL : cfg->clients[r->client].name);
+    }
+    if (r->route->kind == ROUTE_KEY)
+        return queue_json(r, 200, access_key_json(cfg, r->client), "application/json");
+
+    key = pick_upstream_key(r);
+    if (key == NULL) {
         set_local(r, 500, "no_upstream_key",
                   "orproxy has no upstream API key configured: set the %s environment variable "
                   "or upstream.api_key_file",
                   cfg->upstream_api_key_env);
-    if (r->local_status == 0 && r->route->json_body)
+        return queue_local(r);
+    }
+    r->up_key = strdup(key);
+    if (r->route->json_body) {
         parse_body(r);
+        if (r->local_status == 0)
+            edit_body(r);
+    }
     if (r->local_status != 0)
         return queue_local(r);
+    if (r->route->json_body && access_check_model(cfg, r->client, r->model, &d) < 0)
+        return deny(r, &d);
+    estimate(r, &est_tokens, &est_pusd);
+    if (access_admit(cfg, r->client, est_tokens, est_pusd, &r->grant, &d) < 0)
+        return deny(r, &d);
 
     if (strcmp(r->route->method, "GET") == 0) {
         buf_t q;

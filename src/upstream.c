@@ -41,7 +41,8 @@
 static const char *const drop_request_headers[] = {
     "authorization", "host", "connection", "keep-alive", "proxy-authorization",
     "proxy-authenticate", "proxy-connection", "te", "trailer", "transfer-encoding",
-    "upgrade", "content-length", "expect", "accept-encoding", "x-request-id", NULL};
+    "upgrade", "content-length", "expect", "accept-encoding", "x-request-id",
+    "x-openrouter-key", NULL};
 
 /* Response headers not relayed: hop-by-hop, framing MHD redoes, and
  * cookies (one upstream account is shared by every local app). */
@@ -114,7 +115,7 @@ static struct curl_slist *build_headers(struct request *r)
     struct hdr_acc acc = {r, NULL, 0};
     char auth[4096];
 
-    snprintf(auth, sizeof auth, "Bearer %s", cfg->upstream_key);
+    snprintf(auth, sizeof auth, "Bearer %s", r->up_key);
     add_header(&acc, "Authorization", auth);
     explicit_bzero(auth, sizeof auth);
     MHD_get_connection_values(r->conn, MHD_HEADER_KIND, copy_client_header, &acc);

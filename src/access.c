@@ -1,0 +1,335 @@
+/* access.c - see access.h.
+ *
+ * One state record per client name (and one, named "", for all traffic
+ * together), created on first use and kept across reloads.  Budgets use
+ * reservations: a request reserves its worst-case cost before it goes
+ * upstream and settles on the real cost when it ends, so concurrent
+ * requests cannot jointly overspend; at most the requests already
+ * admitted when the budget ran out can exceed their own estimates. */
+#include "access.h"
+
+#include <cjson/cJSON.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "keys.h"
+#include "policy.h"
+#include "pricing.h"
+
+struct state {
+    char name[64];
+    struct policy_window rpm, tpm;
+    int concurrent;
+    struct policy_budget day, month;
+};
+
+static struct {
+    pthread_mutex_t mu;
+    struct state *v;
+    size_t n, cap;
+} S = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Caller holds S.mu. */
+static struct state *state_for(const char *name)
+{
+    for (size_t i = 0; i < S.n; i++)
+        if (strcmp(S.v[i].name, name) == 0)
+            return &S.v[i];
+    if (S.n == S.cap) {
+        size_t cap = S.cap ? S.cap * 2 : 16;
+        struct state *nv = realloc(S.v, cap * sizeof *nv);
+        if (nv == NULL)
+            return NULL;
+        S.v = nv;
+        S.cap = cap;
+    }
+    memset(&S.v[S.n], 0, sizeof S.v[S.n]);
+    snprintf(S.v[S.n].name, sizeof S.v[S.n].name, "%s", name);
+    policy_window_init(&S.v[S.n].rpm);
+    policy_window_init(&S.v[S.n].tpm);
+    S.v[S.n].day.period = POLICY_DAY;
+    S.v[S.n].month.period = POLICY_MONTH;
+    return &S.v[S.n++];
+}
+
+int access_identify(const struct orp_config *cfg, const char *authorization, struct access_denial *d)
+{
+    const char *tok;
+    size_t len;
+
+    if (strcmp(cfg->auth_mode, "keys") != 0)
+        return -1;
+    if (authorization == NULL || keys_bearer(authorization, &tok, &len) < 0) {
+        d->status = 401;
+        d->code = "missing_api_key";
+        snprintf(d->message, sizeof d->message,
+                 "this orproxy needs a client key: send Authorization: Bearer <key>");
+        return -2;
+    }
+    {
+        /* Only hashes are stored; compare against every client in constant
+         * time, so timing reveals neither the key nor which client matched. */
+        uint8_t h[32];
+        int found = -1;
+        keys_sha256(tok, len, h);
+        for (int k = 0; k < cfg->n_clients; k++) {
+            int eq = keys_ct_equal(h, cfg->clients[k].key_sha256, 32);
+            found = (eq && found < 0) ? k : found;
+        }
+        if (found >= 0)
+            return found;
+    }
+    d->status = 401;
+    d->code = "invalid_api_key";
+    snprintf(d->message, sizeof d->message, "the client key is not valid");
+    return -2;
+}
+
+int access_check_model(const struct orp_config *cfg, int client, const char *model,
+                       struct access_denial *d)
+{
+    const struct orp_client *c;
+    if (client < 0)
+        return 0;
+    c = &cfg->clients[client];
+    if (c->n_models == 0)
+        return 0;
+    if (model != NULL &&
+        policy_model_allowed((const char *const *)c->models, (size_t)c->n_models, model))
+        return 0;
+    d->status = 403;
+    d->code = "model_not_allowed";
+    snprintf(d->message, sizeof d->message, "client '%s' may not use model '%.100s'", c->name,
+             model ? model : "(none)");
+    return -1;
+}
+
+static void limits_of(const struct orp_config *cfg, int client, const struct orp_limits **out)
+{
+    *out = client >= 0 ? &cfg->clients[client].limits : NULL;
+}
+
+static void fmt_reset(int64_t at_ms, char *buf, size_t n)
+{
+    time_t s = (time_t)(at_ms / 1000);
+    struct tm tm;
+    gmtime_r(&s, &tm);
+    strftime(buf, n, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+/* Caller holds S.mu.  Checks one scope (a client, or all traffic). */
+static int admit_scope(struct state *st, const struct orp_limits *lim, const char *who, int64_t now,
+                       long long est_tokens, int64_t est_pusd, struct access_denial *d)
+{
+    long long ra = 0;
+    int64_t reset = 0;
+
+    if (lim->max_concurrent > 0 && st->concurrent >= lim->max_concurrent) {
+        d->status = 429;
+        d->code = "concurrency_limit";
+        d->retry_after_s = 1;
+        snprintf(d->message, sizeof d->message, "%s already has %d requests in progress (max_concurrent)",
+                 who, st->concurrent);
+        return -1;
+    }
+    if (!policy_window_check(&st->rpm, now, lim->rpm, 1, &ra)) {
+        d->status = 429;
+        d->code = "rate_limit_rpm";
+        d->retry_after_s = (long)ra;
+        snprintf(d->message, sizeof d->message, "%s is over its limit of %lld requests per minute",
+                 who, lim->rpm);
+        return -1;
+    }
+    if (!policy_window_check(&st->tpm, now, lim->tpm, est_tokens, &ra)) {
+        policy_window_add(&st->rpm, now, -1); /* not admitted after all */
+        d->status = 429;
+        d->code = "rate_limit_tpm";
+        d->retry_after_s = (long)ra;
+        snprintf(d->message, sizeof d->message, "%s is over its limit of %lld tokens per minute",
+                 who, lim->tpm);
+        return -1;
+    }
+    st->day.limit_pusd = lim->budget_day_pusd;
+    st->month.limit_pusd = lim->budget_month_pusd;
+    {
+        int daily = 1, ok = policy_budget_reserve(&st->day, now, est_pusd, &reset);
+        if (ok && !policy_budget_reserve(&st->month, now, est_pusd, &reset)) {
+            policy_budget_settle(&st->day, now, est_pusd, 0); /* undo the daily reservation */
+            ok = 0;
+            daily = 0;
+        }
+        if (ok)
+            goto admitted;
+        char when[32], lim_s[40];
+        policy_window_add(&st->rpm, now, -1);
+        policy_window_add(&st->tpm, now, -est_tokens);
+        fmt_reset(reset, when, sizeof when);
+        pricing_format_usd(daily ? lim->budget_day_pusd : lim->budget_month_pusd, lim_s, sizeof lim_s);
+        d->status = 402;
+        d->code = daily ? "budget_day_exceeded" : "budget_month_exceeded";
+        d->retry_after_s = (long)((reset - now + 999) / 1000);
+        snprintf(d->message, sizeof d->message,
+                 "%s has used its %s budget of $%s; it resets at %s", who,
+                 daily ? "daily" : "monthly", lim_s, when);
+        return -1;
+    }
+admitted:
+    st->concurrent++;
+    return 0;
+}
+
+static void release_scope(struct state *st, int64_t now, long long est_tokens, long long tokens,
+                          int64_t est_pusd, int64_t cost)
+{
+    st->concurrent--;
+    policy_window_add(&st->tpm, now, tokens - est_tokens);
+    policy_budget_settle(&st->day, now, est_pusd, cost);
+    policy_budget_settle(&st->month, now, est_pusd, cost);
+}
+
+int access_admit(const struct orp_config *cfg, int client, long long est_tokens, int64_t est_pusd,
+                 struct access_grant *g, struct access_denial *d)
+{
+    const struct orp_limits *lim;
+    struct state *glob, *cst = NULL;
+    int64_t now = wall_ms();
+    char who[96];
+
+    memset(g, 0, sizeof *g);
+    g->client = client;
+    limits_of(cfg, client, &lim);
+    pthread_mutex_lock(&S.mu);
+    glob = state_for("");
+    if (client >= 0)
+        cst = state_for(cfg->clients[client].name);
+    if (glob == NULL || (client >= 0 && cst == NULL)) {
+        pthread_mutex_unlock(&S.mu);
+        d->status = 500;
+        d->code = "out_of_memory";
+        snprintf(d->message, sizeof d->message, "orproxy is out of memory");
+        return -1;
+    }
+    if (cst != NULL) {
+        snprintf(who, sizeof who, "client '%s'", cfg->clients[client].name);
+        if (admit_scope(cst, lim, who, now, est_tokens, est_pusd, d) < 0) {
+            pthread_mutex_unlock(&S.mu);
+            return -1;
+        }
+    }
+    if (admit_scope(glob, &cfg->limits, "this orproxy (all clients)", now, est_tokens, est_pusd, d) < 0) {
+        if (cst != NULL) { /* undo the client's admission */
+            release_scope(cst, now, est_tokens, 0, est_pusd, 0);
+            policy_window_add(&cst->rpm, now, -1);
+        }
+        pthread_mutex_unlock(&S.mu);
+        return -1;
+    }
+    pthread_mutex_unlock(&S.mu);
+    g->admitted = 1;
+    g->tokens_est = est_tokens;
+    g->reserved_pusd = est_pusd;
+    return 0;
+}
+
+void access_release(const struct orp_config *cfg, struct access_grant *g, long long tokens,
+                    int64_t cost_pusd)
+{
+    int64_t now = wall_ms();
+    struct state *st;
+
+    if (!g->admitted)
+        return;
+    g->admitted = 0;
+    pthread_mutex_lock(&S.mu);
+    if (g->client >= 0 && (st = state_for(cfg->clients[g->client].name)) != NULL)
+        release_scope(st, now, g->tokens_est, tokens, g->reserved_pusd, cost_pusd);
+    if ((st = state_for("")) != NULL)
+        release_scope(st, now, g->tokens_est, tokens, g->reserved_pusd, cost_pusd);
+    pthread_mutex_unlock(&S.mu);
+}
+
+void access_seed_spend(const char *client, int64_t day_pusd, int64_t month_pusd)
+{
+    int64_t now = wall_ms();
+    struct state *st;
+    pthread_mutex_lock(&S.mu);
+    st = state_for(client ? client : "");
+    if (st != NULL) {
+        policy_budget_seed(&st->day, now, day_pusd);
+        policy_budget_seed(&st->month, now, month_pusd);
+    }
+    pthread_mutex_unlock(&S.mu);
+}
+
+static void add_usd(cJSON *o, const char *name, int64_t pusd, int unset_is_null)
+{
+    char buf[48];
+    if (unset_is_null && pusd == 0) {
+        cJSON_AddNullToObject(o, name);
+        return;
+    }
+    pricing_format_usd(pusd, buf, sizeof buf);
+    cJSON_AddNumberToObject(o, name, atof(buf));
+}
+
+char *access_key_json(const struct orp_config *cfg, int client)
+{
+    const struct orp_client *c = client >= 0 ? &cfg->clients[client] : NULL;
+    const struct orp_limits *lim = c ? &c->limits : &cfg->limits;
+    cJSON *root = cJSON_CreateObject(), *data = cJSON_AddObjectToObject(root, "data");
+    int64_t now = wall_ms(), day = 0, month = 0, reserved = 0;
+    int concurrent = 0;
+    struct state *st;
+    char *out;
+
+    pthread_mutex_lock(&S.mu);
+    st = state_for(c ? c->name : "");
+    if (st != NULL) {
+        int64_t dummy;
+        /* roll periods over before reporting */
+        policy_budget_reserve(&st->day, now, 0, &dummy);
+        policy_budget_reserve(&st->month, now, 0, &dummy);
+        day = st->day.spent_pusd;
+        month = st->month.spent_pusd;
+        reserved = st->month.reserved_pusd;
+        concurrent = st->concurrent;
+    }
+    pthread_mutex_unlock(&S.mu);
+
+    cJSON_AddStringToObject(data, "label", c ? c->name : "anonymous");
+    cJSON_AddBoolToObject(data, "is_admin", c ? c->admin : strcmp(cfg->auth_mode, "none") == 0);
+    add_usd(data, "limit", lim->budget_month_pusd, 1);
+    if (lim->budget_month_pusd > 0)
+        add_usd(data, "limit_remaining", lim->budget_month_pusd - month > 0 ? lim->budget_month_pusd - month : 0, 0);
+    else
+        cJSON_AddNullToObject(data, "limit_remaining");
+    add_usd(data, "usage_daily", day, 0);
+    add_usd(data, "usage_monthly", month, 0);
+    add_usd(data, "usage", month, 0);
+    add_usd(data, "budget_usd_day", lim->budget_day_pusd, 1);
+    add_usd(data, "budget_usd_month", lim->budget_month_pusd, 1);
+    add_usd(data, "reserved_usd", reserved, 0);
+    cJSON_AddNumberToObject(data, "rpm", (double)lim->rpm);
+    cJSON_AddNumberToObject(data, "tpm", (double)lim->tpm);
+    cJSON_AddNumberToObject(data, "max_concurrent", lim->max_concurrent);
+    cJSON_AddNumberToObject(data, "in_progress", concurrent);
+    if (c != NULL && c->n_models > 0) {
+        cJSON *m = cJSON_AddArrayToObject(data, "models");
+        for (int i = 0; i < c->n_models; i++)
+            cJSON_AddItemToArray(m, cJSON_CreateString(c->models[i]));
+    }
+    cJSON_AddBoolToObject(data, "own_upstream_key", c != NULL && c->upstream_key != NULL);
+    out = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    return out;
+}

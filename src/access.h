@@ -1,0 +1,58 @@
+/* access.h - who may do what, right now: client identification, model
+ * rules, rate and concurrency limits, and budgets with reservations.
+ *
+ * The rules come from the (reloadable) config; the counters live here,
+ * keyed by client name, so a reload changes limits without resetting what
+ * was already used.  Counters are shared by all workers behind one mutex,
+ * held for a few comparisons once when a request starts and once when it
+ * ends, never per byte. */
+#ifndef ORP_ACCESS_H
+#define ORP_ACCESS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+
+/* What a request holds between admission and its end. */
+struct access_grant {
+    int client;                 /* index in cfg->clients, -1 = anonymous */
+    int admitted;               /* access_release() must be called */
+    long long tokens_est;       /* counted against tpm at admission */
+    int64_t reserved_pusd;      /* budget reservation */
+};
+
+/* The decision when a request is refused. */
+struct access_denial {
+    unsigned status;            /* 401, 402, 403, 429 */
+    const char *code;
+    char message[256];
+    long retry_after_s;         /* 429/402: when it frees up (0 = no header) */
+};
+
+/* Which client sent this Authorization header value (NULL if absent).
+ * Returns the client index, -1 for anonymous (auth.mode none), or -2 when
+ * the request must be refused (d is filled: 401). */
+int access_identify(const struct orp_config *cfg, const char *authorization, struct access_denial *d);
+
+/* Model rules for the client (after aliases).  0 allowed, -1 refused (403). */
+int access_check_model(const struct orp_config *cfg, int client, const char *model,
+                       struct access_denial *d);
+
+/* Rate, concurrency and budget checks for one request expected to use
+ * est_tokens and cost up to est_pusd.  0 admitted (g filled), -1 refused. */
+int access_admit(const struct orp_config *cfg, int client, long long est_tokens, int64_t est_pusd,
+                 struct access_grant *g, struct access_denial *d);
+
+/* The request ended: free its concurrency slot, settle tokens and cost. */
+void access_release(const struct orp_config *cfg, struct access_grant *g, long long tokens,
+                    int64_t cost_pusd);
+
+/* Start-up: spend so far this UTC day and month, from the ledger. */
+void access_seed_spend(const char *client, int64_t day_pusd, int64_t month_pusd);
+
+/* For GET /v1/key: the client's limits, budgets and usage so far, as a
+ * malloc'd JSON text shaped like OpenRouter's /key data object. */
+char *access_key_json(const struct orp_config *cfg, int client);
+
+#endif
