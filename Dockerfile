@@ -6,11 +6,12 @@
 #       -v orproxy-state:/var/lib/orproxy --stop-timeout 45 orproxy
 #
 # SECURITY: inside the container orproxy listens on 0.0.0.0:8080, because a
-# published port reaches the container's own address, not its loopback. There
-# are no client keys yet (auth.mode = "keys" arrives with the keys issue), so
-# anyone who reaches the port spends the OpenRouter account's money. Until then
-# publish it on the host's loopback only: `-p 127.0.0.1:8080:8080`, never
-# `-p 8080:8080`.
+# published port reaches the container's own address, not its loopback. So the
+# image's config sets auth.mode = "keys": every request needs a client key, and
+# the clients come from a file you mount at /etc/orproxy/clients.conf
+# (`orproxy key new NAME` prints a stanza; see conf/orproxy.docker.conf):
+#   -v "$PWD/clients.conf:/etc/orproxy/clients.conf:ro"
+# Publishing on the host's loopback (`-p 127.0.0.1:8080:8080`) is still wise.
 #
 # The upstream key: either the environment (`-e OPENROUTER_API_KEY`), or a file
 # at /run/secrets/openrouter-api-key (a Compose/Swarm secret, or

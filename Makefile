@@ -94,7 +94,7 @@ test-service: $(BUILD)/orproxy
 
 # Plain build and tests, then the same suite under AddressSanitizer + UBSan.
 check: deps-test
-	$(MAKE) test-units test-e2e test-sdk
+	$(MAKE) test-units test-e2e test-sdk test-service
 	$(MAKE) check-san
 
 check-san:

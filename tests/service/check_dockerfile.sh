@@ -297,20 +297,28 @@ grep -Eq '^[ \t]*state_dir[ \t]*=[ \t]*"/var/lib/orproxy"' "$conf" || fail "$con
 for f in "$conf" "$dockerfile"; do
     grep -q '127\.0\.0\.1:8080:8080' "$f" || fail "$f must tell to publish on loopback only (-p 127.0.0.1:8080:8080)"
 done
+# The image's config needs client keys from a mounted clients.conf: check it
+# is accepted with one (include path pointed at a temp file) and refused,
+# naming the missing file, without.
+tmpc=$(mktemp -d)
+"$bin" key new ci-check | grep '^  {' > "$tmpc/stanza"
+printf 'clients = (\n%s\n);\n' "$(cat "$tmpc/stanza")" > "$tmpc/clients.conf"
+sed "s|/etc/orproxy/clients.conf|$tmpc/clients.conf|" "$conf" > "$tmpc/with.conf"
+sed "s|/etc/orproxy/clients.conf|$tmpc/missing.conf|" "$conf" > "$tmpc/without.conf"
 rc=0
 out=$(
     unset OPENROUTER_API_KEY CREDENTIALS_DIRECTORY STATE_DIRECTORY
-    "$bin" -t -c "$conf" 2>&1
+    "$bin" -t -c "$tmpc/with.conf" 2>&1
 ) || rc=$?
-if [ "$rc" -eq 0 ]; then
-    ok "$conf: orproxy -t accepts it; 0.0.0.0 inside, loopback-only publishing documented"
-elif [ "$rc" -eq 2 ] && printf '%s\n' "$out" | grep -q 'not loopback'; then
-    # With client keys (auth.mode = "keys"), orproxy refuses a non-loopback
-    # address without them: the image then needs a configuration that
-    # defines clients mounted over this one. Anything else is a real error.
-    ok "$conf: orproxy -t refuses 0.0.0.0 without client keys, as designed: $out"
+[ "$rc" -eq 0 ] || { rm -rf "$tmpc"; fail "$conf with a mounted clients.conf: orproxy -t exited $rc: $out"; }
+ok "$conf: orproxy -t accepts it with a mounted clients.conf (auth.mode = keys on 0.0.0.0)"
+rc=0
+out=$("$bin" -t -c "$tmpc/without.conf" 2>&1) || rc=$?
+rm -rf "$tmpc"
+if [ "$rc" -eq 2 ] && printf '%s\n' "$out" | grep -q 'cannot open include file'; then
+    ok "$conf: without clients.conf orproxy refuses to start (FILE:LINE: cannot open include file)"
 else
-    fail "$bin -t -c $conf exited $rc: $out"
+    fail "$conf without clients.conf: expected exit 2 naming the file, got $rc: $out"
 fi
 
 # --- the build stage builds from what it copies --------------------------------
