@@ -354,6 +354,18 @@ int ledger_update_cost(const char *generation_id, int64_t cost_pusd, enum cost_s
     return enqueue(it);
 }
 
+static void release_handles(void)
+{
+    sqlite3_finalize(L.ins);
+    sqlite3_finalize(L.upd);
+    L.ins = L.upd = NULL;
+    sqlite3_close(L.db);
+    L.db = NULL;
+    if (L.jsonl != NULL)
+        fclose(L.jsonl);
+    L.jsonl = NULL;
+}
+
 int ledger_open(const struct orp_config *cfg, char *err, size_t errlen)
 {
     const char *path = cfg->ledger_path;
@@ -400,14 +412,7 @@ int ledger_open(const struct orp_config *cfg, char *err, size_t errlen)
     }
     return 0;
 fail:
-    sqlite3_finalize(L.ins);
-    sqlite3_finalize(L.upd);
-    L.ins = L.upd = NULL;
-    sqlite3_close(L.db);
-    L.db = NULL;
-    if (L.jsonl != NULL)
-        fclose(L.jsonl);
-    L.jsonl = NULL;
+    release_handles();
     return -1;
 }
 
@@ -425,14 +430,7 @@ void ledger_close(void)
     pthread_mutex_lock(&L.mu);
     L.running = 0;
     pthread_mutex_unlock(&L.mu);
-    sqlite3_finalize(L.ins);
-    sqlite3_finalize(L.upd);
-    L.ins = L.upd = NULL;
-    sqlite3_close(L.db);
-    L.db = NULL;
-    if (L.jsonl != NULL)
-        fclose(L.jsonl);
-    L.jsonl = NULL;
+    release_handles();
 }
 
 void ledger_get_stats(struct ledger_stats *out)

@@ -13,6 +13,8 @@
  * a terminal; CSV and JSON carry them quoted. */
 #include "report.h"
 
+#include "pricing.h"
+
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
@@ -20,7 +22,6 @@
 #include <string.h>
 #include <time.h>
 
-#define PUSD_PER_USD INT64_C(1000000000000)
 
 /* The sums of one group (or of everything). */
 struct sums {
@@ -223,21 +224,6 @@ int report_parse_format(const char *s, enum report_format *out)
 
 /* ---- formatting helpers ----------------------------------------------- */
 
-/* Picodollars as decimal USD: up to 12 decimals, trailing zeros trimmed
- * but at least 2 kept ("0.000123", "1.50", "0.00"). */
-static void report_usd(int64_t pusd, char *buf, size_t n)
-{
-    uint64_t mag = pusd < 0 ? -(uint64_t)pusd : (uint64_t)pusd;
-    char frac[13];
-    int len = 12;
-
-    snprintf(frac, sizeof frac, "%012" PRIu64, mag % (uint64_t)PUSD_PER_USD);
-    while (len > 2 && frac[len - 1] == '0')
-        len--;
-    snprintf(buf, n, "%s%" PRIu64 ".%.*s", pusd < 0 ? "-" : "", mag / (uint64_t)PUSD_PER_USD, len,
-             frac);
-}
-
 /* ISO-8601 UTC, with milliseconds only when there are some. */
 static void iso_time(int64_t ms, char *buf, size_t n)
 {
@@ -375,7 +361,7 @@ static int add_usd(cJSON *o, const char *name, int64_t pusd)
 {
     char usd[32];
 
-    report_usd(pusd, usd, sizeof usd);
+    pricing_format_usd(pusd, usd, sizeof usd);
     return cJSON_AddStringToObject(o, name, usd) != NULL ? 0 : -1;
 }
 
@@ -473,7 +459,7 @@ static void sums_cells(const struct sums *s, struct cells *c)
     snprintf(c->v[2], sizeof c->v[2], "%" PRId64, s->prompt);
     snprintf(c->v[3], sizeof c->v[3], "%" PRId64, s->completion);
     snprintf(c->v[4], sizeof c->v[4], "%" PRId64, s->total);
-    report_usd(s->cost, c->v[5], sizeof c->v[5]);
+    pricing_format_usd(s->cost, c->v[5], sizeof c->v[5]);
 }
 
 /* Columns a UTF-8 string takes, near enough: its code points. */
@@ -559,8 +545,8 @@ static int write_table(const struct report_query *q, const struct result *r, FIL
               "table)\n",
               out);
     } else {
-        report_usd(r->total.est, est, sizeof est);
-        report_usd(r->total.cost, all, sizeof all);
+        pricing_format_usd(r->total.est, est, sizeof est);
+        pricing_format_usd(r->total.cost, all, sizeof all);
         fprintf(out,
                 "estimated: $%s of $%s (%.1f%%) is a local estimate (cost_source=estimate); the "
                 "rest is as reported by OpenRouter or computed from its price table\n",
@@ -597,8 +583,8 @@ static void csv_line(FILE *out, const char *group, const struct sums *s)
 {
     char cost[32], est[32];
 
-    report_usd(s->cost, cost, sizeof cost);
-    report_usd(s->est, est, sizeof est);
+    pricing_format_usd(s->cost, cost, sizeof cost);
+    pricing_format_usd(s->est, est, sizeof est);
     csv_field(out, group);
     fprintf(out, ",%" PRId64 ",%" PRId64 ",%" PRId64 ",%" PRId64 ",%" PRId64 ",%s,%s\n",
             s->requests, s->errors, s->prompt, s->completion, s->total, cost, est);

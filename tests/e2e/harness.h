@@ -203,4 +203,19 @@ cJSON *h_fake_wait(int fake_port, const char *tag, const char *field, int timeou
 /* Number of records with that tag (tag NULL: all records), -1 if the fake did not answer. */
 int h_fake_count(int fake_port, const char *tag);
 
+/* The main() of an end-to-end test program: runs one suite without forking
+ * (the harness kills its children if the test process dies) and exits
+ * non-zero when any test failed. */
+#define H_MAIN(suite_fn)                                  \
+    int main(void)                                        \
+    {                                                     \
+        SRunner *sr = srunner_create(suite_fn());         \
+        int failed;                                       \
+        srunner_set_fork_status(sr, CK_NOFORK);           \
+        srunner_run_all(sr, CK_NORMAL);                   \
+        failed = srunner_ntests_failed(sr);               \
+        srunner_free(sr);                                 \
+        return failed == 0 ? 0 : 1;                       \
+    }
+
 #endif

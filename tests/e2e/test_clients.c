@@ -285,7 +285,11 @@ START_TEST(test_concurrency_limit)
     snprintf(auth, sizeof auth, "Authorization: Bearer %s", bob);
     a = h_request_async(orp.port, "POST", "/v1/chat/completions",
                         "{\"stream\":true,\"max_tokens\":10,\"fake\":{\"tag\":\"slow\",\"events\":10,\"interval_ms\":100}}", hdrs, NULL);
-    ck_assert_ptr_nonnull(h_fake_wait(fake.port, "slow", NULL, 3000));
+    {
+        cJSON *seen = h_fake_wait(fake.port, "slow", NULL, 3000);
+        ck_assert_ptr_nonnull(seen);
+        cJSON_Delete(seen);
+    }
     ck_assert_int_eq(call(bob, "/v1/chat/completions", "{\"max_tokens\":10}", NULL, &r), 429);
     ck_assert_str_eq(err_code(&r), "concurrency_limit");
     ck_assert_str_eq(h_header(&r, "Retry-After"), "1");
@@ -426,13 +430,4 @@ static Suite *keys_suite(void)
     return s;
 }
 
-int main(void)
-{
-    SRunner *sr = srunner_create(keys_suite());
-    int failed;
-    srunner_set_fork_status(sr, CK_NOFORK);
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
-}
+H_MAIN(keys_suite)

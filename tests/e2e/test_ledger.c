@@ -409,13 +409,4 @@ static Suite *ledger_suite(void)
     return s;
 }
 
-int main(void)
-{
-    SRunner *sr = srunner_create(ledger_suite());
-    int failed;
-    srunner_set_fork_status(sr, CK_NOFORK);
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
-}
+H_MAIN(ledger_suite)

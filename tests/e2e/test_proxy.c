@@ -842,13 +842,4 @@ static Suite *proxy_suite(void)
     return s;
 }
 
-int main(void)
-{
-    SRunner *sr = srunner_create(proxy_suite());
-    int failed;
-    srunner_set_fork_status(sr, CK_NOFORK);
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
-}
+H_MAIN(proxy_suite)

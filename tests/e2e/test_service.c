@@ -209,7 +209,11 @@ START_TEST(test_sighup_under_live_streams)
     ck_assert_int_eq(h_orproxy_start(&orp, conf("before", 5), env_key), 0);
     for (int i = 0; i < NSTREAMS; i++)
         a[i] = start_stream("hup-live", 15, 100);
-    ck_assert_ptr_nonnull(h_fake_wait(fake.port, "hup-live", NULL, 3000));
+    {
+        cJSON *seen = h_fake_wait(fake.port, "hup-live", NULL, 3000);
+        ck_assert_ptr_nonnull(seen);
+        cJSON_Delete(seen);
+    }
     usleep(300000);
 
     /* A good new config: new requests use it, live streams are untouched. */
@@ -275,7 +279,11 @@ START_TEST(test_sigterm_drains_live_streams_and_ledger)
     ck_assert_int_eq(h_orproxy_start(&orp, conf("t", 10), env_key), 0);
     for (int i = 0; i < NSTREAMS; i++)
         a[i] = start_stream("term-live", 15, 100);
-    ck_assert_ptr_nonnull(h_fake_wait(fake.port, "term-live", NULL, 3000));
+    {
+        cJSON *seen = h_fake_wait(fake.port, "term-live", NULL, 3000);
+        ck_assert_ptr_nonnull(seen);
+        cJSON_Delete(seen);
+    }
     usleep(300000);
     t0 = h_now();
     kill(orp.pid, SIGTERM);
@@ -297,7 +305,11 @@ START_TEST(test_sigterm_timeout_ends_streams_with_error_event)
     ck_assert_int_eq(h_orproxy_start(&orp, conf("t", 1), env_key), 0);
     for (int i = 0; i < 10; i++)
         a[i] = start_stream("term-slow", 200, 100); /* 20 s each */
-    ck_assert_ptr_nonnull(h_fake_wait(fake.port, "term-slow", NULL, 3000));
+    {
+        cJSON *seen = h_fake_wait(fake.port, "term-slow", NULL, 3000);
+        ck_assert_ptr_nonnull(seen);
+        cJSON_Delete(seen);
+    }
     usleep(300000);
     t0 = h_now();
     kill(orp.pid, SIGTERM);
@@ -455,13 +467,4 @@ static Suite *service_suite(void)
     return s;
 }
 
-int main(void)
-{
-    SRunner *sr = srunner_create(service_suite());
-    int failed;
-    srunner_set_fork_status(sr, CK_NOFORK);
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
-}
+H_MAIN(service_suite)
