@@ -151,7 +151,9 @@ static const char *outcome(const struct request *r)
 {
     if (r->client_aborted)
         return "cancelled";
-    if (r->local_status != 0)
+    if (r->route != NULL && r->route->kind != ROUTE_UPSTREAM) /* answered locally */
+        return r->status >= 500 ? "proxy_error" : r->status >= 400 ? "rejected" : "ok";
+    if (r->local_status >= 400)
         return r->local_status >= 500 ? "proxy_error" : "rejected";
     if (r->streaming && !r->saw_done)
         return "stream_error";
@@ -225,6 +227,9 @@ static void request_finish(struct request *r)
 {
     struct ledger_record rec;
     char model[128];
+    int local = r->route != NULL &&
+                (r->route->kind == ROUTE_HEALTHZ || r->route->kind == ROUTE_READYZ ||
+                 r->route->kind == ROUTE_METRICS);
 
     memset(&rec, 0, sizeof rec);
     copy_field(rec.request_id, sizeof rec.request_id, r->id);
@@ -247,11 +252,12 @@ static void request_finish(struct request *r)
     copy_field(rec.error_class, sizeof rec.error_class, error_class(r));
     copy_field(rec.outcome, sizeof rec.outcome, outcome(r));
 
-    if (log_enabled(LOG_LVL_INFO)) {
+    /* Health and metrics probes arrive every few seconds: debug level. */
+    if (log_enabled(local ? LOG_LVL_DEBUG : LOG_LVL_INFO)) {
         char cost[48];
         log_token(model, sizeof model, r->model);
         pricing_format_usd(rec.cost_pusd, cost, sizeof cost);
-        log_info("request id=%s method=%s route=%s model=%s status=%d stream=%d attempts=%d "
+        (local ? log_debug : log_info)("request id=%s method=%s route=%s model=%s status=%d stream=%d attempts=%d "
                  "prompt_tokens=%lld completion_tokens=%lld cost=%s cost_source=%s "
                  "latency_ms=%.1f ttfb_ms=%.1f outcome=%s",
                  r->id, r->method, r->route ? r->route->tail : "-", model, rec.status, rec.stream,

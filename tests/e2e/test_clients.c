@@ -222,6 +222,27 @@ START_TEST(test_defaults_only_where_missing)
 }
 END_TEST
 
+/* Rows in the ledger matching where (waits up to 3 s for the writer). */
+static long long ledger_count(const char *where)
+{
+    char db[600], sql[256];
+    long long n = 0;
+    snprintf(db, sizeof db, "%s/state/usage.db", orp.dir);
+    snprintf(sql, sizeof sql, "SELECT COUNT(*) FROM requests WHERE %s", where);
+    for (int i = 0; i < 60 && n == 0; i++) {
+        sqlite3 *h = NULL;
+        sqlite3_stmt *st = NULL;
+        if (sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
+            sqlite3_prepare_v2(h, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+            n = sqlite3_column_int64(st, 0);
+        sqlite3_finalize(st);
+        sqlite3_close(h);
+        if (n == 0)
+            usleep(50000);
+    }
+    return n;
+}
+
 START_TEST(test_per_client_and_pass_through_upstream_keys)
 {
     struct h_resp r;
@@ -235,6 +256,9 @@ START_TEST(test_per_client_and_pass_through_upstream_keys)
     rec = h_fake_wait(fake.port, "carolk", NULL, 1000);
     ck_assert_ptr_null(cJSON_GetObjectItem(cJSON_GetObjectItem(rec, "headers"), "x-openrouter-key"));
     cJSON_Delete(rec);
+    /* still accounted to carol in the ledger */
+    ck_assert_int_eq(ledger_count("client = 'carol' AND status = 200"), 1);
+    ck_assert_int_eq(ledger_count("client = 'bob' AND status = 200"), 1);
     /* not allowed for alice: the shared key is used, her header ignored */
     call(alice, "/v1/chat/completions", "{\"model\":\"openai/x\",\"fake\":{\"tag\":\"alicek\"}}", "X-OpenRouter-Key: sk-or-v1-ALICE", &r);
     h_resp_free(&r);
