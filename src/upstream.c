@@ -457,6 +457,10 @@ void upstream_free(struct request *r)
     if (r->easy != NULL)
         curl_easy_cleanup(r->easy);
     r->easy = NULL;
+    /* The header list holds the upstream key: wipe it before freeing. */
+    for (struct curl_slist *h = r->up_headers; h != NULL; h = h->next)
+        if (strncasecmp(h->data, "Authorization:", 14) == 0)
+            explicit_bzero(h->data, strlen(h->data));
     curl_slist_free_all(r->up_headers);
     r->up_headers = NULL;
     clear_response_headers(r);
