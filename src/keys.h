@@ -1,23 +1,57 @@
-/* keys.h - client keys: SHA-256, constant-time comparison, generation,
- * and the Authorization header.  Pure functions (generation reads
- * getrandom); no OpenSSL: the one hash orproxy needs is implemented here
- * (FIPS 180-4) and checked against the standard test vectors. */
+/* keys.h - client keys: SHA-256, hex, constant-time comparison, key
+ * generation, the Authorization header and the key lookup table.
+ *
+ * Pure functions over caller-owned memory (keys_generate also reads
+ * getrandom(2)); no globals, so every function is safe to call from any
+ * thread.  orproxy stores only the SHA-256 of each client key, and matches
+ * a presented key by hashing it and comparing in constant time. */
 #ifndef ORP_KEYS_H
 #define ORP_KEYS_H
 
 #include <stddef.h>
 #include <stdint.h>
 
+/* Length of a generated key: "orp-" + 43 base62 characters. */
+#define KEYS_GENERATED_LEN 47
+
+/* SHA-256 (FIPS 180-4) of len bytes at data (data may be NULL when len is 0). */
 void keys_sha256(const void *data, size_t len, uint8_t out[32]);
-/* Lower-case hex of n bytes into out (2n + 1 bytes). */
+
+/* Lower-case hex of n bytes into out, which holds 2n + 1 bytes. */
 void keys_hex(const uint8_t *in, size_t n, char *out);
-/* Exactly 2n hex digits (either case) into n bytes.  0 or -1. */
+
+/* Exactly 2n hex digits (either case) into n bytes: 0, or -1 (out is then
+ * unspecified). */
 int keys_unhex(const char *hex, uint8_t *out, size_t n);
-/* 1 when equal.  Reads all n bytes whatever they hold: no early exit. */
+
+/* 1 when the n bytes at a and b are equal, else 0, in time that depends
+ * only on n. */
 int keys_ct_equal(const void *a, const void *b, size_t n);
-/* "orp-" + 43 base62 characters (256 bits) from getrandom.  0 or -1. */
+
+/* Writes a fresh client key ("orp-" + 43 base62 characters, 256 bits from
+ * getrandom) and its NUL into out.  0, or -1 when cap is below
+ * KEYS_GENERATED_LEN + 1 or the kernel gives no randomness (out is then ""
+ * when cap > 0). */
 int keys_generate(char *out, size_t cap);
-/* "Bearer <token>" (scheme in any case): 0 and the token, or -1. */
-int keys_bearer(const char *header, const char **token, size_t *len);
+
+/* Parses "Bearer <token>": the scheme in any case, then one or more spaces,
+ * then a token of visible ASCII characters (trailing spaces and tabs are
+ * ignored).  0 with *token pointing into the header and *len its length,
+ * or -1 (no header, another scheme, no token, a space inside it). */
+int keys_bearer(const char *authorization_header, const char **token, size_t *len);
+
+/* One client key as the lookup table holds it: the hash of the key and the
+ * client it belongs to.  The table is owned by whoever built it (the
+ * configuration); keys_find only reads it. */
+struct keys_entry {
+    uint8_t sha256[32];
+    int client;
+};
+
+/* The client of the entry whose hash equals sha256(token), or -1.  Every
+ * entry is compared, in constant time, whether or not one already matched,
+ * so the timing depends on n alone: neither on the key nor on which entry
+ * matched.  With duplicate hashes the first entry wins. */
+int keys_find(const struct keys_entry *e, size_t n, const char *token, size_t len);
 
 #endif

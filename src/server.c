@@ -412,6 +412,17 @@ static void parse_body(struct request *r)
         cJSON_Delete(root);
         return;
     }
+    /* Two "model" members: we would check the first while upstream may use
+     * the last, walking around the model rules.  Refuse the ambiguity. */
+    {
+        int n = 0;
+        cJSON_ArrayForEach(item, root) n += item->string != NULL && strcmp(item->string, "model") == 0;
+        if (n > 1) {
+            set_local(r, 400, "duplicate_field", "request body has more than one \"model\" member");
+            cJSON_Delete(root);
+            return;
+        }
+    }
     item = cJSON_GetObjectItemCaseSensitive(root, "model");
     if (cJSON_IsString(item))
         r->model = strdup(item->valuestring);

@@ -179,6 +179,11 @@ START_TEST(test_model_rules_and_aliases)
     ck_assert_str_eq(err_code(&r), "model_not_allowed");
     ck_assert_ptr_nonnull(strstr(r.body, "anthropic/claude-3"));
     h_resp_free(&r);
+    /* a second "model" member cannot smuggle a forbidden model past the check */
+    ck_assert_int_eq(call(alice, "/v1/chat/completions",
+                          "{\"model\":\"openai/x\",\"model\":\"anthropic/claude-3\"}", NULL, &r), 400);
+    ck_assert_str_eq(err_code(&r), "duplicate_field");
+    h_resp_free(&r);
     ck_assert_int_eq(call(alice, "/v1/chat/completions", "{\"model\":\"meta/llama:free\",\"messages\":[]}", NULL, &r), 200);
     h_resp_free(&r);
     /* client alias, then the global one: upstream sees OpenRouter ids */
