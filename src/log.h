@@ -12,6 +12,10 @@ enum log_level { LOG_LVL_ERROR = 0, LOG_LVL_WARN, LOG_LVL_INFO, LOG_LVL_DEBUG };
 /* level: "error"|"warn"|"info"|"debug"; format: "text"|"json". */
 void log_setup(const char *level, const char *format);
 int log_enabled(enum log_level lvl);
+/* From now on this thread's lines are batched until log_flush (or until
+ * PIPE_BUF bytes collected): an event loop calls log_flush before it sleeps. */
+void log_batch_begin(void);
+void log_flush(void);
 int log_is_json(void);
 
 void log_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -54,42 +54,92 @@ uint64_t loop_rand(struct worker *w)
     return x * 0x2545F4914F6CDD1DULL;
 }
 
+/* curl sockets stay in the epoll set between transfers.  curl says
+ * CURL_POLL_REMOVE each time a kept-alive upstream connection goes idle and
+ * asks for it again when the next request reuses it; doing both in the
+ * kernel would cost two epoll_ctl calls a request.  So REMOVE only marks
+ * the socket unwanted: it leaves the set when an event arrives for it while
+ * unwanted (an idle connection closed by upstream), or when curl closes it
+ * (the kernel drops a closed descriptor from the set; loop_close_socket
+ * forgets our record, so a new socket with the same number is added). */
+static struct ev_src *curl_src_for(struct worker *w, curl_socket_t s)
+{
+    if (s < 0)
+        return NULL;
+    if (s >= w->n_curl_src) {
+        int n = w->n_curl_src ? w->n_curl_src : 64;
+        while (n <= s)
+            n *= 2;
+        struct ev_src **t = realloc(w->curl_src, (size_t)n * sizeof *t);
+        if (t == NULL)
+            return NULL;
+        memset(t + w->n_curl_src, 0, (size_t)(n - w->n_curl_src) * sizeof *t);
+        w->curl_src = t;
+        w->n_curl_src = n;
+    }
+    if (w->curl_src[s] == NULL) {
+        struct ev_src *src = calloc(1, sizeof *src);
+        if (src == NULL)
+            return NULL;
+        src->kind = EV_CURL;
+        src->fd = s;
+        w->curl_src[s] = src;
+    }
+    return w->curl_src[s];
+}
+
 static int curl_socket_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
 {
     struct worker *w = userp;
-    struct ev_src *src = socketp;
+    struct ev_src *src;
     struct epoll_event ev;
     (void)easy;
+    (void)socketp;
 
     if (what == CURL_POLL_REMOVE) {
-        if (src != NULL) {
-            epoll_ctl(w->epfd, EPOLL_CTL_DEL, s, NULL);
-            curl_multi_assign(w->multi, s, NULL);
-            free(src);
-        }
+        if (s >= 0 && s < w->n_curl_src && w->curl_src[s] != NULL)
+            w->curl_src[s]->wanted = 0;
         return 0;
     }
+    if ((src = curl_src_for(w, s)) == NULL)
+        return -1;
+    src->wanted = 1;
     memset(&ev, 0, sizeof ev);
     ev.events = (what & CURL_POLL_IN ? EPOLLIN : 0) | (what & CURL_POLL_OUT ? EPOLLOUT : 0);
-    if (src == NULL) {
-        src = calloc(1, sizeof *src);
-        if (src == NULL)
-            return -1;
-        src->kind = EV_CURL;
-        src->fd = s;
-        ev.data.ptr = src;
-        if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, s, &ev) < 0) {
-            log_error("epoll_ctl add curl socket: %s", strerror(errno));
-            free(src);
-            return -1;
-        }
-        curl_multi_assign(w->multi, s, src);
-    } else {
-        ev.data.ptr = src;
-        if (epoll_ctl(w->epfd, EPOLL_CTL_MOD, s, &ev) < 0)
-            log_error("epoll_ctl mod curl socket: %s", strerror(errno));
+    ev.data.ptr = src;
+    if (ev.events == src->events)
+        return 0;
+    if (src->events != 0 && epoll_ctl(w->epfd, EPOLL_CTL_MOD, s, &ev) == 0) {
+        src->events = ev.events;
+        return 0;
     }
+    if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, s, &ev) < 0 &&
+        (errno != EEXIST || epoll_ctl(w->epfd, EPOLL_CTL_MOD, s, &ev) < 0)) {
+        log_error("epoll_ctl curl socket: %s", strerror(errno));
+        src->events = 0;
+        return -1;
+    }
+    src->events = ev.events;
     return 0;
+}
+
+/* CURLOPT_CLOSESOCKETFUNCTION: curl closes an upstream socket. */
+int loop_close_socket(void *clientp, curl_socket_t s)
+{
+    struct worker *w = clientp;
+    if (s >= 0 && s < w->n_curl_src && w->curl_src[s] != NULL) {
+        w->curl_src[s]->events = 0;
+        w->curl_src[s]->wanted = 0;
+    }
+    return close(s);
+}
+
+/* An event for a socket curl no longer watches: take it out of the set. */
+static void curl_src_unwanted(struct worker *w, struct ev_src *src)
+{
+    if (src->events != 0)
+        epoll_ctl(w->epfd, EPOLL_CTL_DEL, src->fd, NULL);
+    src->events = 0;
 }
 
 static int curl_timer_cb(CURLM *multi, long timeout_ms, void *userp)
@@ -127,6 +177,7 @@ int worker_init(struct worker *w)
 
     if (server_start(w) < 0)
         return -1;
+    w->mhd_kick = 1;
 
     memset(&ev, 0, sizeof ev);
     w->wake_src.kind = EV_WAKE;
@@ -143,6 +194,29 @@ int worker_init(struct worker *w)
         return -1;
     }
     return 0;
+}
+
+/* Easy handles are reused: curl_easy_init and its cleanup cost more than
+ * the whole proxying of a small request.  curl_easy_reset puts every option
+ * back to its default, so nothing of the previous request (its key header
+ * list, its callbacks' data) survives into the next. */
+CURL *loop_easy_get(struct worker *w)
+{
+    if (w->n_easy_pool > 0)
+        return w->easy_pool[--w->n_easy_pool];
+    return curl_easy_init();
+}
+
+void loop_easy_put(struct worker *w, CURL *e)
+{
+    if (e == NULL)
+        return;
+    if (w->n_easy_pool < (int)(sizeof w->easy_pool / sizeof w->easy_pool[0])) {
+        curl_easy_reset(e);
+        w->easy_pool[w->n_easy_pool++] = e;
+    } else {
+        curl_easy_cleanup(e);
+    }
 }
 
 void loop_defer(struct request *r)
@@ -232,6 +306,7 @@ static void run_deferred(struct worker *w)
             if (r->suspended) {
                 r->suspended = 0;
                 MHD_resume_connection(r->conn);
+                w->mhd_kick = 1;
             }
         }
         request_maybe_free(r);
@@ -304,10 +379,12 @@ void *worker_main(void *arg)
     struct epoll_event evs[256];
     int running;
 
+    log_batch_begin();
     for (;;) {
         int64_t now = loop_now_ms();
         int timeout = w->watchdog_ms > 0 && w->watchdog_ms / 4 < 1000 ? (int)(w->watchdog_ms / 4) : 1000;
         MHD_UNSIGNED_LONG_LONG mhd_to;
+        int64_t mhd_due;
         long retry_next;
 
         struct orp_config *fresh = atomic_exchange(&w->pending, NULL);
@@ -328,11 +405,15 @@ void *worker_main(void *arg)
         timeout = min_timeout(timeout, retry_next);
         if (w->curl_deadline >= 0)
             timeout = min_timeout(timeout, w->curl_deadline > now ? w->curl_deadline - now : 0);
-        if (MHD_get_timeout(w->mhd, &mhd_to) == MHD_YES)
+        mhd_due = INT64_MAX;
+        if (MHD_get_timeout(w->mhd, &mhd_to) == MHD_YES) {
             timeout = min_timeout(timeout, mhd_to > 1000 ? 1000 : (long)mhd_to);
+            mhd_due = now + (mhd_to > 1000 ? 1000 : (int64_t)mhd_to);
+        }
         if (w->deferred != NULL)
             timeout = 0;
 
+        log_flush();
         int n = epoll_wait(w->epfd, evs, (int)(sizeof evs / sizeof evs[0]), timeout);
         if (n < 0 && errno != EINTR) {
             log_error("worker %d: epoll_wait: %s", w->id, strerror(errno));
@@ -340,7 +421,9 @@ void *worker_main(void *arg)
         }
         for (int i = 0; i < n; i++) {
             struct ev_src *src = evs[i].data.ptr;
-            if (src->kind == EV_CURL) {
+            if (src->kind == EV_CURL && !src->wanted) {
+                curl_src_unwanted(w, src);
+            } else if (src->kind == EV_CURL) {
                 int flags = 0;
                 if (evs[i].events & EPOLLIN)
                     flags |= CURL_CSELECT_IN;
@@ -349,6 +432,8 @@ void *worker_main(void *arg)
                 if (evs[i].events & (EPOLLERR | EPOLLHUP))
                     flags |= CURL_CSELECT_ERR;
                 curl_multi_socket_action(w->multi, src->fd, flags, &running);
+            } else if (src->kind == EV_MHD) {
+                w->mhd_kick = 1;
             } else if (src->kind == EV_WAKE) {
                 uint64_t v;
                 ssize_t rd = read(w->wake_fd, &v, sizeof v);
@@ -361,11 +446,18 @@ void *worker_main(void *arg)
         }
         drain_curl(w);
         run_deferred(w);
-        MHD_run(w->mhd);
+        /* MHD only when it has something to do: its epoll fd fired, a
+         * connection was resumed, or one of its timeouts is due.  An idle
+         * MHD_run still costs an epoll_wait on MHD's own set. */
+        if (w->mhd_kick || w->stop_requested || loop_now_ms() >= mhd_due) {
+            w->mhd_kick = 0;
+            MHD_run(w->mhd);
+        }
         /* MHD callbacks may have deferred work (a reader that drained the
          * buffer wants curl unpaused); do it now rather than a pass later. */
         run_deferred(w);
     }
+    log_flush();
     return NULL;
 }
 
@@ -422,9 +514,16 @@ void worker_destroy(struct worker *w)
     w->mhd = NULL;
     config_release(w->cfg); /* after MHD freed the last requests */
     w->cfg = NULL;
+    while (w->n_easy_pool > 0)
+        curl_easy_cleanup(w->easy_pool[--w->n_easy_pool]);
     if (w->multi != NULL)
         curl_multi_cleanup(w->multi);
     w->multi = NULL;
+    for (int i = 0; i < w->n_curl_src; i++)
+        free(w->curl_src[i]);
+    free(w->curl_src);
+    w->curl_src = NULL;
+    w->n_curl_src = 0;
     {
         struct orp_config *p = atomic_exchange(&w->pending, NULL);
         config_release(p);

@@ -18,8 +18,10 @@
 #include "request.h"
 
 struct ev_src {
-    int kind;   /* EV_MHD, EV_WAKE, EV_CURL */
+    int kind;         /* EV_MHD, EV_WAKE, EV_CURL */
     int fd;
+    uint32_t events;  /* EV_CURL: what the epoll set has for fd (0: not in it) */
+    int wanted;       /* EV_CURL: curl watches fd now */
 };
 
 struct worker {
@@ -38,6 +40,12 @@ struct worker {
     pthread_t thread;
     uint64_t rng;
     uint64_t seq;
+
+    int mhd_kick;                /* MHD has work: run it this pass */
+    struct ev_src **curl_src;    /* by fd: curl sockets, registered lazily */
+    int n_curl_src;
+    CURL *easy_pool[64];         /* idle easy handles, reset, for reuse */
+    int n_easy_pool;
 
     struct request *deferred;    /* want resume / unpause */
     struct request *live;        /* every live request */
@@ -58,6 +66,11 @@ struct worker {
 int64_t loop_now_ms(void);
 int64_t loop_now_ns(void);
 uint64_t loop_rand(struct worker *w);
+/* An easy handle in its default state (reused when one is idle), and back. */
+CURL *loop_easy_get(struct worker *w);
+void loop_easy_put(struct worker *w, CURL *e);
+/* CURLOPT_CLOSESOCKETFUNCTION for every easy handle (clientp: the worker). */
+int loop_close_socket(void *clientp, curl_socket_t s);
 
 /* Sets up w (listen_fd, cfg and id already filled in).  0 or -1. */
 int worker_init(struct worker *w);

@@ -563,6 +563,12 @@ static const char *pick_upstream_key(struct request *r)
     return cfg->upstream_key;
 }
 
+static int defaults_any(const struct orp_defaults *d)
+{
+    return d->model != NULL || d->system_prompt != NULL || d->has_temperature || d->has_top_p ||
+           d->has_max_tokens || d->has_frequency_penalty || d->has_presence_penalty;
+}
+
 /* Aliases (the client's, then the global ones) and the client's defaults,
  * applied to the body.  The body stays byte for byte when nothing applies. */
 static void edit_body(struct request *r)
@@ -570,10 +576,15 @@ static void edit_body(struct request *r)
     const struct orp_config *cfg = r->cfg;
     const struct orp_client *c = r->client >= 0 ? &cfg->clients[r->client] : NULL;
     int n = cfg->n_aliases + (c ? c->n_aliases : 0), k = 0, changed = 0;
-    const char **from = calloc((size_t)n + 1, sizeof *from), **to = calloc((size_t)n + 1, sizeof *to);
+    const char **from = NULL, **to = NULL;
     struct policy_edits e;
     char err[128], *nb;
 
+    /* Nothing to apply: skip the second parse (the common case). */
+    if (n == 0 && (c == NULL || !defaults_any(&c->defaults)))
+        return;
+    from = calloc((size_t)n + 1, sizeof *from);
+    to = calloc((size_t)n + 1, sizeof *to);
     if (from == NULL || to == NULL)
         goto done;
     for (int i = 0; c != NULL && i < c->n_aliases; i++, k++)

@@ -1,6 +1,7 @@
 /* upstream.c - the curl side of a request.
  *
- * One easy handle per request, reused across retries.  The forwarded
+ * One easy handle per request, reused across retries (and, once reset,
+ * by later requests of the same worker: see loop_easy_get).  The forwarded
  * request is the client's body byte for byte (CURLOPT_POSTFIELDS points at
  * it, no copy) with the client's end-to-end headers, minus its
  * Authorization and the hop-by-hop ones, plus the upstream key.
@@ -310,7 +311,7 @@ static int setup_easy(struct request *r)
     snprintf(url, sizeof url, "%s%s%s", cfg->upstream_base_url, r->route->tail,
              r->url_query ? r->url_query : "");
     r->up_headers = build_headers(r);
-    e = r->easy = curl_easy_init();
+    e = r->easy = loop_easy_get(r->w);
     if (e == NULL || r->up_headers == NULL)
         return -1;
     curl_easy_setopt(e, CURLOPT_URL, url);
@@ -328,6 +329,8 @@ static int setup_easy(struct request *r)
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, loop_close_socket);
+    curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, r->w);
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
     curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
     curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
@@ -454,8 +457,7 @@ void upstream_free(struct request *r)
 {
     if (r->in_multi)
         upstream_abort(r);
-    if (r->easy != NULL)
-        curl_easy_cleanup(r->easy);
+    loop_easy_put(r->w, r->easy);
     r->easy = NULL;
     /* The header list holds the upstream key: wipe it before freeing. */
     for (struct curl_slist *h = r->up_headers; h != NULL; h = h->next)

@@ -1,0 +1,487 @@
+#!/usr/bin/env python3
+"""orproxy benchmark driver (`make bench`, `make bench-smoke`).
+
+Starts, on 127.0.0.1 only: the fast fake upstream (bench/fakeup), nginx as a
+plain reverse proxy in front of it (proxy_pass, upstream keep-alive,
+proxy_buffering off, access log off: nginx at its fastest), and orproxy in
+front of it as users run it (ledger on, info log to a file).  Then measures
+the three paths -- direct, nginx, orproxy -- in the same run, interleaved
+round by round, with wrk (bench/chat.lua) for request latency and
+throughput and bench/streamload for streams.  Prints one table with every
+figure next to its target and writes all raw numbers to a JSON file.
+
+Every run is bounded: each load has a duration or a count and a timeout,
+and every process started here is stopped on exit.
+"""
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PATHS = ("direct", "nginx", "orproxy")
+KIB = 1024
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, proc, timeout=10.0):
+    end = time.time() + timeout
+    while time.time() < end:
+        if proc.poll() is not None:
+            raise RuntimeError("%s exited with %s" % (proc.args[0], proc.returncode))
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("port %d did not open" % port)
+
+
+def proc_status(pid):
+    """VmRSS, RssAnon, RssFile in KiB, and the open descriptor count."""
+    out = {}
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            k, _, v = line.partition(":")
+            if k in ("VmRSS", "RssAnon", "RssFile"):
+                out[k] = int(v.split()[0])
+    out["fds"] = len(os.listdir("/proc/%d/fd" % pid))
+    return out
+
+
+def children(pid):
+    try:
+        with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
+            return [int(x) for x in f.read().split()]
+    except OSError:
+        return []
+
+
+def group_rss(pid):
+    """RSS of a process and its children (nginx: master + workers), KiB."""
+    return sum(proc_status(p)["VmRSS"] for p in [pid] + children(pid))
+
+
+class Sampler(threading.Thread):
+    """Samples the RSS of a process group every 100 ms; keeps the peak."""
+
+    def __init__(self, pid):
+        super().__init__(daemon=True)
+        self.pid, self.peak, self.stop_ev = pid, 0, threading.Event()
+
+    def run(self):
+        while not self.stop_ev.is_set():
+            try:
+                self.peak = max(self.peak, group_rss(self.pid))
+            except OSError:
+                pass
+            self.stop_ev.wait(0.1)
+
+    def stop(self):
+        self.stop_ev.set()
+        self.join()
+        return self.peak
+
+
+class Bench:
+    def __init__(self, args):
+        self.a = args
+        self.dir = tempfile.mkdtemp(prefix="orproxy-bench-", dir=args.workdir)
+        self.procs = []
+        self.ports = {}
+
+    # ---- processes -------------------------------------------------------
+    def spawn(self, name, argv, env=None, **kw):
+        logf = open(os.path.join(self.dir, name + ".log"), "w")
+        p = subprocess.Popen(argv, stdout=logf, stderr=subprocess.STDOUT, env=env,
+                             preexec_fn=os.setsid, **kw)
+        self.procs.append(p)
+        return p
+
+    def start(self):
+        fp = self.ports["direct"] = free_port()
+        self.fake = self.spawn("fakeup", [self.a.fakeup, str(fp)])
+        wait_port(fp, self.fake)
+
+        np_ = self.ports["nginx"] = free_port()
+        conf = os.path.join(self.dir, "nginx.conf")
+        with open(conf, "w") as f:
+            f.write(NGINX_CONF.format(dir=self.dir, port=np_, fake=fp, workers=self.a.workers))
+        self.nginx = self.spawn("nginx", [self.a.nginx, "-p", self.dir, "-c", conf])
+        wait_port(np_, self.nginx)
+
+        op = self.ports["orproxy"] = free_port()
+        conf = os.path.join(self.dir, "orproxy.conf")
+        os.makedirs(os.path.join(self.dir, "state"), exist_ok=True)
+        with open(conf, "w") as f:
+            f.write(ORPROXY_CONF.format(dir=self.dir, port=op, fake=fp, workers=self.a.workers))
+        env = dict(os.environ, OPENROUTER_API_KEY="sk-or-v1-bench-upstream-key")
+        env.pop("STATE_DIRECTORY", None)
+        self.orproxy = self.spawn("orproxy", [self.a.orproxy, "-c", conf], env=env)
+        wait_port(op, self.orproxy)
+
+    def stop(self):
+        for p in reversed(self.procs):
+            if p.poll() is None:
+                try:
+                    os.killpg(p.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+        for p in self.procs:
+            try:
+                p.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+
+    def url(self, path):
+        port = self.ports[path]
+        if path == "orproxy":
+            return "http://127.0.0.1:%d/v1/chat/completions" % port
+        return "http://127.0.0.1:%d/api/v1/chat/completions" % port
+
+    def stream_path(self, path):
+        return "/v1/chat/completions" if path == "orproxy" else "/api/v1/chat/completions"
+
+    # ---- load tools ------------------------------------------------------
+    def wrk(self, path, conns, seconds):
+        threads = 1 if conns == 1 else 2
+        argv = [self.a.wrk, "-t%d" % threads, "-c%d" % conns, "-d%ds" % seconds, "--timeout", "10s",
+                "-s", os.path.join(HERE, "chat.lua"), self.url(path)]
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 30).stdout
+        for line in out.splitlines():
+            if line.startswith("BENCHJSON "):
+                r = json.loads(line[len("BENCHJSON "):])
+                r["rps"] = r["requests"] / (r["duration_us"] / 1e6)
+                r["errors"] = (r["connect_errors"] + r["read_errors"] + r["write_errors"]
+                               + r["timeouts"] + r["non2xx"])
+                return r
+        raise RuntimeError("wrk printed no result for %s: %s" % (path, out[-500:]))
+
+    def streams(self, path, conc, chunks, interval_ms, ramp=0, timeout=None):
+        if timeout is None:
+            timeout = int(chunks * interval_ms / 1000 + (conc / ramp if ramp else 0) + 30)
+        argv = [self.a.streamload, "-p", str(self.ports[path]), "-P", self.stream_path(path),
+                "-c", str(conc), "-n", str(chunks), "-i", str(interval_ms), "-t", str(timeout)]
+        if ramp:
+            argv += ["-r", str(ramp)]
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=timeout + 30)
+        if out.returncode != 0:
+            raise RuntimeError("streamload failed: %s" % out.stderr[-500:])
+        r = json.loads(out.stdout)
+        r["lost"] = r["chunks_expected"] - r["chunks_received"]
+        return r
+
+    def pid(self, path):
+        return {"direct": self.fake, "nginx": self.nginx, "orproxy": self.orproxy}[path].pid
+
+    def settle(self, seconds=None):
+        time.sleep(self.a.settle if seconds is None else seconds)
+
+
+def med(rs, key):
+    return statistics.median(r[key] for r in rs)
+
+
+def run(b, a):
+    res = {"config": {"smoke": a.smoke, "workers": a.workers, "rounds": a.rounds,
+                      "duration_s": a.duration, "cores": os.cpu_count()}}
+    paths_all = list(PATHS)
+
+    b.settle(2.0)
+    s = proc_status(b.orproxy.pid)
+    res["idle"] = {"orproxy": s, "nginx_kib": group_rss(b.nginx.pid),
+                   "fake_kib": proc_status(b.fake.pid)["VmRSS"]}
+    log("idle: orproxy VmRSS %d KiB (anon %d, file %d), %d fds" %
+        (s["VmRSS"], s["RssAnon"], s["RssFile"], s["fds"]))
+
+    # warm every path (connections, page cache, orproxy's price table)
+    for p in paths_all:
+        b.wrk(p, 4, 1)
+
+    # 1. latency at concurrency 1
+    lat = {p: [] for p in paths_all}
+    for rnd in range(a.rounds):
+        for p in paths_all:
+            lat[p].append(b.wrk(p, 1, a.duration))
+            log("c=1 round %d %-8s p50 %5d us  p99 %5d us  %7.0f req/s" %
+                (rnd, p, lat[p][-1]["p50_us"], lat[p][-1]["p99_us"], lat[p][-1]["rps"]))
+    res["latency_c1"] = {p: {"runs": lat[p], "p50_us": med(lat[p], "p50_us"),
+                             "p99_us": med(lat[p], "p99_us"), "rps": med(lat[p], "rps"),
+                             "errors": sum(r["errors"] for r in lat[p])} for p in paths_all}
+
+    # 2. throughput at concurrency 64, and the sweep
+    thr = {p: [] for p in paths_all}
+    for rnd in range(a.rounds):
+        for p in paths_all:
+            thr[p].append(b.wrk(p, 64, a.duration))
+            log("c=64 round %d %-8s %7.0f req/s  p99 %6d us" %
+                (rnd, p, thr[p][-1]["rps"], thr[p][-1]["p99_us"]))
+    res["throughput_c64"] = {p: {"runs": thr[p], "rps": med(thr[p], "rps"),
+                                 "p99_us": med(thr[p], "p99_us"),
+                                 "errors": sum(r["errors"] for r in thr[p])} for p in paths_all}
+    sweep = {}
+    for c in a.sweep:
+        sweep[c] = {}
+        for p in paths_all:
+            r = b.wrk(p, c, a.sweep_duration)
+            sweep[c][p] = {"rps": r["rps"], "p99_us": r["p99_us"], "errors": r["errors"]}
+            log("sweep c=%-3d %-8s %7.0f req/s  p99 %6d us" % (c, p, r["rps"], r["p99_us"]))
+    res["sweep"] = sweep
+
+    # 3. streaming: 100 streams x 64 chunks every 20 ms
+    st = {p: [] for p in paths_all}
+    for rnd in range(a.rounds):
+        for p in paths_all:
+            st[p].append(b.streams(p, a.stream_conc, a.stream_chunks, 20))
+            r = st[p][-1]
+            log("stream round %d %-8s ttfc p50 %6d us  gap p50 %6d p99 %6d us  transit p50 %5d "
+                "p99 %5d us  lost %d" % (rnd, p, r["ttfc_us"]["p50"], r["gap_us"]["p50"],
+                                         r["gap_us"]["p99"], r["transit_us"]["p50"],
+                                         r["transit_us"]["p99"], r["lost"]))
+    res["streaming"] = {}
+    for p in paths_all:
+        rs = st[p]
+        res["streaming"][p] = {
+            "runs": rs,
+            "ttfc_p50_us": statistics.median(r["ttfc_us"]["p50"] for r in rs),
+            "gap_p50_us": statistics.median(r["gap_us"]["p50"] for r in rs),
+            "gap_p99_us": statistics.median(r["gap_us"]["p99"] for r in rs),
+            "transit_p50_us": statistics.median(r["transit_us"]["p50"] for r in rs),
+            "transit_p99_us": statistics.median(r["transit_us"]["p99"] for r in rs),
+            "lost": sum(r["lost"] for r in rs),
+        }
+
+    # 4. most concurrent 20 ms streams with every chunk and no gap over 10x
+    res["sustained"] = {}
+    for p in paths_all:
+        best, tried = 0, []
+        for level in a.levels:
+            r = b.streams(p, level, a.sustain_chunks, 20, ramp=a.ramp)
+            ok = (r["complete"] == level and r["lost"] == 0 and r["gap_us"] is not None
+                  and r["gap_us"]["max"] <= 10 * 20 * 1000)
+            tried.append({"streams": level, "ok": ok, "complete": r["complete"],
+                          "lost": r["lost"], "gap_max_us": (r["gap_us"] or {}).get("max"),
+                          "gap_p99_us": (r["gap_us"] or {}).get("p99")})
+            log("sustain %-8s %5d streams: %s (complete %d, lost %d, max gap %s us)" %
+                (p, level, "ok" if ok else "FAIL", r["complete"], r["lost"],
+                 tried[-1]["gap_max_us"]))
+            b.settle()
+            if not ok:
+                break
+            best = level
+        res["sustained"][p] = {"best": best, "tried": tried}
+
+    # 5. many slow streams: RSS per stream
+    res["slow"] = {}
+    for p in paths_all:
+        pid = b.pid(p)
+        before = group_rss(pid)
+        sampler = Sampler(pid)
+        sampler.start()
+        r = b.streams(p, a.slow_conc, a.slow_chunks, 1000, ramp=a.slow_ramp)
+        peak = sampler.stop()
+        per = (peak - before) * KIB / a.slow_conc
+        res["slow"][p] = {"streams": a.slow_conc, "complete": r["complete"], "lost": r["lost"],
+                          "rss_before_kib": before, "rss_peak_kib": peak,
+                          "bytes_per_stream": per, "gap_max_us": (r["gap_us"] or {}).get("max")}
+        log("slow %-8s %d streams: complete %d, RSS %d -> %d KiB, %.0f B/stream" %
+            (p, a.slow_conc, r["complete"], before, peak, per))
+        b.settle()
+
+    # 6. RSS after the load stops
+    b.settle(3.0)
+    s = proc_status(b.orproxy.pid)
+    res["after"] = {"orproxy": s, "nginx_kib": group_rss(b.nginx.pid)}
+    log("after: orproxy VmRSS %d KiB (anon %d, file %d), %d fds" %
+        (s["VmRSS"], s["RssAnon"], s["RssFile"], s["fds"]))
+    return res
+
+
+def table(res, a):
+    """Returns (text, failures): failures are paths that did not work at all."""
+    L, S, T, SL = res["latency_c1"], res["streaming"], res["throughput_c64"], res["slow"]
+    rows, checks = [], []
+
+    def row(fig, direct, nginx, orp, target, met):
+        rows.append((fig, direct, nginx, orp, target, "" if met is None else
+                     ("yes" if met else "NO")))
+        if met is not None:
+            checks.append(met)
+
+    def added(d, p, key):
+        return d[p][key] - d["direct"][key]
+
+    us = lambda v: "%.0f us" % v
+    row("added latency p50, c=1", us(L["direct"]["p50_us"]) + " (base)",
+        us(added(L, "nginx", "p50_us")), us(added(L, "orproxy", "p50_us")), "<= nginx",
+        added(L, "orproxy", "p50_us") <= added(L, "nginx", "p50_us"))
+    row("added latency p99, c=1", us(L["direct"]["p99_us"]) + " (base)",
+        us(added(L, "nginx", "p99_us")), us(added(L, "orproxy", "p99_us")), "<= nginx",
+        added(L, "orproxy", "p99_us") <= added(L, "nginx", "p99_us"))
+    ratio = T["orproxy"]["rps"] / T["nginx"]["rps"] if T["nginx"]["rps"] else 0
+    row("throughput c=64 (req/s)", "%.0f" % T["direct"]["rps"], "%.0f" % T["nginx"]["rps"],
+        "%.0f (x%.2f)" % (T["orproxy"]["rps"], ratio), "orproxy/nginx >= 1.0", ratio >= 1.0)
+    row("p99 at c=64", us(T["direct"]["p99_us"]), us(T["nginx"]["p99_us"]),
+        us(T["orproxy"]["p99_us"]), "", None)
+    for c, v in res["sweep"].items():
+        row("  sweep c=%s (req/s)" % c, "%.0f" % v["direct"]["rps"], "%.0f" % v["nginx"]["rps"],
+            "%.0f" % v["orproxy"]["rps"], "", None)
+    t_o, t_n = added(S, "orproxy", "ttfc_p50_us"), added(S, "nginx", "ttfc_p50_us")
+    row("added time to 1st chunk p50", us(S["direct"]["ttfc_p50_us"]) + " (base)", us(t_n),
+        us(t_o), "<= 100 us", t_o <= 100)
+    g_o, g_n = added(S, "orproxy", "gap_p50_us"), added(S, "nginx", "gap_p50_us")
+    row("added inter-chunk gap p50", us(S["direct"]["gap_p50_us"]) + " (base)", us(g_n), us(g_o),
+        "", None)
+    g_o, g_n = added(S, "orproxy", "gap_p99_us"), added(S, "nginx", "gap_p99_us")
+    row("added inter-chunk gap p99", us(S["direct"]["gap_p99_us"]) + " (base)", us(g_n), us(g_o),
+        "<= 200 us", g_o <= 200)
+    row("chunk transit p50 / p99",
+        "%d / %d us" % (S["direct"]["transit_p50_us"], S["direct"]["transit_p99_us"]),
+        "%d / %d us" % (S["nginx"]["transit_p50_us"], S["nginx"]["transit_p99_us"]),
+        "%d / %d us" % (S["orproxy"]["transit_p50_us"], S["orproxy"]["transit_p99_us"]), "", None)
+    row("lost chunks (100 streams x 64, %d rounds)" % a.rounds, str(S["direct"]["lost"]),
+        str(S["nginx"]["lost"]), str(S["orproxy"]["lost"]), "0", S["orproxy"]["lost"] == 0)
+    su = res["sustained"]
+    cap = " (max tried)" if su["orproxy"]["best"] == a.levels[-1] else ""
+    row("20 ms streams sustained", str(su["direct"]["best"]), str(su["nginx"]["best"]),
+        str(su["orproxy"]["best"]) + cap, ">= %d, 0 lost" % a.sustain_target,
+        su["orproxy"]["best"] >= a.sustain_target)
+    row("%d slow streams complete" % a.slow_conc, str(SL["direct"]["complete"]),
+        str(SL["nginx"]["complete"]), str(SL["orproxy"]["complete"]), "all",
+        SL["orproxy"]["complete"] == a.slow_conc)
+    kib = lambda v: "%.1f KiB" % (v / KIB)
+    row("RSS per slow stream", kib(SL["direct"]["bytes_per_stream"]),
+        kib(SL["nginx"]["bytes_per_stream"]), kib(SL["orproxy"]["bytes_per_stream"]),
+        "<= 32 KiB", SL["orproxy"]["bytes_per_stream"] <= 32 * KIB)
+    idle = res["idle"]["orproxy"]
+    row("idle RSS (orproxy: anon + file)", "%d KiB" % res["idle"]["fake_kib"],
+        "%d KiB" % res["idle"]["nginx_kib"],
+        "%d KiB (%d + %d)" % (idle["VmRSS"], idle["RssAnon"], idle["RssFile"]), "<= 8 MiB",
+        idle["VmRSS"] <= 8 * KIB)
+    aft = res["after"]["orproxy"]
+    row("RSS after load (orproxy: anon + file)", "", "%d KiB" % res["after"]["nginx_kib"],
+        "%d KiB (%d + %d)" % (aft["VmRSS"], aft["RssAnon"], aft["RssFile"]), "", None)
+
+    head = ("figure", "direct", "nginx", "orproxy", "target", "met")
+    w = [max(len(str(r[i])) for r in rows + [head]) for i in range(6)]
+    fmt = lambda r: "| " + " | ".join(str(r[i]).ljust(w[i]) for i in range(6)) + " |"
+    lines = [fmt(head), "|" + "|".join("-" * (x + 2) for x in w) + "|"] + [fmt(r) for r in rows]
+    return "\n".join(lines), checks
+
+
+NGINX_CONF = """\
+daemon off;
+worker_processes {workers};
+worker_rlimit_nofile 20000;
+error_log {dir}/nginx-error.log warn;
+pid {dir}/nginx.pid;
+events {{ worker_connections 20000; }}
+http {{
+    access_log off;
+    client_body_temp_path {dir}/nginx-body;
+    proxy_temp_path {dir}/nginx-proxy;
+    fastcgi_temp_path {dir}/nginx-fastcgi;
+    uwsgi_temp_path {dir}/nginx-uwsgi;
+    scgi_temp_path {dir}/nginx-scgi;
+    upstream fake {{ server 127.0.0.1:{fake}; keepalive 256; }}
+    server {{
+        listen 127.0.0.1:{port} reuseport backlog=4096;
+        location / {{
+            proxy_pass http://fake;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Authorization "Bearer sk-or-v1-bench-upstream-key";
+            proxy_buffering off;
+            proxy_read_timeout 120s;
+        }}
+    }}
+}}
+"""
+
+ORPROXY_CONF = """\
+listen = {{ address = "127.0.0.1"; port = {port}; }};
+upstream = {{ base_url = "http://127.0.0.1:{fake}/api/v1"; api_key_env = "OPENROUTER_API_KEY"; }};
+limits = {{ max_connections = 20000; }};
+workers = {workers};
+log = {{ level = "info"; }};
+state_dir = "{dir}/state";
+"""
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--orproxy", required=True)
+    ap.add_argument("--fakeup", required=True)
+    ap.add_argument("--streamload", required=True)
+    ap.add_argument("--wrk", default="wrk")
+    ap.add_argument("--nginx", default="/usr/sbin/nginx")
+    ap.add_argument("--out", default="bench-results.json")
+    ap.add_argument("--workdir", default=None)
+    ap.add_argument("--smoke", action="store_true", help="a ~10 s run that proves it all works")
+    ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    a = ap.parse_args()
+    if a.smoke:
+        a.rounds, a.duration, a.sweep, a.sweep_duration = 1, 1, [1, 64], 1
+        a.stream_conc, a.stream_chunks = 20, 10
+        a.levels, a.sustain_chunks, a.sustain_target, a.ramp = [50], 10, 50, 0
+        a.slow_conc, a.slow_chunks, a.slow_ramp, a.settle = 200, 2, 0, 0.2
+    else:
+        a.rounds, a.duration, a.sweep, a.sweep_duration = 3, 5, [1, 4, 16, 64, 256], 3
+        a.stream_conc, a.stream_chunks = 100, 64
+        a.levels = [1000, 2000, 3000, 4000, 5000, 6000]
+        a.sustain_chunks, a.sustain_target, a.ramp = 64, 2000, 4000
+        a.slow_conc, a.slow_chunks, a.slow_ramp, a.settle = 8000, 16, 2000, 1.0
+    for tool in (a.wrk, a.nginx):
+        if not shutil.which(tool):
+            sys.exit("bench: %s not found (make bench installs wrk and nginx-light)" % tool)
+
+    b = Bench(a)
+    t0 = time.time()
+    try:
+        b.start()
+        res = run(b, a)
+    finally:
+        b.stop()
+    res["orproxy_exit"] = b.orproxy.returncode
+    res["wall_s"] = round(time.time() - t0, 1)
+    text, checks = table(res, a)
+    res["table"] = text
+    with open(a.out, "w") as f:
+        json.dump(res, f, indent=1)
+    print(text)
+    print("\n%d of %d targets met; raw numbers in %s; %.0f s in all" %
+          (sum(checks), len(checks), a.out, res["wall_s"]))
+    if not a.smoke:
+        shutil.rmtree(b.dir, ignore_errors=True)
+    # A benchmark reports; it fails only when a path did not work at all.
+    broken = [p for p in PATHS if res["streaming"][p]["lost"] or res["latency_c1"][p]["errors"]]
+    if res["orproxy_exit"] != 0:
+        broken.append("orproxy exit %s" % res["orproxy_exit"])
+    if broken:
+        print("bench: broken paths: %s (logs in %s)" % (", ".join(broken), b.dir))
+        return 1
+    if a.smoke:
+        shutil.rmtree(b.dir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
