@@ -26,7 +26,7 @@
 #include "server.h"
 #include "upstream.h"
 
-enum { EV_MHD = 1, EV_WAKE, EV_CURL };
+enum { EV_MHD = 1, EV_WAKE, EV_CURL, EV_DEAD };
 
 static void watchdog(struct worker *w, int64_t now);
 
@@ -65,7 +65,12 @@ static int curl_socket_cb(CURL *easy, curl_socket_t s, int what, void *userp, vo
         if (src != NULL) {
             epoll_ctl(w->epfd, EPOLL_CTL_DEL, s, NULL);
             curl_multi_assign(w->multi, s, NULL);
-            free(src);
+            /* Not freed yet: a later event of the batch being handled may
+             * still point at it (curl drops other sockets while handling
+             * one).  worker_main frees the dead list after the batch. */
+            src->kind = EV_DEAD;
+            src->next_dead = w->dead;
+            w->dead = src;
         }
         return 0;
     }
@@ -289,6 +294,15 @@ static void send_keepalives(struct worker *w, int64_t now)
     }
 }
 
+static void free_dead(struct worker *w)
+{
+    while (w->dead != NULL) {
+        struct ev_src *d = w->dead;
+        w->dead = d->next_dead;
+        free(d);
+    }
+}
+
 static int min_timeout(int a, long b)
 {
     if (b < 0)
@@ -361,6 +375,7 @@ void *worker_main(void *arg)
             w->curl_deadline = -1;
             curl_multi_socket_action(w->multi, CURL_SOCKET_TIMEOUT, 0, &running);
         }
+        free_dead(w);
         drain_curl(w);
         run_deferred(w);
         MHD_run(w->mhd);
@@ -427,6 +442,7 @@ void worker_destroy(struct worker *w)
     if (w->multi != NULL)
         curl_multi_cleanup(w->multi);
     w->multi = NULL;
+    free_dead(w);
     {
         struct orp_config *p = atomic_exchange(&w->pending, NULL);
         config_release(p);

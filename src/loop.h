@@ -18,8 +18,9 @@
 #include "request.h"
 
 struct ev_src {
-    int kind;   /* EV_MHD, EV_WAKE, EV_CURL */
+    int kind;   /* EV_MHD, EV_WAKE, EV_CURL, EV_DEAD */
     int fd;
+    struct ev_src *next_dead;   /* the worker's dead list (EV_DEAD only) */
 };
 
 struct worker {
@@ -32,6 +33,7 @@ struct worker {
     int epfd;
     int wake_fd;                 /* eventfd written by the main thread */
     struct ev_src mhd_src, wake_src;
+    struct ev_src *dead;         /* curl sockets removed; freed after the epoll batch */
     struct MHD_Daemon *mhd;
     CURLM *multi;
     int64_t curl_deadline;       /* monotonic ms, -1 = none */
