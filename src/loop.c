@@ -399,6 +399,8 @@ void *worker_main(void *arg)
 
         if (now >= w->next_ping_scan) {
             send_keepalives(w, now);
+            for (struct request *r = w->live; r != NULL; r = r->next)
+                server_check_waiting(r);
             w->next_ping_scan = now + 1000;
         }
         retry_next = run_retries(w, now);

@@ -88,6 +88,7 @@ struct request {
     int saw_error_event;        /* upstream sent an error event */
     int client_done;            /* MHD completion callback ran */
     int client_aborted;
+    int client_gone;            /* hung up while suspended, before commit */
     unsigned status;            /* status sent to the client */
     struct usage_info ui;       /* usage, served model, finish reason */
 

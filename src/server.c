@@ -19,6 +19,7 @@
 #include <sqlite3.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -748,6 +749,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     }
 
     cfg = r->cfg;
+    if (r->client_gone)
+        return MHD_NO; /* resumed only to be closed: see server_check_waiting() */
     if (*upload_data_size != 0) {
         size_t n = *upload_data_size;
         *upload_data_size = 0;
@@ -802,7 +805,12 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     r->client_done = 1;
     r->suspended = 0;
     if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK) {
-        r->client_aborted = !r->committed || !r->upstream_done || r->ready > 0;
+        /* The client did not get everything: nothing was committed yet, a
+         * stream still had bytes to come or waiting, or MHD could not finish
+         * sending a buffered upstream answer (it holds that buffer, so any
+         * error while sending it means the client missed part of it). */
+        r->client_aborted = !r->committed || !r->upstream_done || r->ready > 0 ||
+                            (!r->streaming && r->local_status == 0 && r->up_status != 0);
         if (r->client_aborted && r->in_multi)
             log_debug("request id=%s: client went away, aborting upstream", r->id);
     }
@@ -863,6 +871,30 @@ void server_response_ready(struct request *r)
 
 void server_data_ready(struct request *r)
 {
+    wake(r);
+}
+
+void server_check_waiting(struct request *r)
+{
+    const union MHD_ConnectionInfo *ci;
+    struct pollfd p;
+
+    if (!r->suspended || r->committed || r->client_done || r->client_gone)
+        return;
+    ci = MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (ci == NULL)
+        return;
+    memset(&p, 0, sizeof p);
+    p.fd = ci->connect_fd;
+    p.events = POLLRDHUP;
+    /* MHD treats end-of-input as the client leaving on connections it
+     * watches; do the same for the ones it cannot watch while suspended. */
+    if (poll(&p, 1, 0) <= 0 || !(p.revents & (POLLRDHUP | POLLHUP | POLLERR)))
+        return;
+    log_debug("request id=%s: client went away while waiting for upstream", r->id);
+    r->client_gone = 1;
+    upstream_abort(r);
+    loop_retry_cancel(r);
     wake(r);
 }
 

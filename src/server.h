@@ -18,6 +18,10 @@ void server_response_ready(struct request *r);
 void server_data_ready(struct request *r);
 /* Shutdown: end this request now (error event or 503), no upstream left. */
 void server_cancel(struct request *r, const char *why);
+/* Once a second for each live request: a client that hung up while its
+ * connection is suspended waiting for upstream is noticed here (MHD cannot
+ * see it), its upstream transfer dropped and its connection closed. */
+void server_check_waiting(struct request *r);
 
 /* Frees r if nothing refers to it any more. */
 void request_maybe_free(struct request *r);

@@ -29,7 +29,17 @@
  *   usage {..}          members replace/extend the default usage; null removes one
  *   generation_lag      /generation answers 404 this many times first
  *   streams ("stream":true): comments, events (3), interval_ms, error_after,
- *   error_code_string, drop_after, hang_after, no_done, crlf, byte_by_byte, event_bytes
+ *   error_code_string, drop_after, hang_after, no_done, crlf, byte_by_byte, event_bytes,
+ *   stream_bytes (about this many bytes of content events, 64 KiB each unless event_bytes
+ *   says otherwise; sets events)
+ *   non-stream answers, sent through a reader with the full Content-Length:
+ *   cut_after_bytes     close the connection after this many body bytes
+ *   hang_after_bytes    go silent after this many body bytes (0: headers, then silence)
+ *   trickle_ms, trickle_bytes (16)   send the body in pieces, pausing before each one
+ *   huge_bytes          a well-formed JSON completion of exactly this many bytes, generated
+ *                       on the fly (padding) so a gigabyte costs no memory
+ *   rst                 every cut (close_before_headers, drop_after, cut_after_bytes) is a
+ *                       TCP reset (SO_LINGER 0) instead of an orderly close
  * Control: GET /_fake/requests (records as JSON), POST /_fake/reset. tests/e2e/test_fake.c shows
  * each behaviour. The file is long because it is the whole upstream in one source.
  */
@@ -51,6 +61,7 @@
 #include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #define FAKE_PROVIDER "FakeProvider"
 #define FAKE_DEFAULT_MODEL "openai/gpt-4o-mini"
@@ -114,6 +125,21 @@ struct fake_stream {
     int phase, i;
     char *ev;
     size_t ev_len, ev_off;
+    bool rst;
+};
+
+/* A non-stream answer sent by a reader (cuts, hangs, trickles, huge bodies); owned by the MHD
+ * response, freed by its free callback. data holds the whole body, or only its head and tail
+ * for huge_bytes, where the middle is padding made on the fly. */
+struct fake_body {
+    int fd;
+    bool rst;
+    char *data;
+    size_t len;     /* bytes in data */
+    uint64_t total; /* bytes in the body (Content-Length) */
+    size_t tail;    /* huge_bytes: the last `tail` bytes of data end the body */
+    int64_t cut_after, hang_after; /* -1 = off */
+    int trickle_ms, trickle_bytes;
 };
 
 enum { PH_COMMENT, PH_ROLE, PH_CONTENT, PH_FINISH, PH_USAGE, PH_DONE, PH_END };
@@ -203,6 +229,21 @@ static int fake_sleep(long ms, int fd)
         if (peer_closed(fd, left < FAKE_STEP_MS ? (int)left : FAKE_STEP_MS))
             return -1;
     }
+}
+
+/* Makes the coming close of fd a TCP reset rather than an orderly FIN. */
+static void reset_on_close(int fd)
+{
+    struct linger lg = {.l_onoff = 1, .l_linger = 0};
+    if (fd >= 0)
+        setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+}
+
+static int conn_fd(struct MHD_Connection *c)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    return ci ? ci->connect_fd : -1;
 }
 
 static int json_int(const cJSON *o, const char *name, int def)
@@ -615,13 +656,21 @@ static void stream_emit_content(struct fake_stream *st, int i)
     stream_emit_choice(st, stream_choice(st, NULL, base, NULL));
     if (st->event_bytes <= 0 || (size_t)st->event_bytes <= st->ev_len)
         return;
+    /* splice the padding into the framed event: no JSON printing of megabytes per event */
     size_t pad = (size_t)st->event_bytes - st->ev_len;
-    char *content = xmalloc(strlen(base) + pad + 1);
-    strcpy(content, base);
-    memset(content + strlen(base), 'x', pad);
-    content[strlen(base) + pad] = '\0';
-    stream_emit_choice(st, stream_choice(st, NULL, content, NULL));
-    free(content);
+    char needle[64];
+    snprintf(needle, sizeof needle, "\"%s\":\"%s", st->legacy ? "text" : "content", base);
+    const char *at = strstr(st->ev, needle);
+    if (!at)
+        abort();
+    size_t head = (size_t)(at - st->ev) + strlen(needle);
+    char *ev = xmalloc(st->ev_len + pad + 1);
+    memcpy(ev, st->ev, head);
+    memset(ev + head, 'x', pad);
+    memcpy(ev + head + pad, st->ev + head, st->ev_len - head + 1);
+    free(st->ev);
+    st->ev = ev;
+    st->ev_len += pad;
 }
 
 static void stream_emit_error(struct fake_stream *st)
@@ -677,8 +726,11 @@ static int stream_next(struct fake_stream *st)
             stream_emit_error(st);
             return 1;
         }
-        if (st->i == st->drop_after)
+        if (st->i == st->drop_after) {
+            if (st->rst)
+                reset_on_close(st->fd);
             return -1;
+        }
         if (st->i == st->hang_after) {
             while (fake_sleep(1000, st->fd) == 0) {
             }
@@ -776,6 +828,12 @@ static enum MHD_Result answer_stream(struct MHD_Connection *c, const struct fake
         st->events = 0;
     st->interval_ms = json_int(fake, "interval_ms", 0);
     st->event_bytes = json_int(fake, "event_bytes", 0);
+    int stream_bytes = json_int(fake, "stream_bytes", 0);
+    if (stream_bytes > 0) {
+        if (st->event_bytes <= 0)
+            st->event_bytes = 64 * 1024;
+        st->events = stream_bytes / st->event_bytes + (stream_bytes % st->event_bytes != 0);
+    }
     st->error_after = clamp_after(fake, "error_after", st->events);
     st->drop_after = clamp_after(fake, "drop_after", st->events);
     st->hang_after = clamp_after(fake, "hang_after", st->events);
@@ -783,14 +841,17 @@ static enum MHD_Result answer_stream(struct MHD_Connection *c, const struct fake
     st->crlf = json_bool(fake, "crlf");
     st->byte_by_byte = json_bool(fake, "byte_by_byte");
     st->error_code_string = json_bool(fake, "error_code_string");
+    st->rst = json_bool(fake, "rst");
 
     cJSON *usage =
         make_usage(11, st->events, 0.000123, true, cJSON_GetObjectItemCaseSensitive(fake, "usage"));
     st->usage_json = cJSON_PrintUnformatted(usage);
     db_set_generation(cn, model, usage, true, json_int(fake, "generation_lag", 0));
 
-    struct MHD_Response *rsp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, FAKE_BLOCK_SIZE,
-                                                                 stream_reader, st, stream_free);
+    /* big events go out in big blocks, so a gigabyte stream takes seconds, not minutes */
+    size_t block = st->event_bytes > FAKE_BLOCK_SIZE ? 64 * 1024 : FAKE_BLOCK_SIZE;
+    struct MHD_Response *rsp =
+        MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, block, stream_reader, st, stream_free);
     if (!rsp) {
         stream_free(st);
         return MHD_NO;
@@ -807,6 +868,101 @@ static enum MHD_Result answer_stream(struct MHD_Connection *c, const struct fake
 }
 
 /* ---- non-stream answers ----------------------------------------------------------------- */
+
+static ssize_t body_reader(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    struct fake_body *b = cls;
+    if (b->cut_after >= 0 && pos >= (uint64_t)b->cut_after) {
+        if (b->rst)
+            reset_on_close(b->fd);
+        return MHD_CONTENT_READER_END_WITH_ERROR;
+    }
+    if (b->hang_after >= 0 && pos >= (uint64_t)b->hang_after) {
+        while (fake_sleep(1000, b->fd) == 0) {
+        }
+        return MHD_CONTENT_READER_END_WITH_ERROR;
+    }
+    if (b->trickle_ms > 0) {
+        if (fake_sleep(b->trickle_ms, b->fd) < 0)
+            return MHD_CONTENT_READER_END_WITH_ERROR;
+        if (max > (size_t)b->trickle_bytes)
+            max = (size_t)b->trickle_bytes;
+    }
+    uint64_t left = b->total - pos;
+    if (b->cut_after >= 0 && (uint64_t)b->cut_after - pos < left)
+        left = (uint64_t)b->cut_after - pos;
+    if (b->hang_after >= 0 && (uint64_t)b->hang_after - pos < left)
+        left = (uint64_t)b->hang_after - pos;
+    size_t n = left < max ? (size_t)left : max;
+    if (b->tail == 0) { /* the whole body is in data */
+        memcpy(buf, b->data + pos, n);
+        return (ssize_t)n;
+    }
+    /* huge: head (data without its tail), padding, tail */
+    size_t head = b->len - b->tail;
+    uint64_t tail_at = b->total - b->tail;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t p = pos + i;
+        buf[i] = p < head ? b->data[p] : p >= tail_at ? b->data[head + (p - tail_at)] : 'x';
+    }
+    return (ssize_t)n;
+}
+
+static void body_free(void *cls)
+{
+    struct fake_body *b = cls;
+    free(b->data);
+    free(b);
+}
+
+/* Sends text (malloc'd, taken) as a 200 JSON answer through body_reader when the fake object
+ * asks for a cut, a hang, a trickle or a huge body; returns false (text untouched) otherwise. */
+static bool reply_shaped(struct MHD_Connection *c, const struct fake_conn *cn, char *text,
+                         const cJSON *fake, enum MHD_Result *ret)
+{
+    int cut = json_int(fake, "cut_after_bytes", -1), hang = json_int(fake, "hang_after_bytes", -1);
+    int trickle = json_int(fake, "trickle_ms", 0), huge = json_int(fake, "huge_bytes", 0);
+    if (cut < 0 && hang < 0 && trickle <= 0 && huge <= 0)
+        return false;
+    struct fake_body *b = calloc(1, sizeof *b);
+    if (!b)
+        abort();
+    b->fd = conn_fd(c);
+    b->rst = json_bool(fake, "rst");
+    b->cut_after = cut;
+    b->hang_after = hang;
+    b->trickle_ms = trickle;
+    b->trickle_bytes = json_int(fake, "trickle_bytes", 16);
+    if (b->trickle_bytes < 1)
+        b->trickle_bytes = 1;
+    b->data = text;
+    b->len = strlen(text);
+    b->total = b->len;
+    if (huge > 0) { /* {"id":...,"padding":"xxx...xxx"} with the padding made by the reader */
+        text[b->len - 1] = '\0';
+        b->data = xprintf("%s,\"padding\":\"\"}", text);
+        free(text);
+        b->len = strlen(b->data);
+        b->tail = 2; /* "} */
+        b->total = (uint64_t)huge > b->len ? (uint64_t)huge : b->len;
+    }
+    size_t block = huge > 0 ? 64 * 1024 : FAKE_BLOCK_SIZE;
+    struct MHD_Response *rsp =
+        MHD_create_response_from_callback(b->total, block, body_reader, b, body_free);
+    if (!rsp) {
+        body_free(b);
+        *ret = MHD_NO;
+        return true;
+    }
+    MHD_add_response_header(rsp, "Content-Type", "application/json");
+    char id[32];
+    snprintf(id, sizeof id, "gen-%d", cn->seq);
+    MHD_add_response_header(rsp, "X-Generation-Id", id);
+    db_set_status(cn, 200);
+    *ret = MHD_queue_response(c, MHD_HTTP_OK, rsp);
+    MHD_destroy_response(rsp);
+    return true;
+}
 
 static enum MHD_Result answer_completion(struct MHD_Connection *c, const struct fake_conn *cn,
                                          bool legacy, const char *model, const cJSON *fake)
@@ -843,7 +999,12 @@ static enum MHD_Result answer_completion(struct MHD_Connection *c, const struct 
         cJSON_AddStringToObject(doc, "padding", p);
         free(p);
     }
-    return reply_json(c, cn, 200, doc, cn->seq);
+    char *json = cJSON_PrintUnformatted(doc);
+    cJSON_Delete(doc);
+    enum MHD_Result ret;
+    if (reply_shaped(c, cn, json, fake, &ret))
+        return ret;
+    return reply(c, cn, 200, "application/json", json, cn->seq, NULL);
 }
 
 static enum MHD_Result answer_embeddings(struct MHD_Connection *c, const struct fake_conn *cn,
@@ -960,8 +1121,11 @@ static enum MHD_Result answer_post(struct MHD_Connection *c, const struct fake_c
         if (fake_sleep((long)hang->valuedouble, ci ? ci->connect_fd : -1) < 0)
             return MHD_NO;
     }
-    if (json_bool(fake, "close_before_headers"))
+    if (json_bool(fake, "close_before_headers")) {
+        if (json_bool(fake, "rst"))
+            reset_on_close(conn_fd(c));
         return MHD_NO;
+    }
 
     int status = json_int(fake, "status", 0);
     if (status > 0)
