@@ -42,9 +42,9 @@ warm=$((total / 5))
 main=$((total - warm))
 [ "$main" -lt 10 ] && main=10
 
-fake_pid= orp_pid= side_pid=
+fake_pid= orp_pid= side_pid= gen_pid=
 cleanup() {
-    for p in $side_pid $orp_pid $fake_pid; do
+    for p in $gen_pid $side_pid $orp_pid $fake_pid; do
         kill -9 "$p" 2>/dev/null
     done
     wait 2>/dev/null
@@ -109,6 +109,16 @@ rss_parts() {
     awk '/^RssAnon:/ {a=$2} /^RssFile:/ {f=$2} /^RssShmem:/ {s=$2}
          END {printf "anon %d kB, file %d kB, shmem %d kB", a, f, s}' "/proc/$orp_pid/status"
 }
+# ASan's count of bytes allocated and not yet freed (the live heap, without the allocator's
+# free lists, quarantine and fragmentation that RSS includes), read with gdb while the daemon is
+# idle; "?" without gdb. It tells a leak (live heap grows) from allocator high water (only RSS).
+live_heap_kb() {
+    local b
+    b=$(command -v gdb >/dev/null && timeout 30 gdb -p "$orp_pid" -batch -nx \
+        -ex 'print (unsigned long)__sanitizer_get_current_allocated_bytes()' 2>/dev/null |
+        sed -n 's/^\$1 = \([0-9]*\).*/\1/p')
+    if [ -n "$b" ]; then echo $((b / 1024)); else echo "?"; fi
+}
 active_conns() {
     curl -s --noproxy '*' "http://127.0.0.1:$port/metrics" |
         sed -n 's/^orproxy_active_connections \([0-9]*\).*/\1/p'
@@ -117,10 +127,12 @@ active_conns() {
 # /proc/net/tcp); "no tcp entry" for sockets that are not (or no longer) TCP connections.
 fds_dump() {
     ls -l "/proc/$orp_pid/fd" 2>/dev/null | awk 'NR > 1 {print $(NF-2), $NF}' |
-        awk 'FILENAME != "-" { if (FNR > 1) tcp[$10] = $2 " " $3 " " $4; next }
+        awk 'FILENAME ~ /unix$/ { if (FNR > 1) unix[$7] = "unix " $8; next }
+             FILENAME != "-" { if (FNR > 1) tcp[$10] = $2 " " $3 " " $4; next }
              { t = $2; ino = t; gsub(/[^0-9]/, "", ino)
-               if (t ~ /^socket:/) print $1, t, (ino in tcp ? tcp[ino] : "no tcp entry")
-               else print $1, t }' /proc/net/tcp /proc/net/tcp6 -
+               if (t ~ /^socket:/)
+                   print $1, t, (ino in tcp ? tcp[ino] : ino in unix ? unix[ino] : "no tcp entry")
+               else print $1, t }' /proc/net/tcp /proc/net/tcp6 /proc/net/unix -
 }
 # From one fds_dump snapshot on stdin: "TOTAL UPSTREAM CLIENT": upstream = TCP sockets whose peer is the
 # fake's port (curl's keep-alive cache); client = accepted on the daemon's port (not listening).
@@ -149,6 +161,7 @@ settle() {
 fds_dump >"$work/fds.idle"
 read -r fd_idle up_idle cl_idle <<<"$(fds <"$work/fds.idle")"
 rss_idle=$(rss)
+heap_idle=$(live_heap_kb)
 active_idle=$(active_conns) # the scrape's own connection
 echo "soak: orproxy pid $orp_pid on 127.0.0.1:$port, fake on $fake_port; $total s in all:" \
     "warm-up $warm s, main $main s, concurrency $conc, ASan quarantine $quarantine MB"
@@ -174,17 +187,25 @@ echo "soak: idle before traffic: RSS $rss_idle kB ($(rss_parts)), $fd_idle fds (
 side_pid=$!
 
 gen_rc=0
+# The generator runs in the background so that the EXIT trap can stop it too.
 "$soak" run --port "$port" --seconds "$warm" --concurrency "$conc" --phase warm --seed 1 \
-    --ids "$work/ids.warm" || gen_rc=1
+    --ids "$work/ids.warm" &
+gen_pid=$!
+wait "$gen_pid" || gen_rc=1
+gen_pid=
 settle
 fds_dump >"$work/fds.warm"
 read -r fd_warm up_warm cl_warm <<<"$(fds <"$work/fds.warm")"
 rss_warm=$(rss)
+heap_warm=$(live_heap_kb)
 echo "soak: after warm-up and settle: RSS $rss_warm kB ($(rss_parts)), $fd_warm fds ($up_warm upstream sockets," \
     "$cl_warm client connections)"
 
 "$soak" run --port "$port" --seconds "$main" --concurrency "$conc" --phase main --seed 2 \
-    --ids "$work/ids.main" || gen_rc=1
+    --ids "$work/ids.main" &
+gen_pid=$!
+wait "$gen_pid" || gen_rc=1
+gen_pid=
 kill "$side_pid" 2>/dev/null
 wait "$side_pid" 2>/dev/null
 side_pid=
@@ -192,6 +213,7 @@ settle
 fds_dump >"$work/fds.end"
 read -r fd_end up_end cl_end <<<"$(fds <"$work/fds.end")"
 rss_end=$(rss)
+heap_end=$(live_heap_kb)
 echo "soak: after main load and settle: RSS $rss_end kB ($(rss_parts)), $fd_end fds ($up_end upstream sockets," \
     "$cl_end client connections)"
 curl -s --noproxy '*' "http://127.0.0.1:$port/metrics" >"$work/metrics.txt"
@@ -219,6 +241,7 @@ echo "soak: summary"
 echo "  SIGHUP reloads sent $reloads; metrics: ok ${reloads_ok:-0}, failed ${reloads_failed:-0}"
 echo "  RSS kB: idle $rss_idle, after warm-up $rss_warm (baseline), end $rss_end" \
     "($(awk -v a="$rss_warm" -v b="$rss_end" 'BEGIN { printf "%+.1f%%", (b - a) * 100 / a }'))"
+echo "  ASan live heap kB: idle $heap_idle, after warm-up $heap_warm, end $heap_end"
 echo "  RSS under load every 10 s (s:kB): $(awk '{printf "%s:%s ", $1, $2}' "$work/rss.trace" 2>/dev/null)"
 echo "  fds: idle $fd_idle (upstream $up_idle), after warm-up $fd_warm (upstream $up_warm)," \
     "end $fd_end (upstream $up_end, clients $cl_end)"
