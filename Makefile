@@ -37,7 +37,7 @@ E2E_SRC  := $(wildcard tests/e2e/test_*.c)
 E2E      := $(E2E_SRC:tests/e2e/%.c=$(BUILD)/tests/%)
 FAKE     := $(BUILD)/fake_openrouter
 
-.PHONY: all deps deps-test run check check-build test-units test-e2e test-sdk check-san clean install uninstall format
+.PHONY: all deps deps-test run check check-build test-units test-e2e test-secrets test-sdk check-san soak soak-smoke clean install uninstall format
 
 all: $(BUILD)/orproxy
 
@@ -77,8 +77,35 @@ check-build: $(BUILD)/orproxy $(FAKE) $(UNITS) $(E2E)
 test-units: $(UNITS)
 	@set -e; for t in $(UNITS); do echo "== $$t"; $$t; done
 
+# Each run starts a fresh capture in $(CAPTURE) (tests/e2e/harness.h): what clients, logs,
+# ledgers and metrics showed, plus each test program's own output, for make test-secrets.
+CAPTURE := $(BUILD)/capture
+
 test-e2e: $(BUILD)/orproxy $(FAKE) $(E2E)
-	@set -e; for t in $(E2E); do echo "== $$t"; ORP_BIN=$(BUILD)/orproxy FAKE_BIN=$(FAKE) $$t; done
+	@rm -rf $(CAPTURE) && mkdir -p $(CAPTURE)
+	@set -e; for t in $(E2E); do echo "== $$t"; n=$$(basename $$t); \
+	  { ORP_CAPTURE_DIR=$(abspath $(CAPTURE)) ORP_BIN=$(BUILD)/orproxy FAKE_BIN=$(FAKE) $$t 2>&1; \
+	    echo $$? >$(CAPTURE)/$$n.rc; } | tee $(CAPTURE)/$$n.out; \
+	  rc=$$(cat $(CAPTURE)/$$n.rc); rm -f $(CAPTURE)/$$n.rc; [ "$$rc" = 0 ] || exit $$rc; done
+
+# The canary upstream keys appear nowhere in the capture of the last test-e2e run.
+test-secrets:
+	tests/secrets/check_secrets.sh $(CAPTURE) tests/e2e/harness.h
+
+# Soak: SOAK_SECONDS of mixed traffic (tests/soak/soak.c) against the ASan+UBSan build with
+# SIGHUP reloads; then RSS, descriptors, exit status, sanitizer reports and ledger rows are
+# checked (tests/soak/run.sh). soak-smoke is the one-minute version that make check runs.
+SOAK_SECONDS ?= 600
+
+$(BUILD)/soak_load: tests/soak/soak.c | $(BUILD)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LDLIBS)
+
+soak:
+	$(MAKE) BUILD=build-san SAN=1 build-san/orproxy build-san/fake_openrouter build-san/soak_load
+	tests/soak/run.sh build-san $(SOAK_SECONDS)
+
+soak-smoke:
+	$(MAKE) soak SOAK_SECONDS=60
 
 # The official OpenAI Node SDK against orproxy (npm registry package).
 test-sdk: $(BUILD)/orproxy $(FAKE)
@@ -94,12 +121,13 @@ test-service: $(BUILD)/orproxy
 
 # Plain build and tests, then the same suite under AddressSanitizer + UBSan.
 check: deps-test
-	$(MAKE) test-units test-e2e test-sdk test-service
+	$(MAKE) test-units test-e2e test-secrets test-sdk test-service
 	$(MAKE) check-san
+	$(MAKE) soak-smoke
 
 check-san:
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-	  $(MAKE) BUILD=build-san SAN=1 test-units test-e2e
+	  $(MAKE) BUILD=build-san SAN=1 test-units test-e2e test-secrets
 
 format:
 	clang-format -i src/*.c src/*.h tests/*.c tests/e2e/*.c tests/e2e/*.h

@@ -1176,3 +1176,16 @@ const char *config_keep_restart_only(struct orp_config *new_cfg, const struct or
     }
     return list;
 }
+
+void config_url_for_log(const char *url, char *out, size_t outlen)
+{
+    const char *scheme = strstr(url, "://");
+    const char *host = scheme != NULL ? scheme + 3 : url;
+    size_t authority = strcspn(host, "/?#");
+    const char *at = memrchr(host, '@', authority);
+
+    if (at == NULL)
+        snprintf(out, outlen, "%s", url);
+    else
+        snprintf(out, outlen, "%.*s***%s", (int)(host - url), url, at);
+}

@@ -118,6 +118,10 @@ void config_release(struct orp_config *cfg);
  * names that differed ("" if none), in a static buffer. */
 const char *config_keep_restart_only(struct orp_config *new_cfg, const struct orp_config *old);
 
+/* url for a log line: any "user:password@" before the host becomes "***@",
+ * so credentials in upstream.base_url never reach a log.  Truncates to out. */
+void config_url_for_log(const char *url, char *out, size_t outlen);
+
 /* Writes the settings table as Markdown (name, type, default, range, help). */
 void config_write_markdown(FILE *out);
 

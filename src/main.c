@@ -351,17 +351,19 @@ static int run_daemon(struct orp_config *cfg)
         }
     }
     if (rc == 0) {
+        char upstream[512];
+        config_url_for_log(cfg->upstream_base_url, upstream, sizeof upstream);
         if (activated == 1)
             log_info("orproxy %s listening on the socket systemd passed with %d workers; "
                      "upstream %s; upstream key %s; ledger %s",
-                     ORP_VERSION, nworkers, cfg->upstream_base_url,
+                     ORP_VERSION, nworkers, upstream,
                      cfg->upstream_key ? "configured" : "MISSING", cfg->ledger_path);
         else
             log_info("orproxy %s listening on http://%s%s%s:%d with %d workers; upstream %s; "
                      "upstream key %s; ledger %s",
                      ORP_VERSION, strchr(cfg->listen_address, ':') ? "[" : "", cfg->listen_address,
                      strchr(cfg->listen_address, ':') ? "]" : "", port, nworkers,
-                     cfg->upstream_base_url, cfg->upstream_key ? "configured" : "MISSING",
+                     upstream, cfg->upstream_key ? "configured" : "MISSING",
                      cfg->ledger_path);
         sd_notify(0, "READY=1\nSTATUS=serving");
         for (;;) {

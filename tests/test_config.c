@@ -793,6 +793,20 @@ static int read_example(struct conf_line *out, int max)
     return n;
 }
 
+START_TEST(test_config_url_for_log_hides_userinfo)
+{
+    char out[256];
+    config_url_for_log("http://user:pass@127.0.0.1:9/api/v1", out, sizeof out);
+    ck_assert_str_eq(out, "http://***@127.0.0.1:9/api/v1");
+    config_url_for_log("https://a@b:c@openrouter.ai/api/v1?x=@", out, sizeof out);
+    ck_assert_str_eq(out, "https://***@openrouter.ai/api/v1?x=@");
+    config_url_for_log("https://openrouter.ai/api/v1/p@th", out, sizeof out);
+    ck_assert_str_eq(out, "https://openrouter.ai/api/v1/p@th");
+    config_url_for_log("user:pw@host/x", out, sizeof out);
+    ck_assert_str_eq(out, "***@host/x");
+}
+END_TEST
+
 START_TEST(test_config_example_file_loads)
 {
     struct orp_config cfg;
@@ -912,6 +926,7 @@ static Suite *config_suite(void)
     tcase_add_test(key, test_config_key_from_credentials_directory_wins_over_env);
     tcase_add_test(key, test_config_key_credentials_directory_without_file_falls_back_to_env);
     tcase_add_test(key, test_config_key_never_in_error_messages);
+    tcase_add_test(key, test_config_url_for_log_hides_userinfo);
     suite_add_tcase(s, key);
 
     tcase_add_checked_fixture(life, clean_env, clean_env);

@@ -28,6 +28,7 @@
 #include <strings.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -168,6 +169,162 @@ char *h_temp_file(const char *text)
         return NULL;
     }
     return path;
+}
+
+/* ---- capture ----------------------------------------------------------------------------- */
+
+/* Capture state: the directory (once decided), the ports of the fakes this program started
+ * (their answers are upstream's, not orproxy's, and echo the key on purpose), and a counter for
+ * copied orproxy directories. h_cap_mu guards all of it: requests run on several threads. */
+static pthread_mutex_t h_cap_mu = PTHREAD_MUTEX_INITIALIZER;
+static int h_cap_state; /* 0 undecided, 1 capturing, -1 not */
+static char h_cap_dir[512];
+static int h_fake_ports[64];
+static size_t h_nfake_ports;
+static int h_cap_copies;
+
+/* mkdir -p; 0 or -1. */
+static int h_mkdirs(const char *path)
+{
+    char tmp[1024];
+    snprintf(tmp, sizeof tmp, "%s", path);
+    for (char *q = tmp + 1; *q; q++) {
+        if (*q != '/')
+            continue;
+        *q = '\0';
+        if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
+            return -1;
+        *q = '/';
+    }
+    return mkdir(tmp, 0755) < 0 && errno != EEXIST ? -1 : 0;
+}
+
+static const char *h_capture_dir_locked(void)
+{
+    if (h_cap_state == 0) {
+        const char *root = getenv("ORP_CAPTURE_DIR");
+        h_cap_state = -1;
+        if (root && *root) {
+            snprintf(h_cap_dir, sizeof h_cap_dir, "%s/%s-%d", root, program_invocation_short_name,
+                     (int)getpid());
+            if (h_mkdirs(h_cap_dir) == 0)
+                h_cap_state = 1;
+            else
+                h_warn("cannot create the capture directory %s: %s", h_cap_dir, strerror(errno));
+        }
+    }
+    return h_cap_state == 1 ? h_cap_dir : NULL;
+}
+
+const char *h_capture_dir(void)
+{
+    pthread_mutex_lock(&h_cap_mu);
+    const char *d = h_capture_dir_locked();
+    pthread_mutex_unlock(&h_cap_mu);
+    return d;
+}
+
+static void h_capture_fake_port(int port)
+{
+    pthread_mutex_lock(&h_cap_mu);
+    bool known = false;
+    for (size_t i = 0; i < h_nfake_ports; i++)
+        known |= h_fake_ports[i] == port;
+    if (!known && h_nfake_ports < sizeof h_fake_ports / sizeof h_fake_ports[0])
+        h_fake_ports[h_nfake_ports++] = port;
+    pthread_mutex_unlock(&h_cap_mu);
+}
+
+/* Appends the pieces (NULL-terminated list of strings) to file name in the capture directory. */
+static void h_capture_append(const char *name, ...)
+{
+    pthread_mutex_lock(&h_cap_mu);
+    const char *dir = h_capture_dir_locked();
+    if (dir) {
+        char path[1024];
+        snprintf(path, sizeof path, "%s/%s", dir, name);
+        FILE *f = fopen(path, "ab");
+        if (f) {
+            va_list ap;
+            va_start(ap, name);
+            for (const char *piece; (piece = va_arg(ap, const char *)) != NULL;)
+                fputs(piece, f);
+            va_end(ap);
+            fclose(f);
+        } else {
+            h_warn("cannot append to %s: %s", path, strerror(errno));
+        }
+    }
+    pthread_mutex_unlock(&h_cap_mu);
+}
+
+static void h_capture_response(int port, const char *method, const char *path,
+                               const struct h_resp *r)
+{
+    pthread_mutex_lock(&h_cap_mu);
+    bool fake = false;
+    for (size_t i = 0; i < h_nfake_ports; i++)
+        fake |= h_fake_ports[i] == port;
+    pthread_mutex_unlock(&h_cap_mu);
+    if (fake)
+        return;
+    char head[1200];
+    snprintf(head, sizeof head, "=== %s %s (port %d, curl %d, %zu body bytes)\n", method, path, port,
+             r->curl_code, r->len);
+    h_capture_append("responses.txt", head, r->raw_headers ? r->raw_headers : "",
+                     r->body ? r->body : "", "\n", (const char *)NULL);
+}
+
+/* nftw has no closure argument: the source and destination of the copy in progress (main
+ * thread only, like every process function). */
+static const char *h_copy_src;
+static char h_copy_dst[1024];
+
+static int h_copy_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    const char *base = path + ftw->base;
+    if (flag != FTW_F || strcmp(base, "orproxy.conf") == 0 || strstr(base, "key"))
+        return 0;
+    char dst[2048];
+    snprintf(dst, sizeof dst, "%s%s", h_copy_dst, path + strlen(h_copy_src));
+    char parent[2048];
+    snprintf(parent, sizeof parent, "%s", dst);
+    char *slash = strrchr(parent, '/');
+    if (slash) {
+        *slash = '\0';
+        h_mkdirs(parent);
+    }
+    FILE *in = fopen(path, "rb"), *out = in ? fopen(dst, "wb") : NULL;
+    if (in && out) {
+        char chunk[8192];
+        size_t n;
+        while ((n = fread(chunk, 1, sizeof chunk, in)) > 0)
+            fwrite(chunk, 1, n, out);
+    } else {
+        h_warn("capture: cannot copy %s to %s", path, dst);
+    }
+    if (in)
+        fclose(in);
+    if (out)
+        fclose(out);
+    return 0;
+}
+
+/* Copies an orproxy scratch directory into the capture before it is removed. */
+static void h_capture_proc_dir(const struct h_proc *p)
+{
+    pthread_mutex_lock(&h_cap_mu);
+    const char *dir = h_capture_dir_locked();
+    int n = ++h_cap_copies;
+    pthread_mutex_unlock(&h_cap_mu);
+    if (!dir)
+        return;
+    h_copy_src = p->dir;
+    snprintf(h_copy_dst, sizeof h_copy_dst, "%s/orproxy-%d", dir, n);
+    h_mkdirs(h_copy_dst);
+    nftw(p->dir, h_copy_entry, 16, FTW_PHYS);
+    h_copy_src = NULL;
 }
 
 /* ---- processes --------------------------------------------------------------------------- */
@@ -320,6 +477,7 @@ int h_fake_start(struct h_proc *p, const char *extra_args)
     }
     p->port = port;
     h_fake_port = port;
+    h_capture_fake_port(port);
     rc = 0;
 done:
     if (pfd[0] >= 0)
@@ -483,6 +641,8 @@ void h_proc_cleanup(struct h_proc *p)
         kill(p->pid, SIGKILL);
         h_reap(p->pid, 0);
     }
+    if (p->dir[0] && p->conf[0]) /* an orproxy: keep what it wrote */
+        h_capture_proc_dir(p);
     if (p->dir[0])
         nftw(p->dir, h_rm_entry, 16, FTW_DEPTH | FTW_PHYS);
     memset(p, 0, sizeof *p);
@@ -538,6 +698,16 @@ int h_run(const char *const argv[], char **out, char **err)
         h_reap(pid, 0);
     } else {
         rc = h_reap(pid, 0);
+    }
+    {
+        char head[1200] = "=== h_run";
+        for (size_t i = 0; argv[i] && strlen(head) < 1000; i++) {
+            strcat(head, " ");
+            strncat(head, argv[i], 150);
+        }
+        strcat(head, "\n");
+        h_capture_append("run.txt", head, "--- stdout\n", buf[0] ? buf[0] : "",
+                         "\n--- stderr\n", buf[1] ? buf[1] : "", "\n", (const char *)NULL);
     }
     if (out) {
         *out = buf[0];
@@ -706,6 +876,7 @@ int h_request(struct h_resp *r, int port, const char *method, const char *path, 
              errbuf[0] ? errbuf : (r->curl_code ? curl_easy_strerror(r->curl_code) : ""));
     curl_easy_cleanup(c);
     curl_slist_free_all(hl);
+    h_capture_response(port, method, path, r);
     return r->curl_code;
 }
 

@@ -15,7 +15,7 @@
  * A test in outline:
  *     struct h_proc fake = {0}, orp = {0};
  *     ck_assert_int_eq(h_fake_start(&fake, NULL), 0);
- *     const char *env[] = {"OPENROUTER_API_KEY=sk-or-test", NULL};
+ *     const char *env[] = {"OPENROUTER_API_KEY=" H_CANARY_KEY, NULL};
  *     ck_assert_int_eq(h_orproxy_start(&orp, "listen = 127.0.0.1:@PORT@\n...@FAKE@...", env), 0);
  *     struct h_resp r;
  *     h_request(&r, orp.port, "POST", "/v1/chat/completions",
@@ -29,6 +29,38 @@
 #include <cjson/cJSON.h>
 #include <stddef.h>
 #include <sys/types.h>
+
+/* ---- secrets: canary keys and the capture ------------------------------------------------- */
+
+/*
+ * The upstream keys every end-to-end test gives orproxy. They are recognisable on purpose:
+ * tests/secrets/check_secrets.sh reads these lines and greps everything a client, a log, the
+ * ledger or a metrics scrape showed during the suite for each key and for every 12-character
+ * piece of its secret part. H_CANARY_KEY is the shared account key; the others stand for a
+ * client's own account (upstream_key_env) and pass-through keys. Never use another upstream key
+ * in a test, or the check no longer covers it.
+ */
+#define H_CANARY_KEY "sk-or-v1-CANARY01d4b736b24fc1ea28bb7571c26568c86fb421a9228286a1513665228e"
+#define H_CANARY_KEY_2 "sk-or-v1-CANARY02c0f8d05d1590cda025356b4c4699417df78d70e02ffe23a39293b526"
+#define H_CANARY_KEY_3 "sk-or-v1-CANARY03d4915c95d1ba198a5470ff821dd3ff84696da0e97811b1e3b7a8dc2d"
+#define H_CANARY_KEY_4 "sk-or-v1-CANARY041b7d9ed8313e8f6175476488e847ac27253aecdbb35c11348f05ef6d"
+
+/*
+ * The capture. When $ORP_CAPTURE_DIR is set (the Makefile sets it to $(BUILD)/capture), each
+ * test program keeps, under $ORP_CAPTURE_DIR/<program>-<pid>/:
+ *   responses.txt  every response h_request()/h_request_async() returned from anything but a fake
+ *                  this program started: status line, headers and body, as received (metrics
+ *                  scrapes included);
+ *   run.txt        stdout and stderr of every h_run() (orproxy -t, orproxy usage, key new, ...);
+ *   orproxy-N/     the scratch directory of each orproxy it started, copied by h_proc_cleanup()
+ *                  before removal: orproxy.log (stderr, sanitizer reports included), state/
+ *                  (usage.db, its WAL, prices.json), any JSONL ledger. orproxy.conf and files
+ *                  whose name contains "key" are inputs, not outputs, and are not copied.
+ * Without $ORP_CAPTURE_DIR nothing is kept.
+ */
+
+/* $ORP_CAPTURE_DIR/<program>-<pid> (created on first use), or NULL when not capturing. */
+const char *h_capture_dir(void);
 
 /* ---- processes --------------------------------------------------------------------------- */
 

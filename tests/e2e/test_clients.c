@@ -12,8 +12,8 @@
 
 #include "harness.h"
 
-#define KEY "sk-or-v1-SHARED-SECRET-KEY-0123456789"
-#define BOB_KEY "sk-or-v1-BOB-OWN-ACCOUNT-KEY"
+#define KEY H_CANARY_KEY
+#define BOB_KEY H_CANARY_KEY_2
 
 static const char *const env_keys[] = {"OPENROUTER_API_KEY=" KEY, "BOB_OR_KEY=" BOB_KEY, NULL};
 
@@ -255,9 +255,9 @@ START_TEST(test_per_client_and_pass_through_upstream_keys)
     call(bob, "/v1/chat/completions", "{\"fake\":{\"tag\":\"bobk\"}}", NULL, &r);
     h_resp_free(&r);
     ck_assert_str_eq(upstream_auth("bobk"), "Bearer " BOB_KEY);
-    call(carol, "/v1/chat/completions", "{\"fake\":{\"tag\":\"carolk\"}}", "X-OpenRouter-Key: sk-or-v1-CAROL-OWN", &r);
+    call(carol, "/v1/chat/completions", "{\"fake\":{\"tag\":\"carolk\"}}", "X-OpenRouter-Key: " H_CANARY_KEY_3, &r);
     h_resp_free(&r);
-    ck_assert_str_eq(upstream_auth("carolk"), "Bearer sk-or-v1-CAROL-OWN");
+    ck_assert_str_eq(upstream_auth("carolk"), "Bearer " H_CANARY_KEY_3);
     rec = h_fake_wait(fake.port, "carolk", NULL, 1000);
     ck_assert_ptr_null(cJSON_GetObjectItem(cJSON_GetObjectItem(rec, "headers"), "x-openrouter-key"));
     cJSON_Delete(rec);
@@ -265,7 +265,7 @@ START_TEST(test_per_client_and_pass_through_upstream_keys)
     ck_assert_int_eq(ledger_count("client = 'carol' AND status = 200"), 1);
     ck_assert_int_eq(ledger_count("client = 'bob' AND status = 200"), 1);
     /* not allowed for alice: the shared key is used, her header ignored */
-    call(alice, "/v1/chat/completions", "{\"model\":\"openai/x\",\"fake\":{\"tag\":\"alicek\"}}", "X-OpenRouter-Key: sk-or-v1-ALICE", &r);
+    call(alice, "/v1/chat/completions", "{\"model\":\"openai/x\",\"fake\":{\"tag\":\"alicek\"}}", "X-OpenRouter-Key: " H_CANARY_KEY_4, &r);
     h_resp_free(&r);
     ck_assert_str_eq(upstream_auth("alicek"), "Bearer " KEY);
 }

@@ -12,7 +12,7 @@
 
 #include "harness.h"
 
-#define KEY "sk-or-v1-LEDGER-SECRET-KEY-abcdef0123456789"
+#define KEY H_CANARY_KEY
 
 static const char *const env_key[] = {"OPENROUTER_API_KEY=" KEY, NULL};
 

@@ -11,7 +11,7 @@
 
 #include "harness.h"
 
-#define KEY "sk-or-v1-E2E-SECRET-KEY-0123456789abcdef"
+#define KEY H_CANARY_KEY
 #define CLIENT_KEY "client-secret-never-forwarded"
 
 static const char *const env_key[] = {"OPENROUTER_API_KEY=" KEY, NULL};

@@ -16,7 +16,7 @@
 
 #include "harness.h"
 
-#define KEY "sk-or-v1-SERVICE-SECRET-KEY-0123456789"
+#define KEY H_CANARY_KEY
 #define NSTREAMS 100
 
 static const char *const env_key[] = {"OPENROUTER_API_KEY=" KEY, NULL};
@@ -388,10 +388,14 @@ START_TEST(test_socket_activation)
     h_write_file(confpath, text);
     free(text);
     snprintf(listen, sizeof listen, "127.0.0.1:%d", port);
+    /* orproxy's stderr goes to the capture (tests/secrets), or nowhere. */
+    char errpath[1024] = "/dev/null";
+    if (h_capture_dir() != NULL)
+        snprintf(errpath, sizeof errpath, "%s/socket-activation.log", h_capture_dir());
     pid = fork();
     if (pid == 0) {
-        int devnull = open("/dev/null", O_WRONLY);
-        dup2(devnull, 2);
+        int errfd = open(errpath, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        dup2(errfd, 2);
         execl("/usr/bin/systemd-socket-activate", "systemd-socket-activate", "-l", listen, "-E",
               "OPENROUTER_API_KEY=" KEY, bin, "-c", confpath, (char *)NULL);
         _exit(127);
