@@ -107,6 +107,29 @@ soak:
 soak-smoke:
 	$(MAKE) soak SOAK_SECONDS=60
 
+# Benchmark (bench/): direct vs nginx vs orproxy on loopback, about 6 minutes; prints a
+# table of every figure next to its target and writes $(BUILD)/bench/results.json.
+# bench-smoke is the ~15-second run make check does so the benchmark cannot rot.
+BENCH_TOOLS := $(BUILD)/bench/fakeup $(BUILD)/bench/streamload
+BENCH_RUN = ulimit -n $$(ulimit -Hn) && python3 bench/run.py --orproxy $(BUILD)/orproxy \
+	  --fakeup $(BUILD)/bench/fakeup --streamload $(BUILD)/bench/streamload --workdir $(BUILD)/bench
+
+$(BUILD)/bench/%: bench/%.c | $(BUILD)/bench
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $<
+
+$(BUILD)/bench:
+	mkdir -p $@
+
+.PHONY: bench bench-smoke deps-bench
+deps-bench:
+	@./scripts/deps.sh --bench
+
+bench: deps-bench $(BUILD)/orproxy $(BENCH_TOOLS)
+	$(BENCH_RUN) --out $(BUILD)/bench/results.json
+
+bench-smoke: $(BUILD)/orproxy $(BENCH_TOOLS)
+	$(BENCH_RUN) --smoke --out $(BUILD)/bench/smoke.json
+
 # The official OpenAI Node SDK against orproxy (npm registry package).
 test-sdk: $(BUILD)/orproxy $(FAKE)
 	tests/sdk/run.sh $(BUILD)/orproxy $(FAKE)
@@ -121,7 +144,7 @@ test-service: $(BUILD)/orproxy
 
 # Plain build and tests, then the same suite under AddressSanitizer + UBSan.
 check: deps-test
-	$(MAKE) test-units test-e2e test-secrets test-sdk test-service
+	$(MAKE) test-units test-e2e test-secrets test-sdk test-service bench-smoke
 	$(MAKE) check-san
 	$(MAKE) soak-smoke
 

@@ -103,7 +103,7 @@ class Sampler(threading.Thread):
 class Bench:
     def __init__(self, args):
         self.a = args
-        self.dir = tempfile.mkdtemp(prefix="orproxy-bench-", dir=args.workdir)
+        self.dir = os.path.abspath(tempfile.mkdtemp(prefix="orproxy-bench-", dir=args.workdir))
         self.procs = []
         self.ports = {}
 
@@ -205,7 +205,7 @@ def run(b, a):
                       "duration_s": a.duration, "cores": os.cpu_count()}}
     paths_all = list(PATHS)
 
-    b.settle(2.0)
+    b.settle(a.idle_settle)
     s = proc_status(b.orproxy.pid)
     res["idle"] = {"orproxy": s, "nginx_kib": group_rss(b.nginx.pid),
                    "fake_kib": proc_status(b.fake.pid)["VmRSS"]}
@@ -213,8 +213,9 @@ def run(b, a):
         (s["VmRSS"], s["RssAnon"], s["RssFile"], s["fds"]))
 
     # warm every path (connections, page cache, orproxy's price table)
-    for p in paths_all:
-        b.wrk(p, 4, 1)
+    if not a.smoke:
+        for p in paths_all:
+            b.wrk(p, 4, 1)
 
     # 1. latency at concurrency 1
     lat = {p: [] for p in paths_all}
@@ -296,7 +297,7 @@ def run(b, a):
         before = group_rss(pid)
         sampler = Sampler(pid)
         sampler.start()
-        r = b.streams(p, a.slow_conc, a.slow_chunks, 1000, ramp=a.slow_ramp)
+        r = b.streams(p, a.slow_conc, a.slow_chunks, a.slow_interval, ramp=a.slow_ramp)
         peak = sampler.stop()
         per = (peak - before) * KIB / a.slow_conc
         res["slow"][p] = {"streams": a.slow_conc, "complete": r["complete"], "lost": r["lost"],
@@ -306,8 +307,8 @@ def run(b, a):
             (p, a.slow_conc, r["complete"], before, peak, per))
         b.settle()
 
-    # 6. RSS after the load stops
-    b.settle(3.0)
+    # 6. RSS after the load stops (orproxy trims its heap after 2 s idle)
+    b.settle(a.idle_settle)
     s = proc_status(b.orproxy.pid)
     res["after"] = {"orproxy": s, "nginx_kib": group_rss(b.nginx.pid)}
     log("after: orproxy VmRSS %d KiB (anon %d, file %d), %d fds" %
@@ -357,14 +358,14 @@ def table(res, a):
         "%d / %d us" % (S["direct"]["transit_p50_us"], S["direct"]["transit_p99_us"]),
         "%d / %d us" % (S["nginx"]["transit_p50_us"], S["nginx"]["transit_p99_us"]),
         "%d / %d us" % (S["orproxy"]["transit_p50_us"], S["orproxy"]["transit_p99_us"]), "", None)
-    row("lost chunks (100 streams x 64, %d rounds)" % a.rounds, str(S["direct"]["lost"]),
+    row("lost chunks (%d streams x %d, %d rounds)" % (a.stream_conc, a.stream_chunks, a.rounds), str(S["direct"]["lost"]),
         str(S["nginx"]["lost"]), str(S["orproxy"]["lost"]), "0", S["orproxy"]["lost"] == 0)
     su = res["sustained"]
     cap = " (max tried)" if su["orproxy"]["best"] == a.levels[-1] else ""
     row("20 ms streams sustained", str(su["direct"]["best"]), str(su["nginx"]["best"]),
         str(su["orproxy"]["best"]) + cap, ">= %d, 0 lost" % a.sustain_target,
         su["orproxy"]["best"] >= a.sustain_target)
-    row("%d slow streams complete" % a.slow_conc, str(SL["direct"]["complete"]),
+    row("%d streams paced %d ms complete" % (a.slow_conc, a.slow_interval), str(SL["direct"]["complete"]),
         str(SL["nginx"]["complete"]), str(SL["orproxy"]["complete"]), "all",
         SL["orproxy"]["complete"] == a.slow_conc)
     kib = lambda v: "%.1f KiB" % (v / KIB)
@@ -439,16 +440,18 @@ def main():
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     a = ap.parse_args()
     if a.smoke:
-        a.rounds, a.duration, a.sweep, a.sweep_duration = 1, 1, [1, 64], 1
+        a.rounds, a.duration, a.sweep, a.sweep_duration = 1, 1, [], 1
         a.stream_conc, a.stream_chunks = 20, 10
         a.levels, a.sustain_chunks, a.sustain_target, a.ramp = [50], 10, 50, 0
-        a.slow_conc, a.slow_chunks, a.slow_ramp, a.settle = 200, 2, 0, 0.2
+        a.slow_conc, a.slow_chunks, a.slow_ramp, a.settle = 200, 3, 0, 0.2
+        a.slow_interval, a.idle_settle = 100, 0.5
     else:
         a.rounds, a.duration, a.sweep, a.sweep_duration = 3, 5, [1, 4, 16, 64, 256], 3
         a.stream_conc, a.stream_chunks = 100, 64
         a.levels = [1000, 2000, 3000, 4000, 5000, 6000]
         a.sustain_chunks, a.sustain_target, a.ramp = 64, 2000, 4000
         a.slow_conc, a.slow_chunks, a.slow_ramp, a.settle = 8000, 16, 2000, 1.0
+        a.slow_interval, a.idle_settle = 1000, 3.0
     for tool in (a.wrk, a.nginx):
         if not shutil.which(tool):
             sys.exit("bench: %s not found (make bench installs wrk and nginx-light)" % tool)

@@ -1,11 +1,18 @@
 #!/bin/sh
 # Installs the Debian packages orproxy needs to build and test, if missing.
 # Called by `make deps` (`make run`) and `make deps-test` (`make check`, with
-# --test: also what the tests need).  Quiet when
+# --test: also what the tests need; with --bench: what make bench needs).  Quiet when
 # everything is already there.
 set -eu
 PKGS="gcc make pkg-config libmicrohttpd-dev libcurl4-openssl-dev libcjson-dev \
 libconfig-dev check libsqlite3-dev libsystemd-dev"
+if [ "${1:-}" = "--test" ] || [ "${1:-}" = "--bench" ]; then
+    # The benchmark (make bench; make check runs its smoke): wrk and nginx
+    # as the load tool and the reference proxy, python3 for the driver.
+    command -v wrk >/dev/null 2>&1 || PKGS="$PKGS wrk"
+    [ -x /usr/sbin/nginx ] || PKGS="$PKGS nginx-light"
+    command -v python3 >/dev/null 2>&1 || PKGS="$PKGS python3"
+fi
 if [ "${1:-}" = "--test" ]; then
     # The SDK test runs the official OpenAI Node SDK: it needs node and npm.
     command -v node >/dev/null 2>&1 || PKGS="$PKGS nodejs"

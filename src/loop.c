@@ -12,6 +12,7 @@
 #include "loop.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -397,6 +398,16 @@ void *worker_main(void *arg)
         if (w->stop_requested && handle_stop(w, now))
             break;
 
+        /* Idle for 2 s after work: give freed memory back to the system
+         * (glibc keeps it in its arenas otherwise; a burst of thousands of
+         * streams would leave the daemon at its peak RSS for good). */
+        if (w->n_live > 0) {
+            w->last_busy_ms = now;
+            w->trimmed = 0;
+        } else if (!w->trimmed && now - w->last_busy_ms > 2000) {
+            malloc_trim(0);
+            w->trimmed = 1;
+        }
         if (now >= w->next_ping_scan) {
             send_keepalives(w, now);
             for (struct request *r = w->live; r != NULL; r = r->next)

@@ -41,6 +41,8 @@ struct worker {
     uint64_t rng;
     uint64_t seq;
 
+    int64_t last_busy_ms;        /* monotonic ms of the last pass with live requests */
+    int trimmed;                 /* malloc_trim done since then */
     int mhd_kick;                /* MHD has work: run it this pass */
     struct ev_src **curl_src;    /* by fd: curl sockets, registered lazily */
     int n_curl_src;
