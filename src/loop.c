@@ -412,6 +412,7 @@ void *worker_main(void *arg)
             send_keepalives(w, now);
             for (struct request *r = w->live; r != NULL; r = r->next)
                 server_check_waiting(r);
+            server_check_slow_clients(w, now);
             w->next_ping_scan = now + 1000;
         }
         retry_next = run_retries(w, now);

@@ -17,6 +17,8 @@
 #include "config.h"
 #include "request.h"
 
+struct conn_watch;
+
 struct ev_src {
     int kind;         /* EV_MHD, EV_WAKE, EV_CURL */
     int fd;
@@ -44,6 +46,7 @@ struct worker {
     int64_t last_busy_ms;        /* monotonic ms of the last pass with live requests */
     int trimmed;                 /* malloc_trim done since then */
     int mhd_kick;                /* MHD has work: run it this pass */
+    struct conn_watch *watches;  /* client connections (server.c, slow-loris guard) */
     struct ev_src **curl_src;    /* by fd: curl sockets, registered lazily */
     int n_curl_src;
     CURL *easy_pool[64];         /* idle easy handles, reset, for reuse */

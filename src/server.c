@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #include "apierr.h"
@@ -711,6 +712,77 @@ static enum MHD_Result dispatch(struct request *r)
     return MHD_YES;
 }
 
+/* Slow-loris guard.  MHD's connection timeout is an inactivity timeout:
+ * a client trickling one byte a second keeps a connection forever.  So each
+ * connection is watched from its first byte (or from the end of its
+ * previous request) until its request is complete, and one that has not
+ * sent a whole request within limits.client_timeout_s is shut down; MHD
+ * then sees the end of the stream and closes it as it would any other. */
+struct conn_watch {
+    struct MHD_Connection *conn;
+    int fd;
+    int receiving;              /* a request is being read */
+    int64_t since_ms;           /* monotonic: when reading it began */
+    struct conn_watch *prev, *next;
+};
+
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe)
+{
+    struct worker *w = cls;
+    struct conn_watch *cw = *socket_context;
+
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        if (ci == NULL || (cw = calloc(1, sizeof *cw)) == NULL)
+            return; /* unwatched: MHD's inactivity timeout still applies */
+        cw->conn = conn;
+        cw->fd = ci->connect_fd;
+        cw->receiving = 1;
+        cw->since_ms = loop_now_ms();
+        cw->next = w->watches;
+        if (w->watches != NULL)
+            w->watches->prev = cw;
+        w->watches = cw;
+        *socket_context = cw;
+    } else if (cw != NULL) {
+        if (cw->prev != NULL)
+            cw->prev->next = cw->next;
+        else
+            w->watches = cw->next;
+        if (cw->next != NULL)
+            cw->next->prev = cw->prev;
+        free(cw);
+        *socket_context = NULL;
+    }
+}
+
+static void watch_receiving(struct MHD_Connection *conn, int receiving)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    struct conn_watch *cw = ci != NULL ? ci->socket_context : NULL;
+    if (cw != NULL) {
+        cw->receiving = receiving;
+        cw->since_ms = loop_now_ms();
+    }
+}
+
+void server_check_slow_clients(struct worker *w, int64_t now)
+{
+    int64_t limit = (int64_t)w->cfg->limits_client_timeout_s * 1000;
+
+    for (struct conn_watch *cw = w->watches; cw != NULL; cw = cw->next) {
+        if (!cw->receiving || now - cw->since_ms <= limit)
+            continue;
+        cw->receiving = 0;
+        log_info("client sent no complete request within %d s: closing its connection",
+                 w->cfg->limits_client_timeout_s);
+        shutdown(cw->fd, SHUT_RDWR);
+    }
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_data_size, void **con_cls)
@@ -789,6 +861,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         r->suspended = 1;
         return MHD_YES;
     }
+    watch_receiving(conn, 0); /* the whole request is in */
     return dispatch(r);
 }
 
@@ -797,11 +870,11 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 {
     struct request *r = *con_cls;
     (void)cls;
-    (void)conn;
 
     if (r == NULL)
         return;
     *con_cls = NULL;
+    watch_receiving(conn, 1); /* a kept-alive connection's next request */
     r->client_done = 1;
     r->suspended = 0;
     if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK) {
@@ -840,7 +913,8 @@ int server_start(struct worker *w)
         MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG, 0, NULL, NULL, on_request, w,
         MHD_OPTION_LISTEN_SOCKET, (MHD_socket)w->listen_fd, MHD_OPTION_CONNECTION_LIMIT, limit,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->limits_client_timeout_s,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, w, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, w,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, w, MHD_OPTION_NOTIFY_CONNECTION, on_connection, w,
+        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, w,
         MHD_OPTION_END);
     if (w->mhd == NULL) {
         log_error("worker %d: cannot start the HTTP server", w->id);

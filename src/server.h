@@ -22,6 +22,9 @@ void server_cancel(struct request *r, const char *why);
  * connection is suspended waiting for upstream is noticed here (MHD cannot
  * see it), its upstream transfer dropped and its connection closed. */
 void server_check_waiting(struct request *r);
+/* Once a second: shut connections that have not sent a whole request within
+ * limits.client_timeout_s (slow-loris), however steadily they trickle. */
+void server_check_slow_clients(struct worker *w, int64_t now);
 
 /* Frees r if nothing refers to it any more. */
 void request_maybe_free(struct request *r);
