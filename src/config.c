@@ -107,7 +107,9 @@ static const struct setting settings[] = {
     E("auth.mode", auth_mode, "none", "none|keys",
       "none: no client keys (loopback only); keys: every API request needs a client key"),
     I("limits.client_timeout_s", limits_client_timeout_s, 60, 1, 86400,
-      "idle client connection timeout (slow or silent clients are closed)", .flags = F_RESTART),
+      "seconds a client may stay silent, and the most a whole request (headers and body) may "
+      "take to arrive; slower clients are closed",
+      .flags = F_RESTART),
     I("stream.keepalive_s", stream_keepalive_s, 15, 1, 3600,
       "send a ': ping' comment after this many seconds of upstream silence in a stream"),
     I("workers", workers, 0, 0, 256, "event-loop threads (0 = one per CPU)", .flags = F_RESTART),
