@@ -564,6 +564,15 @@ int h_orproxy_start(struct h_proc *p, const char *conf_text, const char *const *
         bin = "build/orproxy";
 
     char *conf = h_subst(p, conf_text);
+    /* Every daemon keeps its state (ledger, price cache) in its own scratch
+     * directory unless the test chose a place: never the host's default. */
+    if (strstr(conf, "state_dir") == NULL) {
+        size_t n = strlen(conf) + strlen(p->dir) + 32;
+        char *more = h_alloc(n);
+        snprintf(more, n, "%s\nstate_dir = \"%s/state\";\n", conf, p->dir);
+        free(conf);
+        conf = more;
+    }
     int rc = h_write_file(p->conf, conf);
     free(conf);
     if (rc < 0)
