@@ -3,7 +3,10 @@
  * Two "model" members are refused rather than resolved: the model rules
  * would check the first while the upstream may use the last, which walks
  * around them.  cJSON keeps every duplicate member in the tree, so one
- * pass over the root's members counts them. */
+ * pass over the root's members counts them.  For the same reason bytes
+ * after the object are refused: `{"model":"a"} {"model":"b"}` would be
+ * checked as "a", while an upstream parser that reads values one by one
+ * might take "b" (policy_apply_body refuses such a body as well). */
 #include "body.h"
 
 #include <cjson/cJSON.h>
@@ -12,13 +15,20 @@
 
 enum body_result body_parse(const char *text, size_t len, struct body_fields *out)
 {
+    const char *end = NULL;
     cJSON *root, *item;
     int n = 0;
 
     memset(out, 0, sizeof *out);
-    root = cJSON_ParseWithLength(text, len);
+    root = cJSON_ParseWithLengthOpts(text, len, &end, 0);
     if (root == NULL)
         return BODY_INVALID_JSON;
+    for (; end < text + len; end++) { /* JSON's blanks may follow, nothing else */
+        if (*end == ' ' || *end == '\t' || *end == '\n' || *end == '\r')
+            continue;
+        cJSON_Delete(root);
+        return BODY_INVALID_JSON;
+    }
     if (!cJSON_IsObject(root)) {
         cJSON_Delete(root);
         return BODY_NOT_OBJECT;

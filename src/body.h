@@ -11,7 +11,7 @@
 
 enum body_result {
     BODY_OK = 0,
-    BODY_INVALID_JSON = -1,     /* not JSON at all */
+    BODY_INVALID_JSON = -1,     /* not JSON, or more than blanks after the value */
     BODY_NOT_OBJECT = -2,       /* JSON, but not an object */
     BODY_DUPLICATE_MODEL = -3,  /* more than one "model" member */
 };

@@ -72,6 +72,21 @@ START_TEST(test_body_nested_model_is_not_a_duplicate)
 }
 END_TEST
 
+/* Found by fuzzing (tests/fuzz/regress/request/trailing_object): the front
+ * accepted what followed the object while policy_apply_body refused it,
+ * so the original bytes, second object and all, went upstream. */
+START_TEST(test_body_bytes_after_the_object_refused)
+{
+    struct body_fields f;
+    ck_assert_int_eq(parse("{\"model\":\"a\"} {\"model\":\"b\"}", &f), BODY_INVALID_JSON);
+    ck_assert_int_eq(parse("{\"model\":\"a\"}x", &f), BODY_INVALID_JSON);
+    ck_assert_ptr_null(f.model);
+    ck_assert_int_eq(parse("{\"model\":\"a\"} \r\n\t", &f), BODY_OK);
+    ck_assert_str_eq(f.model, "a");
+    body_fields_free(&f);
+}
+END_TEST
+
 START_TEST(test_body_reads_only_len_bytes)
 {
     struct body_fields f;
@@ -91,6 +106,7 @@ static Suite *body_suite(void)
     tcase_add_test(tc, test_body_max_tokens_capped_at_a_billion);
     tcase_add_test(tc, test_body_not_json_not_object_duplicate_model_refused);
     tcase_add_test(tc, test_body_nested_model_is_not_a_duplicate);
+    tcase_add_test(tc, test_body_bytes_after_the_object_refused);
     tcase_add_test(tc, test_body_reads_only_len_bytes);
     suite_add_tcase(s, tc);
     return s;
