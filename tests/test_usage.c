@@ -137,6 +137,23 @@ START_TEST(test_apierr_sse_event_is_one_event)
 }
 END_TEST
 
+/* Found by fuzzing (tests/fuzz/regress/sse/empty_stream): buf_head of a
+ * buffer that never held anything (an empty request or response body)
+ * computed NULL + 0, which is undefined (clang's UBSan reports it). */
+START_TEST(test_buf_head_of_untouched_buffer_is_null)
+{
+    buf_t b;
+    memset(&b, 0, sizeof b);
+    ck_assert_ptr_null(buf_head(&b));
+    ck_assert_uint_eq(buf_used(&b), 0);
+    ck_assert_int_eq(buf_append(&b, "ab", 2), 0);
+    buf_consume(&b, 1);
+    ck_assert_int_eq(buf_head(&b)[0], 'b');
+    buf_free(&b);
+    ck_assert_ptr_null(buf_head(&b));
+}
+END_TEST
+
 START_TEST(test_buf_append_consume_compacts)
 {
     buf_t b;
@@ -164,6 +181,7 @@ static Suite *usage_suite(void)
     tcase_add_test(tc, test_apierr_shape_and_escaping);
     tcase_add_test(tc, test_apierr_types_by_status);
     tcase_add_test(tc, test_apierr_sse_event_is_one_event);
+    tcase_add_test(tc, test_buf_head_of_untouched_buffer_is_null);
     tcase_add_test(tc, test_buf_append_consume_compacts);
     suite_add_tcase(s, tc);
     return s;
