@@ -115,7 +115,8 @@ clean:
 # corpora (tests/fuzz/corpus/<name>/) and crash reproducers
 # (tests/fuzz/regress/<name>/) are only read: libFuzzer writes new inputs to
 # the first directory it is given, which is the scratch copy under
-# build-fuzz/corpus, and crashes to build-fuzz/artifacts/<name>/.
+# build-fuzz/corpus, and crashes to build-fuzz/artifacts/<name>/.  A target
+# with a tests/fuzz/<name>.dict gets it as its libFuzzer dictionary.
 #   make fuzz [FUZZ_SECONDS=n]  fuzz every target n seconds (300)
 #   make fuzz-smoke             the same, 30 s each (CI)
 #   make fuzz-regress           run every corpus and reproducer file once, no fuzzing
@@ -130,6 +131,7 @@ FUZZ_OBJ     := $(LIBOBJ:$(BUILD)/obj/%=$(FUZZ_BUILD)/obj/%)
 FUZZ_BINS    := $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/fuzz_%)
 FUZZ_ARGS    := -max_len=8192 -timeout=10 -rss_limit_mb=2048 -print_final_stats=1
 FUZZ_ENV     := ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+                LSAN_OPTIONS=suppressions=$(CURDIR)/tests/fuzz/lsan.supp:print_suppressions=0 \
                 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 .PHONY: fuzz fuzz-build fuzz-smoke fuzz-regress
 .SECONDARY: $(FUZZ_OBJ) $(FUZZ_BUILD)/obj/config-fuzz.o
@@ -158,9 +160,10 @@ fuzz: fuzz-build
 	  echo "== fuzz_$$t $(FUZZ_SECONDS) s"; \
 	  mkdir -p $(FUZZ_BUILD)/corpus/$$t $(FUZZ_BUILD)/artifacts/$$t; \
 	  $(FUZZ_ENV) $(FUZZ_BUILD)/fuzz_$$t $(FUZZ_ARGS) -max_total_time=$(FUZZ_SECONDS) \
+	    $$(test -f tests/fuzz/$$t.dict && echo -dict=tests/fuzz/$$t.dict) \
 	    -artifact_prefix=$(FUZZ_BUILD)/artifacts/$$t/ $(FUZZ_BUILD)/corpus/$$t \
 	    tests/fuzz/corpus/$$t $$(test -d tests/fuzz/regress/$$t && echo tests/fuzz/regress/$$t) \
-	    2>&1 | tee $(FUZZ_BUILD)/fuzz_$$t.log | grep -E '^(#[0-9]+.*(INITED|DONE)|stat::|==[0-9]+==|SUMMARY|artifact_prefix|Test unit written)' || true; \
+	    2>&1 | tee $(FUZZ_BUILD)/fuzz_$$t.log | grep -E '^(#[0-9]+[[:space:]]+(INITED|DONE)[[:space:]]|stat::|==[0-9]+==|SUMMARY|artifact_prefix|Test unit written)' || true; \
 	  if grep -qE '^(==[0-9]+==ERROR|SUMMARY: |.*invariant broken)' $(FUZZ_BUILD)/fuzz_$$t.log; then \
 	    echo "fuzz_$$t failed: see $(FUZZ_BUILD)/fuzz_$$t.log and $(FUZZ_BUILD)/artifacts/$$t/"; exit 1; fi; \
 	done
