@@ -11,7 +11,8 @@
  * Oracles: a route's tail is the URL without its prefix and its method
  * is the one asked for (or GET for HEAD); an edited body is a JSON object
  * without a duplicate "model", its model is the one the aliases and the
- * default make of the original, and the edits are idempotent (applying
+ * default make of the original, its numbers are the original's in the
+ * same order, and the edits are idempotent (applying
  * them again, aliases aside, changes nothing); a body that is not an
  * object is refused by both body_parse and policy_apply_body. */
 #include <cjson/cJSON.h>
@@ -78,6 +79,24 @@ static void parse_defaults(char *s, struct policy_edits *e)
         e->has_presence_penalty = 1, e->presence_penalty = strtod(v[4], NULL);
 }
 
+/* The numbers under node in document order, as doubles, into v (up to
+ * max); returns how many there are. */
+static size_t numbers(const cJSON *node, double *v, size_t n, size_t max)
+{
+    const cJSON *c;
+
+    for (c = node->child; c != NULL; c = c->next) {
+        if (cJSON_IsNumber(c)) {
+            if (n < max)
+                v[n] = c->valuedouble;
+            n++;
+        } else if (c->child != NULL) {
+            n = numbers(c, v, n, max);
+        }
+    }
+    return n;
+}
+
 /* The model the edits should give: the body's own, or the default when it
  * has none, then renamed by the first alias that matches. */
 static const char *expected_model(const cJSON *root, const struct policy_edits *e)
@@ -140,6 +159,15 @@ static void check_body(const char *body, size_t len, const struct policy_edits *
             FUZZ_CHECK(g.model != NULL && strcmp(g.model, want) == 0);
     }
     FUZZ_CHECK(g.stream == f.stream);
+    {
+        /* Every number of the original keeps its place and value (the
+         * literals are copied; defaults are appended after them). */
+        double a[64], b[64];
+        size_t na = numbers(orig, a, 0, 64), nb = numbers(edited, b, 0, 64);
+        FUZZ_CHECK(nb >= na);
+        for (size_t i = 0; i < na && i < 64; i++)
+            FUZZ_CHECK(memcmp(&a[i], &b[i], sizeof a[i]) == 0);
+    }
     no_alias = *e;
     no_alias.n_aliases = 0;
     again = policy_apply_body(out, strlen(out), &no_alias, err, sizeof err, &changed2);
