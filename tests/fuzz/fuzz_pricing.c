@@ -49,7 +49,7 @@ static void same_lookup(const struct price_table *t, const struct price_table *t
 static void check_decimal(const char *s)
 {
     int64_t atto, pusd;
-    char json[256], usd[PRICING_USD_BUFSZ];
+    char json[512], usd[PRICING_USD_BUFSZ];
     struct price_table *t, *t2;
     struct price p;
 
