@@ -3,6 +3,7 @@
 #   make run        install missing packages, build, run with conf/orproxy.conf
 #   make check      install missing packages, build, run every test (plain + ASan/UBSan)
 #   make install    install (honours PREFIX and DESTDIR)
+#   make fuzz       build the libFuzzer targets, run each FUZZ_SECONDS (300)
 
 PREFIX  ?= /usr/local
 DESTDIR ?=
@@ -142,10 +143,13 @@ test-service: $(BUILD)/orproxy
 	tests/service/check_dockerfile.sh $(BUILD)/orproxy
 	tests/service/check_install.sh $(BUILD)
 
-# Plain build and tests, then the same suite under AddressSanitizer + UBSan.
+# Plain build and tests, then the same suite under AddressSanitizer + UBSan,
+# then the fuzz targets over their corpora and a short fuzzing run, then the
+# one-minute soak.  The bench smoke runs with the plain suites.
 check: deps-test
 	$(MAKE) test-units test-e2e test-secrets test-sdk test-service bench-smoke
 	$(MAKE) check-san
+	$(MAKE) fuzz-regress fuzz-smoke
 	$(MAKE) soak-smoke
 
 check-san:
@@ -156,7 +160,76 @@ format:
 	clang-format -i src/*.c src/*.h tests/*.c tests/e2e/*.c tests/e2e/*.h
 
 clean:
-	rm -rf build build-san
+	rm -rf build build-san build-fuzz
+
+# libFuzzer targets (tests/fuzz/fuzz_<name>.c) built with clang against the
+# project's objects, all with ASan + UBSan (LeakSanitizer on).  The committed
+# corpora (tests/fuzz/corpus/<name>/) and crash reproducers
+# (tests/fuzz/regress/<name>/) are only read: libFuzzer writes new inputs to
+# the first directory it is given, which is the scratch copy under
+# build-fuzz/corpus, and crashes to build-fuzz/artifacts/<name>/.  A target
+# with a tests/fuzz/<name>.dict gets it as its libFuzzer dictionary.
+#   make fuzz [FUZZ_SECONDS=n]  fuzz every target n seconds (300)
+#   make fuzz-smoke             the same, 30 s each (CI)
+#   make fuzz-regress           run every corpus and reproducer file once, no fuzzing
+FUZZ_BUILD   := build-fuzz
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 300
+FUZZ_TARGETS := sse usage config retry pricing request
+FUZZ_SAN     := -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -g -O1
+FUZZ_CFLAGS  := -std=c11 -D_GNU_SOURCE $(WARN) $(PKG_CFLAGS) -DORP_VERSION='"$(VERSION)"' \
+                -fno-omit-frame-pointer $(FUZZ_SAN)
+FUZZ_OBJ     := $(LIBOBJ:$(BUILD)/obj/%=$(FUZZ_BUILD)/obj/%)
+FUZZ_BINS    := $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/fuzz_%)
+FUZZ_ARGS    := -max_len=8192 -timeout=10 -rss_limit_mb=2048 -print_final_stats=1
+FUZZ_ENV     := ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+                LSAN_OPTIONS=suppressions=$(CURDIR)/tests/fuzz/lsan.supp:print_suppressions=0 \
+                UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+.PHONY: fuzz fuzz-build fuzz-smoke fuzz-regress
+.SECONDARY: $(FUZZ_OBJ) $(FUZZ_BUILD)/obj/config-fuzz.o
+
+$(FUZZ_BUILD)/obj/%.o: src/%.c $(wildcard src/*.h) | $(FUZZ_BUILD)/obj
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -c -o $@ $<
+
+# The config target's copy of config.o opens files only through the
+# target's fuzz_fopen, which lets it read the config file and nothing else.
+$(FUZZ_BUILD)/obj/config-fuzz.o: $(FUZZ_BUILD)/obj/config.o
+	objcopy --redefine-sym fopen=fuzz_fopen $< $@
+
+$(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz_scratch.c tests/fuzz/fuzz.h $(FUZZ_OBJ) \
+                      $(FUZZ_BUILD)/obj/config-fuzz.o
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -Isrc -Itests/fuzz -o $@ $< tests/fuzz/fuzz_scratch.c \
+	  $(if $(filter fuzz_config,$*),$(filter-out %/config.o,$(FUZZ_OBJ)) $(FUZZ_BUILD)/obj/config-fuzz.o,$(FUZZ_OBJ)) \
+	  $(LDLIBS)
+
+$(FUZZ_BUILD) $(FUZZ_BUILD)/obj:
+	mkdir -p $@
+
+fuzz-build: $(FUZZ_BINS)
+
+fuzz: fuzz-build
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	  echo "== fuzz_$$t $(FUZZ_SECONDS) s"; \
+	  mkdir -p $(FUZZ_BUILD)/corpus/$$t $(FUZZ_BUILD)/artifacts/$$t; \
+	  $(FUZZ_ENV) $(FUZZ_BUILD)/fuzz_$$t $(FUZZ_ARGS) -max_total_time=$(FUZZ_SECONDS) \
+	    $$(test -f tests/fuzz/$$t.dict && echo -dict=tests/fuzz/$$t.dict) \
+	    -artifact_prefix=$(FUZZ_BUILD)/artifacts/$$t/ $(FUZZ_BUILD)/corpus/$$t \
+	    tests/fuzz/corpus/$$t $$(test -d tests/fuzz/regress/$$t && echo tests/fuzz/regress/$$t) \
+	    2>&1 | tee $(FUZZ_BUILD)/fuzz_$$t.log | grep -E '^(#[0-9]+[[:space:]]+(INITED|DONE)[[:space:]]|stat::|==[0-9]+==|SUMMARY|artifact_prefix|Test unit written)' || true; \
+	  if grep -qE '^(==[0-9]+==ERROR|SUMMARY: |.*invariant broken)' $(FUZZ_BUILD)/fuzz_$$t.log; then \
+	    echo "fuzz_$$t failed: see $(FUZZ_BUILD)/fuzz_$$t.log and $(FUZZ_BUILD)/artifacts/$$t/"; exit 1; fi; \
+	done
+
+fuzz-smoke:
+	$(MAKE) fuzz FUZZ_SECONDS=30
+
+fuzz-regress: fuzz-build
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	  files=$$(find tests/fuzz/corpus/$$t tests/fuzz/regress/$$t -type f 2>/dev/null | sort); \
+	  echo "== fuzz_$$t: $$(echo "$$files" | grep -c .) files"; \
+	  [ -z "$$files" ] || $(FUZZ_ENV) $(FUZZ_BUILD)/fuzz_$$t $$files >$(FUZZ_BUILD)/regress_$$t.log 2>&1 \
+	    || { tail -40 $(FUZZ_BUILD)/regress_$$t.log; exit 1; }; \
+	done
 
 # Installed layout. The binary and the man page go under PREFIX. The units go
 # where systemd looks for them: /lib/systemd/system when PREFIX=/usr (Debian's

@@ -21,6 +21,9 @@ if [ "${1:-}" = "--test" ]; then
     # promtool validates /metrics; systemd-analyze/-socket-activate the units.
     command -v promtool >/dev/null 2>&1 || PKGS="$PKGS prometheus"
     command -v systemd-socket-activate >/dev/null 2>&1 || PKGS="$PKGS systemd"
+    # make fuzz-regress / fuzz-smoke: clang-14 and its libFuzzer runtime
+    # (libclang_rt.fuzzer-x86_64.a is in libclang-rt-14-dev).
+    PKGS="$PKGS clang libclang-rt-14-dev"
 fi
 missing=""
 for p in $PKGS; do

@@ -16,7 +16,8 @@ typedef struct buf {
 } buf_t;
 
 static inline size_t buf_used(const buf_t *b) { return b->len - b->off; }
-static inline const char *buf_head(const buf_t *b) { return b->data + b->off; }
+/* NULL for a buffer that never held anything: NULL + 0 is undefined in C. */
+static inline const char *buf_head(const buf_t *b) { return b->data != NULL ? b->data + b->off : NULL; }
 
 int buf_append(buf_t *b, const void *p, size_t n);   /* 0, -1 on ENOMEM */
 int buf_appendz(buf_t *b, const char *s);

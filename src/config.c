@@ -1005,6 +1005,55 @@ static int validate_and_resolve(struct loader *ld, struct orp_config *cfg)
     return resolve_key(ld, cfg);
 }
 
+/* libconfig 1.5 reads an @include'd file through flex, which calls exit()
+ * when the read fails ("input in flex scanner failed" for a directory) and
+ * blocks on a FIFO or a terminal: a reload (SIGHUP) would take the daemon
+ * down instead of keeping the running configuration.  So every @include
+ * line, matched as libconfig's scanner matches it (line start, blanks,
+ * "@include", blanks, a quoted path whose only escapes are \\ and \"), in
+ * the file and in what it includes, must name a regular file before
+ * libconfig runs.  A path that does not exist is left to libconfig, which
+ * reports it as before.  An @include inside a block comment is checked too. */
+static int check_includes(struct loader *ld, const char *file, int depth)
+{
+    char *line = NULL, path[PATH_MAX];
+    size_t cap = 0;
+    int lineno = 0, rc = 0;
+    struct stat st;
+    FILE *f;
+
+    if (depth > 10 || (f = fopen(file, "r")) == NULL) /* libconfig reports both */
+        return 0;
+    while (rc == 0 && getline(&line, &cap, f) >= 0) {
+        const char *p = line + strspn(line, " \t");
+        size_t n = 0;
+
+        lineno++;
+        if (strncmp(p, "@include", 8) != 0 || (p[8] != ' ' && p[8] != '\t'))
+            continue;
+        p += 8 + strspn(p + 8, " \t");
+        if (*p++ != '"')
+            continue;
+        for (; *p != '\0' && *p != '"' && n < sizeof path - 1; p++) {
+            if (*p == '\\' && (p[1] == '\\' || p[1] == '"'))
+                p++;
+            path[n++] = *p;
+        }
+        path[n] = '\0';
+        if (*p != '"' || stat(path, &st) < 0)
+            continue;
+        if (!S_ISREG(st.st_mode)) {
+            ld->cur_file = file;
+            rc = fail_at(ld, lineno, "@include \"%s\" is not a regular file", path);
+        } else {
+            rc = check_includes(ld, path, depth + 1);
+        }
+    }
+    free(line);
+    fclose(f);
+    return rc;
+}
+
 int config_load(const char *path, struct orp_config *cfg, char *err, size_t errlen)
 {
     struct loader ld;
@@ -1039,6 +1088,8 @@ int config_load(const char *path, struct orp_config *cfg, char *err, size_t errl
         return fail_at(&ld, 0, "cannot open: %s", strerror(errno));
     fclose(f);
 
+    if (check_includes(&ld, path, 0) < 0)
+        return -1;
     config_init(&lc);
     if (config_read_file(&lc, path) != CONFIG_TRUE) {
         ld.cur_file = config_error_file(&lc);

@@ -28,6 +28,7 @@
 #include <time.h>
 
 #include "apierr.h"
+#include "body.h"
 #include "housekeeping.h"
 #include "ledger.h"
 #include "metrics.h"
@@ -402,41 +403,28 @@ static enum MHD_Result add_arg(void *cls, enum MHD_ValueKind kind, const char *k
 
 static void parse_body(struct request *r)
 {
-    cJSON *root, *item;
+    struct body_fields f;
 
-    root = cJSON_ParseWithLength(buf_head(&r->body), buf_used(&r->body));
-    if (root == NULL) {
+    switch (body_parse(buf_head(&r->body), buf_used(&r->body), &f)) {
+    case BODY_INVALID_JSON:
         set_local(r, 400, "invalid_json", "request body is not valid JSON");
         return;
-    }
-    if (!cJSON_IsObject(root)) {
+    case BODY_NOT_OBJECT:
         set_local(r, 400, "invalid_body", "request body must be a JSON object");
-        cJSON_Delete(root);
         return;
+    case BODY_DUPLICATE_MODEL:
+        set_local(r, 400, "duplicate_field", "request body has more than one \"model\" member");
+        return;
+    case BODY_OK:
+        break;
     }
-    /* Two "model" members: we would check the first while upstream may use
-     * the last, walking around the model rules.  Refuse the ambiguity. */
-    {
-        int n = 0;
-        cJSON_ArrayForEach(item, root) n += item->string != NULL && strcmp(item->string, "model") == 0;
-        if (n > 1) {
-            set_local(r, 400, "duplicate_field", "request body has more than one \"model\" member");
-            cJSON_Delete(root);
-            return;
-        }
-    }
-    item = cJSON_GetObjectItemCaseSensitive(root, "model");
-    if (cJSON_IsString(item))
-        r->model = strdup(item->valuestring);
-    item = cJSON_GetObjectItemCaseSensitive(root, "max_tokens");
-    if (cJSON_IsNumber(item) && item->valuedouble > 0)
-        r->max_tokens = item->valuedouble > 1e9 ? 1000000000L : (long)item->valuedouble;
-    item = cJSON_GetObjectItemCaseSensitive(root, "user");
-    if (cJSON_IsString(item))
-        r->user = strdup(item->valuestring);
-    item = cJSON_GetObjectItemCaseSensitive(root, "stream");
-    r->stream_req = cJSON_IsTrue(item);
-    cJSON_Delete(root);
+    if (f.model != NULL)
+        r->model = f.model;
+    if (f.max_tokens > 0)
+        r->max_tokens = f.max_tokens;
+    if (f.user != NULL)
+        r->user = f.user;
+    r->stream_req = f.stream;
 }
 
 static const char *query_arg(struct request *r, const char *name)

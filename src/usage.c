@@ -2,6 +2,7 @@
 #include "usage.h"
 
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,12 +17,20 @@ static void take_string(char **dst, const cJSON *item)
     }
 }
 
+/* A token count.  cJSON holds numbers as doubles, and converting one
+ * outside long long's range (1e300, inf from 1e999) is undefined, so the
+ * value is clamped first: to 0 below (a negative count would credit the
+ * client's token window) and to USAGE_MAX_TOKENS above, which keeps sums
+ * of counts (total_tokens, window and ledger totals) far from overflow. */
 static int get_ll(const cJSON *obj, const char *name, long long *out)
 {
     const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, name);
-    if (!cJSON_IsNumber(it))
+    double v;
+
+    if (!cJSON_IsNumber(it) || isnan(it->valuedouble))
         return 0;
-    *out = (long long)it->valuedouble;
+    v = it->valuedouble;
+    *out = v <= 0 ? 0 : v >= (double)USAGE_MAX_TOKENS ? USAGE_MAX_TOKENS : (long long)v;
     return 1;
 }
 

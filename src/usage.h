@@ -8,6 +8,9 @@
 
 #include <stddef.h>
 
+/* Token counts are read clamped to [0, USAGE_MAX_TOKENS]. */
+#define USAGE_MAX_TOKENS 1000000000000LL
+
 struct usage {
     long long prompt_tokens, completion_tokens, total_tokens;
     long long cached_tokens, reasoning_tokens;

@@ -397,6 +397,33 @@ START_TEST(test_config_error_in_included_file_names_that_file)
 }
 END_TEST
 
+/* libconfig 1.5 exit()s the whole process ("input in flex scanner failed")
+ * when an @include names a directory; a reload must fail instead. */
+START_TEST(test_config_include_of_a_directory_is_an_error_not_an_exit)
+{
+    struct orp_config cfg;
+    char inc[64], text[160], expect[256], dir[] = "/tmp/orp-incdir-XXXXXX";
+
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(text, sizeof text, "listen = { port = 1; };\n  @include \"%s\"\n", dir);
+    ck_assert_int_eq(load(text, &cfg), -1);
+    snprintf(expect, sizeof expect, "%s:2: @include \"%s\" is not a regular file", conf_path, dir);
+    ck_assert_str_eq(err, expect);
+    config_free(&cfg);
+
+    /* one level down, named by the file that has the line */
+    snprintf(text, sizeof text, "workers = 1;\n\n@include\t\"%s\"\n", dir);
+    write_file(inc, sizeof inc, text);
+    snprintf(text, sizeof text, "@include \"%s\"\n", inc);
+    ck_assert_int_eq(load(text, &cfg), -1);
+    snprintf(expect, sizeof expect, "%s:3: @include \"%s\" is not a regular file", inc, dir);
+    ck_assert_str_eq(err, expect);
+    config_free(&cfg);
+    unlink(inc);
+    rmdir(dir);
+}
+END_TEST
+
 START_TEST(test_config_error_missing_file)
 {
     struct orp_config cfg;
@@ -910,6 +937,7 @@ static Suite *config_suite(void)
     tcase_add_test(errors, test_config_error_syntax);
     tcase_add_test(errors, test_config_error_duplicate_name);
     tcase_add_test(errors, test_config_error_in_included_file_names_that_file);
+    tcase_add_test(errors, test_config_include_of_a_directory_is_an_error_not_an_exit);
     tcase_add_test(errors, test_config_error_missing_file);
     tcase_add_test(errors, test_config_error_directory_as_file);
     tcase_add_test(errors, test_config_error_unreadable_key_file);

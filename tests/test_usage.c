@@ -68,6 +68,26 @@ START_TEST(test_usage_error_chunk_detected)
 }
 END_TEST
 
+/* Found by fuzzing (tests/fuzz/regress/usage/big_token_counts): a count
+ * outside long long's range was converted from double as it came, which is
+ * undefined behaviour, and total_tokens could overflow. */
+START_TEST(test_usage_counts_out_of_range_are_clamped)
+{
+    const char *j = "{\"usage\":{\"prompt_tokens\":1e300,\"completion_tokens\":1e999,"
+                    "\"prompt_tokens_details\":{\"cached_tokens\":-1e300},"
+                    "\"completion_tokens_details\":{\"reasoning_tokens\":-7}}}";
+    struct usage_info ui;
+    memset(&ui, 0, sizeof ui);
+    ck_assert_int_eq(usage_parse(j, strlen(j), &ui), 0);
+    ck_assert_int_eq(ui.usage.prompt_tokens, USAGE_MAX_TOKENS);
+    ck_assert_int_eq(ui.usage.completion_tokens, USAGE_MAX_TOKENS);
+    ck_assert_int_eq(ui.usage.total_tokens, 2 * USAGE_MAX_TOKENS);
+    ck_assert_int_eq(ui.usage.cached_tokens, 0);
+    ck_assert_int_eq(ui.usage.reasoning_tokens, 0);
+    usage_info_free(&ui);
+}
+END_TEST
+
 START_TEST(test_usage_not_json_rejected)
 {
     struct usage_info ui;
@@ -117,6 +137,23 @@ START_TEST(test_apierr_sse_event_is_one_event)
 }
 END_TEST
 
+/* Found by fuzzing (tests/fuzz/regress/sse/empty_stream): buf_head of a
+ * buffer that never held anything (an empty request or response body)
+ * computed NULL + 0, which is undefined (clang's UBSan reports it). */
+START_TEST(test_buf_head_of_untouched_buffer_is_null)
+{
+    buf_t b;
+    memset(&b, 0, sizeof b);
+    ck_assert_ptr_null(buf_head(&b));
+    ck_assert_uint_eq(buf_used(&b), 0);
+    ck_assert_int_eq(buf_append(&b, "ab", 2), 0);
+    buf_consume(&b, 1);
+    ck_assert_int_eq(buf_head(&b)[0], 'b');
+    buf_free(&b);
+    ck_assert_ptr_null(buf_head(&b));
+}
+END_TEST
+
 START_TEST(test_buf_append_consume_compacts)
 {
     buf_t b;
@@ -139,10 +176,12 @@ static Suite *usage_suite(void)
     tcase_add_test(tc, test_usage_from_json_response);
     tcase_add_test(tc, test_usage_stream_chunks_fold);
     tcase_add_test(tc, test_usage_error_chunk_detected);
+    tcase_add_test(tc, test_usage_counts_out_of_range_are_clamped);
     tcase_add_test(tc, test_usage_not_json_rejected);
     tcase_add_test(tc, test_apierr_shape_and_escaping);
     tcase_add_test(tc, test_apierr_types_by_status);
     tcase_add_test(tc, test_apierr_sse_event_is_one_event);
+    tcase_add_test(tc, test_buf_head_of_untouched_buffer_is_null);
     tcase_add_test(tc, test_buf_append_consume_compacts);
     suite_add_tcase(s, tc);
     return s;

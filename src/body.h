@@ -1,0 +1,32 @@
+/* body.h - what the proxy reads from a JSON request body before it goes
+ * upstream: whether it is a JSON object with at most one "model", and the
+ * few members the limits and the ledger need.
+ *
+ * Pure: no I/O, no request state, so it is unit tested and fuzzed on its
+ * own; the HTTP front turns a refusal into a 400. */
+#ifndef ORP_BODY_H
+#define ORP_BODY_H
+
+#include <stddef.h>
+
+enum body_result {
+    BODY_OK = 0,
+    BODY_INVALID_JSON = -1,     /* not JSON, or more than blanks after the value */
+    BODY_NOT_OBJECT = -2,       /* JSON, but not an object */
+    BODY_DUPLICATE_MODEL = -3,  /* more than one "model" member */
+};
+
+/* Owned by the caller; body_fields_free() releases the strings. */
+struct body_fields {
+    char *model;     /* "model" when it is a string, malloc'd, else NULL */
+    char *user;      /* "user" when it is a string, malloc'd, else NULL */
+    long max_tokens; /* "max_tokens" when a number > 0 (capped at 1e9), else 0 */
+    int stream;      /* "stream" is true */
+};
+
+/* Parses len bytes of text.  On BODY_OK out is filled; on any other result
+ * out is zeroed and holds nothing to free. */
+enum body_result body_parse(const char *text, size_t len, struct body_fields *out);
+void body_fields_free(struct body_fields *f);
+
+#endif
