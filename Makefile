@@ -164,10 +164,11 @@ clean:
 
 # libFuzzer targets (tests/fuzz/fuzz_<name>.c) built with clang against the
 # project's objects, all with ASan + UBSan (LeakSanitizer on).  The committed
-# corpora (tests/fuzz/corpus/<name>/) and crash reproducers
-# (tests/fuzz/regress/<name>/) are only read: libFuzzer writes new inputs to
-# the first directory it is given, which is the scratch copy under
-# build-fuzz/corpus, and crashes to build-fuzz/artifacts/<name>/.  A target
+# corpora (tests/fuzz/corpus/<name>/) are copied to build-fuzz/corpus/<name>/,
+# which libFuzzer grows (it writes new inputs to the first directory it is
+# given) and which persists between runs; the crash reproducers
+# (tests/fuzz/regress/<name>/) are only read; crashes go to
+# build-fuzz/artifacts/<name>/.  A target
 # with a tests/fuzz/<name>.dict gets it as its libFuzzer dictionary.
 #   make fuzz [FUZZ_SECONDS=n]  fuzz every target n seconds (300)
 #   make fuzz-smoke             the same, 30 s each (CI)
@@ -211,10 +212,11 @@ fuzz: fuzz-build
 	@set -e; for t in $(FUZZ_TARGETS); do \
 	  echo "== fuzz_$$t $(FUZZ_SECONDS) s"; \
 	  mkdir -p $(FUZZ_BUILD)/corpus/$$t $(FUZZ_BUILD)/artifacts/$$t; \
+	  cp -R tests/fuzz/corpus/$$t/. $(FUZZ_BUILD)/corpus/$$t/; \
 	  $(FUZZ_ENV) $(FUZZ_BUILD)/fuzz_$$t $(FUZZ_ARGS) -max_total_time=$(FUZZ_SECONDS) \
 	    $$(test -f tests/fuzz/$$t.dict && echo -dict=tests/fuzz/$$t.dict) \
 	    -artifact_prefix=$(FUZZ_BUILD)/artifacts/$$t/ $(FUZZ_BUILD)/corpus/$$t \
-	    tests/fuzz/corpus/$$t $$(test -d tests/fuzz/regress/$$t && echo tests/fuzz/regress/$$t) \
+	    $$(test -d tests/fuzz/regress/$$t && echo tests/fuzz/regress/$$t) \
 	    2>&1 | tee $(FUZZ_BUILD)/fuzz_$$t.log | grep -E '^(#[0-9]+[[:space:]]+(INITED|DONE)[[:space:]]|stat::|==[0-9]+==|SUMMARY|artifact_prefix|Test unit written)' || true; \
 	  if grep -qE '^(==[0-9]+==ERROR|SUMMARY: |.*invariant broken)' $(FUZZ_BUILD)/fuzz_$$t.log; then \
 	    echo "fuzz_$$t failed: see $(FUZZ_BUILD)/fuzz_$$t.log and $(FUZZ_BUILD)/artifacts/$$t/"; exit 1; fi; \
