@@ -97,6 +97,10 @@ static const struct setting settings[] = {
       "largest request body accepted (413 beyond)"),
     I("limits.max_connections", limits_max_connections, 4096, 1, 1000000,
       "client connections open at once, all workers together", .flags = F_RESTART),
+    I("limits.max_header_bytes", limits_max_header_bytes, 8192, 1024, 1048576,
+      "room for a request's line and headers (much larger ones get 431); each connection "
+      "holds this plus 4 KiB",
+      .flags = F_RESTART),
     L("limits.rpm", limits.rpm, 0, 0, 1000000000LL, "requests per minute for all traffic together (0 = no limit)"),
     L("limits.tpm", limits.tpm, 0, 0, 1000000000000LL, "tokens per minute for all traffic together (0 = no limit)"),
     I("limits.max_concurrent", limits.max_concurrent, 0, 0, 1000000,

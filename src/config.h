@@ -64,6 +64,7 @@ struct orp_config {
     int retry_max_delay_ms;
     long long limits_max_body_bytes;
     int limits_max_connections;
+    int limits_max_header_bytes;   /* limits.max_header_bytes */
     int limits_client_timeout_s;
     int workers;                   /* 0 = number of online CPUs */
     char *log_level;               /* error|warn|info|debug */

@@ -901,6 +901,10 @@ int server_start(struct worker *w)
         MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG, 0, NULL, NULL, on_request, w,
         MHD_OPTION_LISTEN_SOCKET, (MHD_socket)w->listen_fd, MHD_OPTION_CONNECTION_LIMIT, limit,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->limits_client_timeout_s,
+        /* A connection's memory: its request line and headers, and room
+         * for the response headers.  It is most of what an idle or slow
+         * stream costs (MHD's default is 32 KiB). */
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)cfg->limits_max_header_bytes + 4096,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, w, MHD_OPTION_NOTIFY_CONNECTION, on_connection, w,
         MHD_OPTION_EXTERNAL_LOGGER, mhd_log, w,
         MHD_OPTION_END);
