@@ -38,7 +38,7 @@ E2E_SRC  := $(wildcard tests/e2e/test_*.c)
 E2E      := $(E2E_SRC:tests/e2e/%.c=$(BUILD)/tests/%)
 FAKE     := $(BUILD)/fake_openrouter
 
-.PHONY: all deps deps-test run check check-build test-units test-e2e test-secrets test-sdk check-san soak soak-smoke clean install uninstall format
+.PHONY: all deps deps-test run check check-build test-units test-e2e test-secrets test-sdk check-san soak soak-smoke soak-plain clean install uninstall format
 
 all: $(BUILD)/orproxy
 
@@ -96,6 +96,8 @@ test-secrets:
 # Soak: SOAK_SECONDS of mixed traffic (tests/soak/soak.c) against the ASan+UBSan build with
 # SIGHUP reloads; then RSS, descriptors, exit status, sanitizer reports and ledger rows are
 # checked (tests/soak/run.sh). soak-smoke is the one-minute version that make check runs.
+# soak-plain runs the same against the optimised build, whose RSS is what users see (no ASan
+# quarantine or shadow memory in it).
 SOAK_SECONDS ?= 600
 
 $(BUILD)/soak_load: tests/soak/soak.c | $(BUILD)
@@ -107,6 +109,9 @@ soak:
 
 soak-smoke:
 	$(MAKE) soak SOAK_SECONDS=60
+
+soak-plain: $(BUILD)/orproxy $(BUILD)/fake_openrouter $(BUILD)/soak_load
+	tests/soak/run.sh $(BUILD) $(SOAK_SECONDS)
 
 # Benchmark (bench/): direct vs nginx vs orproxy on loopback, about 6 minutes; prints a
 # table of every figure next to its target and writes $(BUILD)/bench/results.json.

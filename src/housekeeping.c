@@ -46,6 +46,9 @@ static struct {
     char cache_path[4096];
     struct rec_item *items;
     size_t n_items;
+    int busy;                     /* an item is being asked about (off the list) */
+    struct housekeeping_stats st; /* under mu */
+    CURL *easy;                   /* the thread's own; reused, so is its connection */
     int64_t next_refresh_ms;
     int price_loaded;
 } H = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
@@ -71,10 +74,13 @@ static long http_get(const struct orp_config *cfg, const char *tail, buf_t *out)
     char url[4096], auth[4096];
     struct curl_slist *hdrs = NULL;
     long status = 0;
-    CURL *e = curl_easy_init();
+    CURL *e = H.easy;
 
-    if (e == NULL)
+    /* One handle for the thread's life: its connection to upstream stays open between
+     * jobs (a TLS handshake per reconcile would cost more than the request). */
+    if (e == NULL && (e = H.easy = curl_easy_init()) == NULL)
         return 0;
+    curl_easy_reset(e);
     snprintf(url, sizeof url, "%s%s", cfg->upstream_base_url, tail);
     if (cfg->upstream_key != NULL) {
         snprintf(auth, sizeof auth, "Authorization: Bearer %s", cfg->upstream_key);
@@ -92,8 +98,8 @@ static long http_get(const struct orp_config *cfg, const char *tail, buf_t *out)
     curl_easy_setopt(e, CURLOPT_NOPROXY, "");
     if (curl_easy_perform(e) == CURLE_OK)
         curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, NULL); /* hdrs is freed; the handle lives on */
     curl_slist_free_all(hdrs);
-    curl_easy_cleanup(e);
     return status;
 }
 
@@ -128,7 +134,7 @@ static void refresh_prices(const struct orp_config *cfg)
     H.next_refresh_ms = now_ms() + (int64_t)cfg->pricing_refresh_s * 1000;
 }
 
-/* 1: done (answered or given up), 0: try again later. */
+/* 1: answered, 2: given up, 0: try again later. */
 static int reconcile_one(const struct orp_config *cfg, struct rec_item *it)
 {
     char tail[160];
@@ -155,7 +161,7 @@ static int reconcile_one(const struct orp_config *cfg, struct rec_item *it)
         log_warn("reconcile: %s: no answer from /generation after %d tries; the ledger keeps "
                  "the local estimate",
                  it->gen_id, it->tries);
-        done = 1;
+        done = 2;
     }
     return done;
 }
@@ -182,11 +188,17 @@ static void *hk_main(void *arg)
                 struct orp_config *cfg = config_hold(H.cfg);
                 *pp = it->next;
                 H.n_items--;
+                H.busy = 1;
                 it->tries++;
                 pthread_mutex_unlock(&H.mu);
                 done = reconcile_one(cfg, it);
                 config_release(cfg);
                 pthread_mutex_lock(&H.mu);
+                H.busy = 0;
+                if (done == 1)
+                    H.st.answered++;
+                else if (done == 2)
+                    H.st.given_up++;
                 if (done || H.stopping) {
                     free(it);
                 } else {
@@ -224,6 +236,10 @@ static void *hk_main(void *arg)
     }
     H.n_items = 0;
     pthread_mutex_unlock(&H.mu);
+    if (H.easy != NULL) {
+        curl_easy_cleanup(H.easy);
+        H.easy = NULL;
+    }
     return NULL;
 }
 
@@ -266,6 +282,7 @@ void housekeeping_reconcile(const char *gen_id)
     it->due_ms = now_ms() + reconcile_delays_s[0] * 1000;
     pthread_mutex_lock(&H.mu);
     if (!H.running || H.n_items >= RECONCILE_MAX) {
+        H.st.dropped++;
         pthread_mutex_unlock(&H.mu);
         free(it);
         log_warn("reconcile: queue full; %s keeps its local estimate", gen_id);
@@ -276,6 +293,14 @@ void housekeeping_reconcile(const char *gen_id)
     H.n_items++;
     pthread_mutex_unlock(&H.mu);
     pthread_cond_signal(&H.cv);
+}
+
+void housekeeping_get_stats(struct housekeeping_stats *out)
+{
+    pthread_mutex_lock(&H.mu);
+    *out = H.st;
+    out->pending = H.n_items + (size_t)H.busy;
+    pthread_mutex_unlock(&H.mu);
 }
 
 int housekeeping_prices_loaded(void)

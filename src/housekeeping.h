@@ -5,6 +5,8 @@
 
 #include "config.h"
 
+#include <stddef.h>
+
 /* Loads the cached price table and starts the thread.  0 or -1. */
 int housekeeping_start(struct orp_config *cfg);
 /* A reload: later jobs use cfg (the thread takes its own reference). */
@@ -12,6 +14,13 @@ void housekeeping_set_config(struct orp_config *cfg);
 /* Thread-safe: ask /generation for this id's cost a few times over about
  * a minute and update its ledger row when it answers. */
 void housekeeping_reconcile(const char *gen_id);
+struct housekeeping_stats {
+    size_t pending;                /* reconciles waiting or being asked now */
+    unsigned long long answered;   /* rows whose cost came from /generation */
+    unsigned long long given_up;   /* no answer after every try: the estimate stays */
+    unsigned long long dropped;    /* not queued (queue full, or stopping) */
+};
+void housekeeping_get_stats(struct housekeeping_stats *out);
 /* A price table (cached or fetched) is in force. */
 int housekeeping_prices_loaded(void);
 void housekeeping_stop(void);

@@ -6,6 +6,8 @@
  * random model names cannot grow memory without bound. */
 #include "metrics.h"
 
+#include "housekeeping.h"
+
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -196,8 +198,10 @@ static void render_hist(buf_t *b, const char *name, const char *route, const str
 int metrics_render(buf_t *b)
 {
     struct ledger_stats ls;
+    struct housekeeping_stats hs;
 
     ledger_get_stats(&ls);
+    housekeeping_get_stats(&hs);
     pthread_mutex_lock(&M.mu);
     printf_to(b, "# HELP orproxy_build_info Build information.\n# TYPE orproxy_build_info gauge\n"
                  "orproxy_build_info{version=\"%s\"} 1\n", ORP_VERSION);
@@ -267,5 +271,16 @@ int metrics_render(buf_t *b)
                  "database error).\n# TYPE orproxy_ledger_dropped_total counter\n"
                  "orproxy_ledger_dropped_total %llu\n",
               (unsigned long long)ls.dropped);
+    printf_to(b, "# HELP orproxy_reconcile_pending Aborted streams whose cost is still being "
+                 "asked of upstream (GET /generation).\n"
+                 "# TYPE orproxy_reconcile_pending gauge\norproxy_reconcile_pending %zu\n",
+              hs.pending);
+    printf_to(b, "# HELP orproxy_reconcile_total Reconciliations ended: answered (cost from "
+                 "upstream), given_up (the estimate stays), dropped (queue full).\n"
+                 "# TYPE orproxy_reconcile_total counter\n"
+                 "orproxy_reconcile_total{result=\"answered\"} %llu\n"
+                 "orproxy_reconcile_total{result=\"given_up\"} %llu\n"
+                 "orproxy_reconcile_total{result=\"dropped\"} %llu\n",
+              hs.answered, hs.given_up, hs.dropped);
     return 0;
 }

@@ -183,10 +183,31 @@ START_TEST(test_pricing_fallback_exact_on_awkward_price)
 }
 END_TEST
 
+/* The value of an unlabelled or fully labelled series in a /metrics scrape, -1 if absent. */
+static long long metric(const char *series)
+{
+    struct h_resp r;
+    long long v = -1;
+    size_t n = strlen(series);
+
+    h_request(&r, orp.port, "GET", "/metrics", NULL, NULL, NULL);
+    ck_assert_int_eq(r.status, 200);
+    for (const char *p = r.body; p != NULL && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL)
+        if (strncmp(p, series, n) == 0 && p[n] == ' ') {
+            v = strtoll(p + n + 1, NULL, 10);
+            break;
+        }
+    h_resp_free(&r);
+    return v;
+}
+
 START_TEST(test_aborted_stream_estimate_then_reconciled)
 {
     struct h_resp r;
     struct h_req_opts o = {.abort_after_bytes = 600};
+    long long answered = metric("orproxy_reconcile_total{result=\"answered\"}");
+
+    ck_assert_int_ge(answered, 0);
     post("{\"model\":\"openai/gpt-4o-mini\",\"stream\":true,\"fake\":{\"tag\":\"L-ab\",\"events\":200,"
          "\"interval_ms\":20,\"usage\":{\"cost\":0.0042}}}",
          "L-abort", &r, &o);
@@ -206,6 +227,10 @@ START_TEST(test_aborted_stream_estimate_then_reconciled)
     }
     assert_col("request_id='L-abort'", "cost_source", "upstream");
     assert_col("request_id='L-abort'", "cost_pusd", "4200000000");
+    /* The metrics say the same: one more answered, nothing left pending. */
+    ck_assert_int_eq(metric("orproxy_reconcile_total{result=\"answered\"}"), answered + 1);
+    ck_assert_int_eq(metric("orproxy_reconcile_pending"), 0);
+    ck_assert_int_eq(metric("orproxy_reconcile_total{result=\"dropped\"}"), 0);
 }
 END_TEST
 

@@ -151,17 +151,27 @@ fds() {
         }
         END { print total + 0, up + 0, cl + 0 }'
 }
-# Waits until the descriptor count holds still for 3 s (at most 20 s) after load stops.
+metric() { # metric SERIES: its value in a /metrics scrape, empty if absent
+    curl -s --noproxy '*' "http://127.0.0.1:$port/metrics" |
+        awk -v s="$1" '$1 == s {print $2; exit}'
+}
+# Waits until the daemon is at rest: no reconciliation of an aborted stream's cost still going
+# on (those ask upstream for up to ~67 s after the abort, so they outlive the load) and the
+# descriptor count holding still for 3 s; at most 120 s.
 settle() {
-    local last= same=0
-    for _ in $(seq 20); do
+    local last= same=0 pending
+    for _ in $(seq 120); do
         sleep 1
+        pending=$(metric orproxy_reconcile_pending)
         cur=$(fds_dump | fds)
-        if [ "$cur" = "$last" ]; then same=$((same + 1)); else same=0; fi
+        if [ "$cur" = "$last" ] && [ "${pending:-x}" = 0 ]; then same=$((same + 1)); else same=0; fi
         last=$cur
         [ "$same" -ge 3 ] && break
     done
+    echo "$(date +%s.%N) MARK settled (reconcile pending ${pending:-?})" >>"$work/rss.fine"
+    settled_pending="$settled_pending ${pending:-?}"
 }
+settled_pending=
 
 fds_dump >"$work/fds.idle"
 read -r fd_idle up_idle cl_idle <<<"$(fds <"$work/fds.idle")"
@@ -190,6 +200,9 @@ echo "soak: idle before traffic: RSS $rss_idle kB ($(rss_parts)), $fd_idle fds (
     done
 ) &
 side_pid=$!
+# Diagnostic: RSS every 0.5 s through the whole run, settles included (rss.fine).
+( t0=$(date +%s.%N); while kill -0 "$orp_pid" 2>/dev/null; do
+    echo "$(date +%s.%N) $(rss)" >>"$work/rss.fine"; sleep 0.5; done ) &
 
 gen_rc=0
 # The generator runs in the background so that the EXIT trap can stop it too.
@@ -198,11 +211,15 @@ gen_rc=0
 gen_pid=$!
 wait "$gen_pid" || gen_rc=1
 gen_pid=
+echo "$(date +%s.%N) MARK warm-load-ended" >>"$work/rss.fine"
 settle
 fds_dump >"$work/fds.warm"
 read -r fd_warm up_warm cl_warm <<<"$(fds <"$work/fds.warm")"
 rss_warm=$(rss)
+cp "/proc/$orp_pid/smaps" "$work/smaps.warm" 2>/dev/null
+echo "$(date +%s.%N) MARK warm-measured" >>"$work/rss.fine"
 heap_warm=$(live_heap_kb)
+echo "$(date +%s.%N) MARK gdb-done" >>"$work/rss.fine"
 echo "soak: after warm-up and settle: RSS $rss_warm kB ($(rss_parts)), $fd_warm fds ($up_warm upstream sockets," \
     "$cl_warm client connections)"
 
@@ -211,6 +228,7 @@ echo "soak: after warm-up and settle: RSS $rss_warm kB ($(rss_parts)), $fd_warm 
 gen_pid=$!
 wait "$gen_pid" || gen_rc=1
 gen_pid=
+echo "$(date +%s.%N) MARK main-load-ended" >>"$work/rss.fine"
 kill "$side_pid" 2>/dev/null
 wait "$side_pid" 2>/dev/null
 side_pid=
@@ -218,6 +236,7 @@ settle
 fds_dump >"$work/fds.end"
 read -r fd_end up_end cl_end <<<"$(fds <"$work/fds.end")"
 rss_end=$(rss)
+cp "/proc/$orp_pid/smaps" "$work/smaps.end" 2>/dev/null
 heap_end=$(live_heap_kb)
 echo "soak: after main load and settle: RSS $rss_end kB ($(rss_parts)), $fd_end fds ($up_end upstream sockets," \
     "$cl_end client connections)"
@@ -227,6 +246,7 @@ reloads_ok=$(sed -n 's/^orproxy_config_reloads_total{result="ok"} \([0-9]*\).*/\
 reloads_failed=$(sed -n 's/^orproxy_config_reloads_total{result="failed"} \([0-9]*\).*/\1/p' "$work/metrics.txt")
 dropped=$(sed -n 's/^orproxy_ledger_dropped_total \([0-9]*\).*/\1/p' "$work/metrics.txt")
 active=$(sed -n 's/^orproxy_active_connections \([0-9]*\).*/\1/p' "$work/metrics.txt")
+rec() { sed -n "s/^orproxy_reconcile_total{result=\"$1\"} \([0-9]*\).*/\1/p" "$work/metrics.txt"; }
 
 kill -TERM "$orp_pid"
 exit_code=
@@ -246,6 +266,8 @@ echo "soak: summary"
 echo "  SIGHUP reloads sent $reloads; metrics: ok ${reloads_ok:-0}, failed ${reloads_failed:-0}"
 echo "  RSS kB: idle $rss_idle, after warm-up $rss_warm (baseline), end $rss_end" \
     "($(awk -v a="$rss_warm" -v b="$rss_end" 'BEGIN { printf "%+.1f%%", (b - a) * 100 / a }'))"
+echo "  reconciliations of aborted streams: answered $(rec answered), given up $(rec given_up)," \
+    "dropped $(rec dropped); pending when measured:$settled_pending"
 echo "  ASan live heap kB: idle $heap_idle, after warm-up $heap_warm, end $heap_end"
 echo "  RSS under load every 10 s (s:kB): $(awk '{printf "%s:%s ", $1, $2}' "$work/rss.trace" 2>/dev/null)"
 echo "  fds: idle $fd_idle (upstream $up_idle), after warm-up $fd_warm (upstream $up_warm)," \
@@ -259,6 +281,8 @@ san_log=$(grep -cE 'ERROR: (Address|Leak)Sanitizer|runtime error:' "$work/orprox
 
 echo "soak: checks"
 check '[ "$gen_rc" -eq 0 ]' "every answer was what its kind must produce (load generator)"
+check '[ "$settled_pending" = " 0 0" ]' \
+    "at rest when measured (no reconciliation pending after warm-up and main:$settled_pending)"
 check '[ "$rss_end" -le $((rss_warm * 110 / 100)) ]' \
     "RSS at the end ($rss_end kB) within 10% of the warm-up baseline ($rss_warm kB)"
 check '[ $((fd_end - up_end)) -eq $((fd_idle - up_idle)) ]' \
