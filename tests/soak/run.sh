@@ -22,9 +22,11 @@
 # entered it, so when the mix of allocation sizes changes (load, then only reconciliations and
 # reloads) the size classes being freed are not the ones being allocated, and RSS moves by up to
 # the quarantine's size with no change in the live heap. With 32 MB, 60 s runs measured +3.4% to
-# +7.8% and 600 s +4.0%, the live heap flat; 8 MB keeps use-after-free detection for the last
-# 8 MB of frees (thousands of requests) and the swings small. allocator_release_to_os_interval_ms
-# makes ASan give free pages back as glibc's malloc_trim does in the optimised build.
+# +7.8% (600 s: +4.0%); with 8 MB, +0.5% to +1.3% (600 s: +5.8%, RSS creeping under load while
+# the live heap stayed at 3.0 MB), always with the live heap flat. 8 MB still catches a
+# use-after-free within the last 8 MB of frees (thousands of requests).
+# allocator_release_to_os_interval_ms makes ASan give free pages back as glibc's malloc_trim
+# does in the optimised build.
 # Assertions, each printed:
 #   - RSS after the main phase is within 10% of the warm-up baseline;
 #   - descriptors are back to the idle count measured before any traffic, not counting the
