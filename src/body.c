@@ -6,18 +6,46 @@
  * pass over the root's members counts them.  For the same reason bytes
  * after the object are refused: `{"model":"a"} {"model":"b"}` would be
  * checked as "a", while an upstream parser that reads values one by one
- * might take "b" (policy_apply_body refuses such a body as well). */
+ * might take "b" (policy_apply_body refuses such a body as well).  The same
+ * holds for "models", the fallback list: OpenRouter may serve any entry,
+ * so a list the rules cannot read (not an array of strings) is refused. */
 #include "body.h"
 
 #include <cjson/cJSON.h>
 #include <stdlib.h>
 #include <string.h>
 
+/* "models": absent or null is no list; anything but an array of strings
+ * is refused.  0 or -1. */
+static int read_models(const cJSON *list, struct body_fields *out)
+{
+    const cJSON *item;
+    int n;
+
+    if (list == NULL || cJSON_IsNull(list))
+        return 0;
+    if (!cJSON_IsArray(list))
+        return -1;
+    n = cJSON_GetArraySize(list);
+    if (n == 0)
+        return 0;
+    out->models = calloc((size_t)n, sizeof *out->models);
+    if (out->models == NULL)
+        return -1;
+    cJSON_ArrayForEach(item, list)
+    {
+        if (!cJSON_IsString(item) || (out->models[out->n_models] = strdup(item->valuestring)) == NULL)
+            return -1;
+        out->n_models++;
+    }
+    return 0;
+}
+
 enum body_result body_parse(const char *text, size_t len, struct body_fields *out)
 {
     const char *end = NULL;
     cJSON *root, *item;
-    int n = 0;
+    int n = 0, nm = 0;
 
     memset(out, 0, sizeof *out);
     root = cJSON_ParseWithLengthOpts(text, len, &end, 0);
@@ -33,10 +61,19 @@ enum body_result body_parse(const char *text, size_t len, struct body_fields *ou
         cJSON_Delete(root);
         return BODY_NOT_OBJECT;
     }
-    cJSON_ArrayForEach(item, root) n += item->string != NULL && strcmp(item->string, "model") == 0;
-    if (n > 1) {
+    cJSON_ArrayForEach(item, root)
+    {
+        n += item->string != NULL && strcmp(item->string, "model") == 0;
+        nm += item->string != NULL && strcmp(item->string, "models") == 0;
+    }
+    if (n > 1 || nm > 1) {
         cJSON_Delete(root);
         return BODY_DUPLICATE_MODEL;
+    }
+    if (read_models(cJSON_GetObjectItemCaseSensitive(root, "models"), out) < 0) {
+        cJSON_Delete(root);
+        body_fields_free(out);
+        return BODY_BAD_MODELS;
     }
     item = cJSON_GetObjectItemCaseSensitive(root, "model");
     if (cJSON_IsString(item))
@@ -57,5 +94,8 @@ void body_fields_free(struct body_fields *f)
 {
     free(f->model);
     free(f->user);
+    for (size_t i = 0; i < f->n_models; i++)
+        free(f->models[i]);
+    free(f->models);
     memset(f, 0, sizeof *f);
 }

@@ -1234,6 +1234,28 @@ const char *config_keep_restart_only(struct orp_config *new_cfg, const struct or
     return list;
 }
 
+int config_check_running(const struct orp_config *cfg, int listener_loopback, char *err,
+                         size_t errlen)
+{
+    if (strcmp(cfg->auth_mode, "none") == 0 && !listener_loopback) {
+        snprintf(err, errlen,
+                 "auth.mode = \"none\" but the running listener is not on a loopback address "
+                 "(listen.address changes only on restart): anyone who can reach it could spend "
+                 "your credits; keep auth.mode = \"keys\" or restart on a loopback address");
+        return -1;
+    }
+    if (strcmp(cfg->auth_mode, "keys") == 0 && cfg->n_clients == 0) {
+        snprintf(err, errlen, "auth.mode = \"keys\" needs at least one client");
+        return -1;
+    }
+    if (cfg->retry_max_delay_ms < cfg->retry_base_delay_ms) {
+        snprintf(err, errlen, "retry.max_delay_ms (%d) must be at least retry.base_delay_ms (%d)",
+                 cfg->retry_max_delay_ms, cfg->retry_base_delay_ms);
+        return -1;
+    }
+    return 0;
+}
+
 void config_url_for_log(const char *url, char *out, size_t outlen)
 {
     const char *scheme = strstr(url, "://");

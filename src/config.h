@@ -118,6 +118,13 @@ void config_release(struct orp_config *cfg);
  * copies them from old into new and returns a comma-separated list of the
  * names that differed ("" if none), in a static buffer. */
 const char *config_keep_restart_only(struct orp_config *new_cfg, const struct orp_config *old);
+/* The rules that join settings, checked against what will really run:
+ * cfg after config_keep_restart_only(), and listener_loopback = whether the
+ * socket actually listening (ours, or the one systemd passed) is bound to
+ * a loopback address.  A reload or a start that fails them must not take
+ * effect.  0, or -1 with the reason in err. */
+int config_check_running(const struct orp_config *cfg, int listener_loopback, char *err,
+                         size_t errlen);
 
 /* url for a log line: any "user:password@" before the host becomes "***@",
  * so credentials in upstream.base_url never reach a log.  Truncates to out. */

@@ -221,9 +221,32 @@ static int listen_on(const char *address, int *port)
     return fd;
 }
 
+/* Whether the socket fd listens on a loopback address (127/8, ::1, or
+ * ::ffff:127.x.y.z).  Asked of the socket itself, so it also holds for a
+ * socket systemd passed, whatever listen.address says. */
+static int socket_is_loopback(int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0)
+        return 0;
+    if (ss.ss_family == AF_INET)
+        return (ntohl(((struct sockaddr_in *)&ss)->sin_addr.s_addr) >> 24) == 127;
+    if (ss.ss_family == AF_INET6) {
+        const struct in6_addr *a = &((struct sockaddr_in6 *)&ss)->sin6_addr;
+        return IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
+    }
+    return ss.ss_family == AF_UNIX;
+}
+
 /* SIGHUP: load the file again; if it is good, hand it to every worker
  * (new requests use it, in-flight ones finish with theirs) and to the
- * housekeeping thread.  A bad file changes nothing. */
+ * housekeeping thread.  A bad file changes nothing, and neither does one
+ * whose rules fail against what will really run: the restart-only values
+ * kept from the running config and the socket actually listening (a file
+ * that moves listen.address to loopback and turns auth off must not turn
+ * auth off on the old, public listener). */
 static struct orp_config *reload(struct orp_config *cur, struct worker *workers, int n)
 {
     char err[1024];
@@ -239,6 +262,13 @@ static struct orp_config *reload(struct orp_config *cur, struct worker *workers,
         return cur;
     }
     kept = config_keep_restart_only(next, cur);
+    if (config_check_running(next, socket_is_loopback(workers[0].listen_fd), err, sizeof err) < 0) {
+        log_error("reload refused, keeping the running configuration: %s", err);
+        config_release(next);
+        metrics_reload(0);
+        sd_notify(0, "READY=1\nSTATUS=reload refused; running configuration kept");
+        return cur;
+    }
     if (kept[0] != '\0')
         log_warn("reload: %s changed; that needs a restart, the old value stays", kept);
     log_setup(next->log_level, next->log_format);
@@ -338,6 +368,13 @@ static int run_daemon(struct orp_config *cfg)
         if (w->listen_fd < 0 || worker_init(w) < 0) {
             rc = 1;
             break;
+        }
+    }
+    if (rc == 0) {
+        char err[512];
+        if (config_check_running(cfg, socket_is_loopback(workers[0].listen_fd), err, sizeof err) < 0) {
+            log_error("%s", err);
+            rc = 1;
         }
     }
     if (rc == 0) {

@@ -46,6 +46,8 @@ struct request {
     char *local_msg;
     long local_retry_after;     /* Retry-After seconds on a local 429/402 */
     char *model;                /* the request's "model", if any */
+    char **models;              /* its "models" fallback list (n_models entries) */
+    size_t n_models;
     int stream_req;             /* the request asked for "stream": true */
     char *user;                 /* the request's "user" field, if any */
     int client;                 /* index in cfg->clients, -1 = anonymous */
@@ -71,6 +73,8 @@ struct request {
     long retry_delay;           /* ms, for the pending retry */
     int curl_result;            /* last transfer result (CURLcode) */
     int too_large;              /* response or event over its limit */
+    int sends;                  /* this attempt's request sends (PREREQFUNCTION calls) */
+    int resend_blocked;         /* curl tried to re-send this attempt on its own */
 
     /* relay */
     buf_t out;                  /* bytes for the client not yet handed to MHD */

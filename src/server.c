@@ -105,6 +105,15 @@ static struct request *request_new(struct worker *w, struct MHD_Connection *conn
     return r;
 }
 
+static void free_models(struct request *r)
+{
+    for (size_t i = 0; i < r->n_models; i++)
+        free(r->models[i]);
+    free(r->models);
+    r->models = NULL;
+    r->n_models = 0;
+}
+
 void request_maybe_free(struct request *r)
 {
     struct worker *w = r->w;
@@ -126,6 +135,7 @@ void request_maybe_free(struct request *r)
     buf_free(&r->out);
     usage_info_free(&r->ui);
     free(r->local_msg);
+    free_models(r);
     free(r->model);
     free(r->user);
     free(r->url_query);
@@ -413,7 +423,11 @@ static void parse_body(struct request *r)
         set_local(r, 400, "invalid_body", "request body must be a JSON object");
         return;
     case BODY_DUPLICATE_MODEL:
-        set_local(r, 400, "duplicate_field", "request body has more than one \"model\" member");
+        set_local(r, 400, "duplicate_field",
+                  "request body has more than one \"model\" or \"models\" member");
+        return;
+    case BODY_BAD_MODELS:
+        set_local(r, 400, "invalid_models", "\"models\" must be an array of model names");
         return;
     case BODY_OK:
         break;
@@ -424,6 +438,9 @@ static void parse_body(struct request *r)
         r->max_tokens = f.max_tokens;
     if (f.user != NULL)
         r->user = f.user;
+    free_models(r);
+    r->models = f.models;
+    r->n_models = f.n_models;
     r->stream_req = f.stream;
 }
 
@@ -621,8 +638,30 @@ static void estimate(const struct request *r, long long *tokens, int64_t *pusd)
 
     *tokens = prompt + completion;
     *pusd = 0;
-    if (r->model != NULL && pricing_current_lookup(r->model, &pr) == 0)
-        *pusd = pricing_cost_pusd(&pr, prompt, completion, 0, 0);
+    /* Any model of the fallback list may serve it: reserve at the dearest. */
+    for (size_t i = 0; i <= r->n_models; i++) {
+        const char *m = i == 0 ? r->model : r->models[i - 1];
+        int64_t c;
+        if (m == NULL || pricing_current_lookup(m, &pr) < 0)
+            continue;
+        c = pricing_cost_pusd(&pr, prompt, completion, 0, 0);
+        if (c > *pusd)
+            *pusd = c;
+    }
+}
+
+/* The model rules hold for every model the request may be served by:
+ * "model" and each fallback in "models".  A request that names only a
+ * fallback list is checked on the list alone. */
+static int check_models(struct request *r, struct access_denial *d)
+{
+    if ((r->model != NULL || r->n_models == 0) &&
+        access_check_model(r->cfg, r->client, r->model, d) < 0)
+        return -1;
+    for (size_t i = 0; i < r->n_models; i++)
+        if (access_check_model(r->cfg, r->client, r->models[i], d) < 0)
+            return -1;
+    return 0;
 }
 
 /* The body is complete: answer locally or go upstream. */
@@ -679,7 +718,7 @@ static enum MHD_Result dispatch(struct request *r)
     }
     if (r->local_status != 0)
         return queue_local(r);
-    if (r->route->json_body && access_check_model(cfg, r->client, r->model, &d) < 0)
+    if (r->route->json_body && check_models(r, &d) < 0)
         return deny(r, &d);
     estimate(r, &est_tokens, &est_pusd);
     if (access_admit(cfg, r->client, est_tokens, est_pusd, &r->grant, &d) < 0)

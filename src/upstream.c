@@ -302,6 +302,28 @@ static size_t on_write(char *ptr, size_t size, size_t nmemb, void *ud)
     return len;
 }
 
+/* curl 7.88 re-sends a request on a fresh connection, on its own, when a
+ * reused connection dies before any response byte arrived
+ * (transfer.c:Curl_retry_request) - also a POST that upstream had already
+ * read, and may bill.  Its PREREQFUNCTION runs before every send of a
+ * transfer, that re-send included (with redirects and HTTP auth off nothing
+ * else sends twice), so a second call in one attempt is refused: the
+ * attempt fails like an empty reply and retry.max_attempts, not curl,
+ * decides whether to send again, so the ledger's attempts are the number
+ * of times upstream was sent the request.  See /work/shared/LIBS.md A. */
+static int on_prereq(void *ud, char *conn_primary_ip, char *conn_local_ip, int conn_primary_port,
+                     int conn_local_port)
+{
+    struct request *r = ud;
+    (void)conn_primary_ip, (void)conn_local_ip, (void)conn_primary_port, (void)conn_local_port;
+
+    if (++r->sends > 1) {
+        r->resend_blocked = 1;
+        return CURL_PREREQFUNC_ABORT;
+    }
+    return CURL_PREREQFUNC_OK;
+}
+
 static int setup_easy(struct request *r)
 {
     const struct orp_config *cfg = r->cfg;
@@ -324,6 +346,8 @@ static int setup_easy(struct request *r)
     } else {
         curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
     }
+    curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, on_prereq);
+    curl_easy_setopt(e, CURLOPT_PREREQDATA, r);
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(e, CURLOPT_HEADERDATA, r);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
@@ -355,6 +379,8 @@ int upstream_start(struct request *r)
     r->got_bytes = 0;
     r->discard = 0;
     r->too_large = 0;
+    r->sends = 0;
+    r->resend_blocked = 0;
     r->attempts++;
     if (curl_multi_add_handle(r->w->multi, r->easy) != CURLM_OK) {
         server_fail(r, 500, "internal_error", "orproxy could not start the upstream request");
@@ -389,6 +415,8 @@ void upstream_transfer_done(struct request *r, CURLcode res)
     const struct orp_config *cfg = r->cfg;
     char msg[256];
 
+    if (r->resend_blocked && res == CURLE_ABORTED_BY_CALLBACK)
+        res = CURLE_GOT_NOTHING; /* see on_prereq */
     r->curl_result = (int)res;
     if (r->discard) {
         char why[32];

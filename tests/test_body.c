@@ -39,6 +39,34 @@ START_TEST(test_body_absent_or_odd_members_read_as_nothing)
 }
 END_TEST
 
+START_TEST(test_body_reads_models_fallback_list)
+{
+    struct body_fields f;
+    ck_assert_int_eq(parse("{\"model\":\"a/b\",\"models\":[\"c/d\", \"e/f\"]}", &f), BODY_OK);
+    ck_assert_uint_eq(f.n_models, 2);
+    ck_assert_str_eq(f.models[0], "c/d");
+    ck_assert_str_eq(f.models[1], "e/f");
+    body_fields_free(&f);
+    ck_assert_int_eq(parse("{\"models\":null}", &f), BODY_OK);
+    ck_assert_uint_eq(f.n_models, 0);
+    ck_assert_ptr_null(f.models);
+    body_fields_free(&f);
+}
+END_TEST
+
+START_TEST(test_body_unreadable_or_duplicate_models_refused)
+{
+    struct body_fields f;
+    ck_assert_int_eq(parse("{\"models\":\"c/d\"}", &f), BODY_BAD_MODELS);
+    ck_assert_ptr_null(f.models);
+    ck_assert_int_eq(parse("{\"models\":[\"c/d\",7]}", &f), BODY_BAD_MODELS);
+    ck_assert_ptr_null(f.models);
+    ck_assert_int_eq(parse("{\"models\":[[\"c/d\"]]}", &f), BODY_BAD_MODELS);
+    ck_assert_int_eq(parse("{\"models\":{\"x\":\"c/d\"}}", &f), BODY_BAD_MODELS);
+    ck_assert_int_eq(parse("{\"models\":[\"a/b\"],\"models\":[\"c/d\"]}", &f), BODY_DUPLICATE_MODEL);
+}
+END_TEST
+
 START_TEST(test_body_max_tokens_capped_at_a_billion)
 {
     struct body_fields f;
@@ -103,6 +131,8 @@ static Suite *body_suite(void)
     TCase *tc = tcase_create("core");
     tcase_add_test(tc, test_body_reads_model_user_max_tokens_stream);
     tcase_add_test(tc, test_body_absent_or_odd_members_read_as_nothing);
+    tcase_add_test(tc, test_body_reads_models_fallback_list);
+    tcase_add_test(tc, test_body_unreadable_or_duplicate_models_refused);
     tcase_add_test(tc, test_body_max_tokens_capped_at_a_billion);
     tcase_add_test(tc, test_body_not_json_not_object_duplicate_model_refused);
     tcase_add_test(tc, test_body_nested_model_is_not_a_duplicate);

@@ -1,6 +1,6 @@
 /* fuzz_request.c - request intake: route matching, the body checks the
  * HTTP front makes (body_parse: invalid JSON, not an object, duplicate
- * "model"), the model rules (policy_model_allowed) and the body edits
+ * "model" or "models", a "models" list that is not all strings), the model rules (policy_model_allowed) and the body edits
  * (policy_apply_body: aliases, defaults, system prompt).
  *
  * Input, one field a line: the URL path; the method; model patterns,
@@ -129,6 +129,10 @@ static void check_body(const char *body, size_t len, const struct policy_edits *
     struct policy_edits no_alias;
 
     (void)policy_model_allowed(patterns, npat, f.model);
+    /* The fallback list is read whole or refused: every entry a string. */
+    FUZZ_CHECK(br == BODY_OK || (f.models == NULL && f.n_models == 0));
+    for (size_t i = 0; i < f.n_models; i++)
+        FUZZ_CHECK(f.models[i] != NULL);
     FUZZ_CHECK(policy_model_allowed(patterns, 0, f.model) == 1);
     if (f.model != NULL)
         FUZZ_CHECK(policy_model_allowed((const char *const[]){"*"}, 1, f.model) == 1);
@@ -143,7 +147,7 @@ static void check_body(const char *body, size_t len, const struct policy_edits *
     /* What the front accepts, the editor must accept too, or it would
      * forward bytes it could not read (err says why it refused). */
     FUZZ_CHECK(out != NULL || err[0] == '\0');
-    if (out == NULL || br == BODY_DUPLICATE_MODEL) {
+    if (out == NULL || br == BODY_DUPLICATE_MODEL || br == BODY_BAD_MODELS) {
         free(out);
         body_fields_free(&f);
         return;
