@@ -186,6 +186,66 @@ START_TEST(test_ledger_lock_at_shutdown_still_flushed)
 }
 END_TEST
 
+/* ---- item 12: spaced JSON in a stream -------------------------------------------------------- */
+
+/* A column of the row with this request id (malloc'd text), waiting up to 5 s for the row. */
+static char *row_col(const char *rid, const char *col)
+{
+    char sql[512];
+    snprintf(sql, sizeof sql, "SELECT %s FROM requests WHERE request_id='%s'", col, rid);
+    return db_value_wait(sql, 5000);
+}
+
+static void assert_row(const char *rid, const char *col, const char *expect)
+{
+    char *v = row_col(rid, col);
+    ck_assert_msg(v != NULL, "no row %s", rid);
+    ck_assert_msg(strcmp(v, expect) == 0, "%s: %s = '%s', expected '%s'", rid, col, v, expect);
+    free(v);
+}
+
+START_TEST(test_spaced_stream_finish_reason_and_usage_read)
+{
+    struct h_resp r;
+    const char *hdrs[] = {"X-Request-Id: SP-full", NULL};
+
+    start(conf_plain);
+    h_request(&r, orp.port, "POST", "/v1/chat/completions",
+              "{\"model\":\"sp/a\",\"stream\":true,\"fake\":{\"spaced\":true,\"events\":4,"
+              "\"usage\":{\"prompt_tokens\":9,\"cost\":0.25}}}",
+              hdrs, NULL);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_ptr_nonnull(strstr(r.body, "\"finish_reason\": \"stop\"")); /* spaced on the wire */
+    h_resp_free(&r);
+    assert_row("SP-full", "finish_reason", "stop");
+    assert_row("SP-full", "completion_tokens", "4");
+    assert_row("SP-full", "cost_pusd || ' ' || cost_source", "250000000000 upstream");
+    assert_row("SP-full", "outcome", "ok");
+}
+END_TEST
+
+START_TEST(test_spaced_stream_cut_short_estimates_tokens)
+{
+    struct h_resp r;
+    struct h_req_opts o = {.abort_after_bytes = 1500};
+    const char *hdrs[] = {"X-Request-Id: SP-cut", NULL};
+    char *v;
+
+    start(conf_plain);
+    /* Each content event carries text; the client hangs up long before usage arrives. */
+    h_request(&r, orp.port, "POST", "/v1/chat/completions",
+              "{\"model\":\"sp/b\",\"stream\":true,\"fake\":{\"spaced\":true,\"events\":200,"
+              "\"interval_ms\":20}}",
+              hdrs, &o);
+    h_resp_free(&r);
+    assert_row("SP-cut", "cost_source", "estimate");
+    v = row_col("SP-cut", "completion_tokens");
+    ck_assert_ptr_nonnull(v);
+    ck_assert_msg(atoll(v) > 0, "completion_tokens %s: the spaced content was not counted", v);
+    free(v);
+}
+END_TEST
+
 static Suite *data_security_suite(void)
 {
     Suite *s = suite_create("data_security");
@@ -194,6 +254,8 @@ static Suite *data_security_suite(void)
     tcase_add_checked_fixture(tc, NULL, teardown);
     tcase_add_test(tc, test_ledger_lock_rows_kept_and_retried);
     tcase_add_test(tc, test_ledger_lock_at_shutdown_still_flushed);
+    tcase_add_test(tc, test_spaced_stream_finish_reason_and_usage_read);
+    tcase_add_test(tc, test_spaced_stream_cut_short_estimates_tokens);
     suite_add_tcase(s, tc);
     return s;
 }
