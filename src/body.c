@@ -6,12 +6,16 @@
  * pass over the root's members counts them.  For the same reason bytes
  * after the object are refused: `{"model":"a"} {"model":"b"}` would be
  * checked as "a", while an upstream parser that reads values one by one
- * might take "b" (policy_apply_body refuses such a body as well). */
+ * might take "b" (policy_apply_body refuses such a body as well).  A
+ * "model" that is not valid UTF-8, or holds control characters, is refused
+ * too: it would break every place that shows it. */
 #include "body.h"
 
 #include <cjson/cJSON.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "utf8.h"
 
 enum body_result body_parse(const char *text, size_t len, struct body_fields *out)
 {
@@ -39,6 +43,13 @@ enum body_result body_parse(const char *text, size_t len, struct body_fields *ou
         return BODY_DUPLICATE_MODEL;
     }
     item = cJSON_GetObjectItemCaseSensitive(root, "model");
+    /* cJSON takes any bytes inside a string.  A model name becomes a
+     * metrics label, a ledger field and a /v1/usage group, all of which
+     * need valid UTF-8, so a bad one is refused here, once. */
+    if (cJSON_IsString(item) && !utf8_is_clean_name(item->valuestring, strlen(item->valuestring))) {
+        cJSON_Delete(root);
+        return BODY_INVALID_MODEL;
+    }
     if (cJSON_IsString(item))
         out->model = strdup(item->valuestring);
     item = cJSON_GetObjectItemCaseSensitive(root, "max_tokens");

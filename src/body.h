@@ -14,6 +14,7 @@ enum body_result {
     BODY_INVALID_JSON = -1,     /* not JSON, or more than blanks after the value */
     BODY_NOT_OBJECT = -2,       /* JSON, but not an object */
     BODY_DUPLICATE_MODEL = -3,  /* more than one "model" member */
+    BODY_INVALID_MODEL = -4,    /* "model" is not valid UTF-8 or has control characters */
 };
 
 /* Owned by the caller; body_fields_free() releases the strings. */

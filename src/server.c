@@ -37,6 +37,7 @@
 #include "report.h"
 #include "log.h"
 #include "upstream.h"
+#include "utf8.h"
 
 #define STREAM_BLOCK 1024        /* MHD's per-response buffer for streams */
 #define UNPAUSE_BELOW (64 * 1024)
@@ -165,9 +166,12 @@ static const char *outcome(const struct request *r)
     return "ok";
 }
 
+/* Ledger and metrics fields are fixed-size and end up in JSON and label
+ * values: cut between characters, and never carry invalid UTF-8 (the
+ * served model and provider come from upstream's answer unchecked). */
 static void copy_field(char *dst, size_t cap, const char *src)
 {
-    snprintf(dst, cap, "%s", src != NULL ? src : "");
+    utf8_copy(dst, cap, src);
 }
 
 static int64_t tokens_from_chars(size_t chars)
@@ -414,6 +418,10 @@ static void parse_body(struct request *r)
         return;
     case BODY_DUPLICATE_MODEL:
         set_local(r, 400, "duplicate_field", "request body has more than one \"model\" member");
+        return;
+    case BODY_INVALID_MODEL:
+        set_local(r, 400, "invalid_model",
+                  "\"model\" must be valid UTF-8 without control characters");
         return;
     case BODY_OK:
         break;

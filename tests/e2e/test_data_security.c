@@ -246,6 +246,122 @@ START_TEST(test_spaced_stream_cut_short_estimates_tokens)
 }
 END_TEST
 
+/* ---- item 13: model names that are not valid UTF-8 ------------------------------------------ */
+
+/* Runs "cmd < file with text" through /bin/sh; returns its exit code, output in *out (malloc'd). */
+static int run_on_text(const char *cmd_fmt, const char *text, char **out)
+{
+    char *path = h_temp_file(text), cmd[1024], *err = NULL;
+    int rc;
+    ck_assert_ptr_nonnull(path);
+    snprintf(cmd, sizeof cmd, cmd_fmt, path);
+    {
+        const char *argv[] = {"/bin/sh", "-c", cmd, NULL};
+        rc = h_run(argv, out, &err);
+    }
+    if (rc != 0 && out != NULL && *out != NULL && err != NULL) {
+        size_t n = strlen(*out) + strlen(err) + 1;
+        char *both = malloc(n);
+        snprintf(both, n, "%s%s", *out, err);
+        free(*out);
+        *out = both;
+    }
+    free(err);
+    unlink(path);
+    free(path);
+    return rc;
+}
+
+/* /metrics as promtool reads it, and /v1/usage?by=model as a strict JSON parser (UTF-8
+ * included; cJSON would take any bytes) reads it. */
+static void assert_metrics_and_usage_valid(void)
+{
+    struct h_resp r;
+    char *out = NULL;
+    int rc;
+
+    ck_assert_msg(access("/usr/bin/promtool", X_OK) == 0,
+                  "promtool is missing (Debian package prometheus; make deps-test installs it)");
+    h_request(&r, orp.port, "GET", "/metrics", NULL, NULL, NULL);
+    ck_assert_int_eq(r.status, 200);
+    rc = run_on_text("/usr/bin/promtool check metrics < %s", r.body, &out);
+    ck_assert_msg(rc == 0, "promtool rejects /metrics: %s", out ? out : "");
+    free(out);
+    out = NULL;
+    h_resp_free(&r);
+
+    h_request(&r, orp.port, "GET", "/v1/usage?by=model", NULL, NULL, NULL);
+    ck_assert_int_eq(r.status, 200);
+    rc = run_on_text("python3 -c 'import json,sys; json.loads(open(sys.argv[1],\"rb\").read())' %s",
+                     r.body, &out);
+    ck_assert_msg(rc == 0, "/v1/usage?by=model is not JSON: %s", out ? out : "");
+    free(out);
+    h_resp_free(&r);
+}
+
+START_TEST(test_model_invalid_utf8_refused_metrics_and_usage_stay_valid)
+{
+    struct h_resp r;
+    const char *hdrs[] = {"X-Request-Id: U8-bad", NULL};
+    cJSON *j, *err;
+
+    start(conf_plain);
+    ck_assert_int_eq(post("{\"model\":\"ok/model\"}", "U8-ok"), 200);
+    /* Raw bytes: 0xff never occurs in UTF-8, 0xc3 starts a character that never comes. */
+    h_request(&r, orp.port, "POST", "/v1/chat/completions",
+              "{\"model\":\"evil/\xff\xfe\xc3\",\"fake\":{\"tag\":\"U8-bad\"}}", hdrs, NULL);
+    assert_metrics_and_usage_valid();
+    ck_assert_int_eq(r.status, 400);
+    j = cJSON_Parse(r.body);
+    err = cJSON_GetObjectItemCaseSensitive(j, "error");
+    ck_assert_msg(cJSON_IsObject(err), "not the API error shape: %s", r.body);
+    ck_assert_str_eq(cJSON_GetObjectItemCaseSensitive(err, "code")->valuestring, "invalid_model");
+    cJSON_Delete(j);
+    h_resp_free(&r);
+    ck_assert_int_eq(h_fake_count(fake.port, "U8-bad"), 0); /* never went upstream */
+    assert_row("U8-bad", "status || ' ' || error_class", "400 invalid_model");
+    /* A control character, escaped in the JSON, is refused as well. */
+    ck_assert_int_eq(post("{\"model\":\"a\\u001b[31mred\"}", "U8-esc"), 400);
+}
+END_TEST
+
+START_TEST(test_long_model_cut_on_character_boundary)
+{
+    char body[400], want[200], where[300];
+    char *v;
+
+    start(conf_plain);
+    /* 126 ASCII bytes and a 2-byte 'é': the 127-byte ledger field cannot hold the 'é'. */
+    memset(want, 'a', 126);
+    want[126] = '\0';
+    snprintf(body, sizeof body, "{\"model\":\"%s\xc3\xa9\"}", want);
+    ck_assert_int_eq(post(body, "U8-long"), 200);
+    snprintf(where, sizeof where, "SELECT model || '|' || served_model FROM requests WHERE "
+                                  "request_id='U8-long'");
+    v = db_value_wait(where, 5000);
+    ck_assert_ptr_nonnull(v);
+    snprintf(body, sizeof body, "%s|%s", want, want);
+    ck_assert_str_eq(v, body);
+    free(v);
+    assert_metrics_and_usage_valid();
+}
+END_TEST
+
+START_TEST(test_served_model_invalid_utf8_sanitised)
+{
+    char *v;
+
+    start(conf_plain);
+    ck_assert_int_eq(post("{\"model\":\"ok/asked\",\"fake\":{\"served_model\":\"srv/\xff\xc3\"}}", "U8-srv"),
+                     200);
+    v = row_col("U8-srv", "served_model");
+    ck_assert_ptr_nonnull(v);
+    ck_assert_str_eq(v, "srv/??");
+    free(v);
+    assert_metrics_and_usage_valid();
+}
+END_TEST
+
 static Suite *data_security_suite(void)
 {
     Suite *s = suite_create("data_security");
@@ -256,6 +372,9 @@ static Suite *data_security_suite(void)
     tcase_add_test(tc, test_ledger_lock_at_shutdown_still_flushed);
     tcase_add_test(tc, test_spaced_stream_finish_reason_and_usage_read);
     tcase_add_test(tc, test_spaced_stream_cut_short_estimates_tokens);
+    tcase_add_test(tc, test_model_invalid_utf8_refused_metrics_and_usage_stay_valid);
+    tcase_add_test(tc, test_long_model_cut_on_character_boundary);
+    tcase_add_test(tc, test_served_model_invalid_utf8_sanitised);
     suite_add_tcase(s, tc);
     return s;
 }
