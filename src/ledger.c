@@ -31,6 +31,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "pricing.h"
 
 #define BATCH_WAKE 256 /* wake the writer early once this many are queued */
 #define RETRY_MIN_MS 50 /* first backoff after a failed batch */
@@ -579,12 +580,20 @@ static int64_t utc_start(int month)
 void ledger_seed_spend(const char *path, void (*fn)(const char *client, int64_t day_pusd,
                                                      int64_t month_pusd))
 {
+    /* SQLite's SUM fails on int64 overflow, which would lose every
+     * client's spend, so rows above $1000 (rare; absurd ones are up to
+     * $1,000,000, and older ledgers may hold INT64_MAX) come back one by
+     * one and are added here, saturating.  Rows arrive ordered by client. */
     static const char sql[] =
         "SELECT client, SUM(CASE WHEN started_ms >= ?1 THEN cost_pusd ELSE 0 END),"
-        " SUM(cost_pusd) FROM requests WHERE started_ms >= ?2 GROUP BY client";
+        " SUM(cost_pusd) FROM requests WHERE started_ms >= ?2"
+        " GROUP BY client, CASE WHEN cost_pusd > ?3 OR cost_pusd < 0 THEN id ELSE 0 END"
+        " ORDER BY client";
     sqlite3 *db = NULL;
     sqlite3_stmt *st = NULL;
-    int64_t day_total = 0, month_total = 0;
+    int64_t day_total = 0, month_total = 0, day = 0, month = 0;
+    char *cur = NULL;
+    int rc;
 
     if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK ||
         sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
@@ -593,16 +602,34 @@ void ledger_seed_spend(const char *path, void (*fn)(const char *client, int64_t 
     }
     sqlite3_bind_int64(st, 1, utc_start(0));
     sqlite3_bind_int64(st, 2, utc_start(1));
-    while (sqlite3_step(st) == SQLITE_ROW) {
+    sqlite3_bind_int64(st, 3, 1000000000000000LL);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         const char *client = (const char *)sqlite3_column_text(st, 0);
-        int64_t day = sqlite3_column_int64(st, 1), month = sqlite3_column_int64(st, 2);
-        day_total += day;
-        month_total += month;
-        if (client != NULL)
-            fn(client, day, month);
+        int64_t d = sqlite3_column_int64(st, 1), m = sqlite3_column_int64(st, 2);
+        if (client == NULL)
+            continue;
+        if (cur != NULL && strcmp(cur, client) != 0) {
+            fn(cur, day, month);
+            free(cur);
+            cur = NULL;
+        }
+        if (cur == NULL) {
+            if ((cur = strdup(client)) == NULL)
+                break;
+            day = month = 0;
+        }
+        day = pricing_add_pusd(day, d);
+        month = pricing_add_pusd(month, m);
+        day_total = pricing_add_pusd(day_total, d);
+        month_total = pricing_add_pusd(month_total, m);
     }
+    if (rc != SQLITE_DONE)
+        log_warn("ledger: cannot read all past spend for budgets: %s", sqlite3_errmsg(db));
+    if (cur != NULL)
+        fn(cur, day, month);
     fn(NULL, day_total, month_total);
 done:
+    free(cur);
     sqlite3_finalize(st);
     sqlite3_close(db);
 }

@@ -7,6 +7,7 @@
 #include "metrics.h"
 
 #include "housekeeping.h"
+#include "pricing.h"
 #include "utf8.h"
 
 #include <pthread.h>
@@ -140,7 +141,7 @@ void metrics_observe(const struct ledger_record *rec)
         struct use_series *u = use_slot(model, rec->client[0] ? rec->client : "anonymous");
         u->prompt += (unsigned long long)rec->prompt_tokens;
         u->completion += (unsigned long long)rec->completion_tokens;
-        u->cost_pusd += rec->cost_pusd;
+        u->cost_pusd = pricing_add_pusd(u->cost_pusd, rec->cost_pusd);
     }
     M.attempts += (unsigned long long)rec->attempts;
     if (rec->attempts > 1)

@@ -198,6 +198,10 @@ static void account(struct request *r, struct ledger_record *rec)
         if (u->has_cost) {
             rec->cost_pusd = pricing_usd_to_pusd(u->cost);
             rec->cost_source = COST_UPSTREAM;
+            if (rec->cost_pusd >= PRICING_MAX_COST_PUSD) /* clamped: say so, it is billed */
+                log_warn("request id=%s: upstream reported a cost of $%.6g, counted as the "
+                         "ceiling of $%d",
+                         r->id, u->cost, PRICING_MAX_COST_USD);
         } else if (model != NULL && pricing_current_lookup(model, &pr) == 0) {
             rec->cost_pusd = pricing_cost_pusd(&pr, u->prompt_tokens, u->completion_tokens,
                                                u->cached_tokens, u->reasoning_tokens);

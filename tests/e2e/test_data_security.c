@@ -362,6 +362,77 @@ START_TEST(test_served_model_invalid_utf8_sanitised)
 }
 END_TEST
 
+/* ---- item 14: an absurd upstream cost ------------------------------------------------------- */
+
+/* Runs `orproxy key new NAME`; fills key (the client's secret) and its hash. */
+static void new_key(const char *name, char *key, size_t keylen, char *hash)
+{
+    const char *bin = getenv("ORP_BIN") ? getenv("ORP_BIN") : "build/orproxy";
+    const char *argv[] = {bin, "key", "new", name, NULL};
+    char *out = NULL, *p, fmt[16];
+    ck_assert_int_eq(h_run(argv, &out, NULL), 0);
+    p = strstr(out, "#   ");
+    ck_assert_ptr_nonnull(p);
+    snprintf(fmt, sizeof fmt, "%%%zus", keylen - 1);
+    ck_assert_int_eq(sscanf(p + 4, fmt, key), 1);
+    p = strstr(out, "key_sha256 = \"");
+    ck_assert_ptr_nonnull(p);
+    memcpy(hash, p + 14, 64);
+    hash[64] = '\0';
+    free(out);
+}
+
+START_TEST(test_absurd_upstream_cost_keeps_budget_enforced)
+{
+    char key[80], hash[65], conf[2048], auth[128];
+    const char *hdrs[] = {auth, "X-Request-Id: OV-1", NULL};
+    const char *hdrs2[] = {auth, "X-Request-Id: OV-2", NULL};
+    struct h_resp r;
+    char *v;
+
+    new_key("payer", key, sizeof key, hash);
+    snprintf(auth, sizeof auth, "Authorization: Bearer %s", key);
+    snprintf(conf, sizeof conf,
+             "listen = { address = \"127.0.0.1\"; port = @PORT@; };\n"
+             "upstream = { base_url = \"http://127.0.0.1:@FAKE@/api/v1\"; };\n"
+             "state_dir = \"@DIR@/state\";\nledger = { flush_ms = 50; };\nworkers = 2;\n"
+             "auth = { mode = \"keys\"; };\n"
+             "clients = ( { name = \"payer\"; key_sha256 = \"%s\"; budget_usd_day = 5; } );\n",
+             hash);
+    start(conf);
+
+    /* An ordinary request first ($0.000123), so the spend is not zero when the absurd one
+     * is added: that sum is what wrapped. */
+    {
+        const char *h0[] = {auth, "X-Request-Id: OV-0", NULL};
+        h_request(&r, orp.port, "POST", "/v1/chat/completions", "{\"model\":\"ov/m\"}", h0, NULL);
+        ck_assert_int_eq(r.status, 200);
+        h_resp_free(&r);
+    }
+    /* $10,000,000: above the int64 picodollar range ($9,223,372.04). */
+    h_request(&r, orp.port, "POST", "/v1/chat/completions",
+              "{\"model\":\"ov/m\",\"fake\":{\"usage\":{\"cost\":10000000}}}", hdrs, NULL);
+    ck_assert_int_eq(r.status, 200);
+    h_resp_free(&r);
+    /* The daemon still serves, and the client is over its $5 budget. */
+    h_request(&r, orp.port, "GET", "/healthz", NULL, NULL, NULL);
+    ck_assert_int_eq(r.status, 200);
+    h_resp_free(&r);
+    for (int i = 0; i < 2; i++) {
+        h_request(&r, orp.port, "POST", "/v1/chat/completions", "{\"model\":\"ov/m\"}", hdrs2, NULL);
+        ck_assert_msg(r.status == 402, "request %d after the absurd cost: %ld %s", i, r.status, r.body);
+        ck_assert_ptr_nonnull(strstr(r.body, "budget_day_exceeded"));
+        h_resp_free(&r);
+    }
+    /* Recorded at the documented ceiling of $1,000,000 per request. */
+    v = row_col("OV-1", "cost_pusd || ' ' || cost_source");
+    ck_assert_ptr_nonnull(v);
+    ck_assert_str_eq(v, "1000000000000000000 upstream");
+    free(v);
+    ck_assert_int_eq(h_proc_stop(&orp, SIGTERM, 10000), 0);
+}
+END_TEST
+
 static Suite *data_security_suite(void)
 {
     Suite *s = suite_create("data_security");
@@ -375,6 +446,7 @@ static Suite *data_security_suite(void)
     tcase_add_test(tc, test_model_invalid_utf8_refused_metrics_and_usage_stay_valid);
     tcase_add_test(tc, test_long_model_cut_on_character_boundary);
     tcase_add_test(tc, test_served_model_invalid_utf8_sanitised);
+    tcase_add_test(tc, test_absurd_upstream_cost_keeps_budget_enforced);
     suite_add_tcase(s, tc);
     return s;
 }
