@@ -8,12 +8,16 @@
  * checked as "a", while an upstream parser that reads values one by one
  * might take "b" (policy_apply_body refuses such a body as well).  The same
  * holds for "models", the fallback list: OpenRouter may serve any entry,
- * so a list the rules cannot read (not an array of strings) is refused. */
+ * so a list the rules cannot read (not an array of strings) is refused.  A
+ * "model" (or a fallback) that is not valid UTF-8, or holds control
+ * characters, is refused too: it would break every place that shows it. */
 #include "body.h"
 
 #include <cjson/cJSON.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "utf8.h"
 
 /* "models": absent or null is no list; anything but an array of strings
  * is refused.  0 or -1. */
@@ -34,7 +38,9 @@ static int read_models(const cJSON *list, struct body_fields *out)
         return -1;
     cJSON_ArrayForEach(item, list)
     {
-        if (!cJSON_IsString(item) || (out->models[out->n_models] = strdup(item->valuestring)) == NULL)
+        if (!cJSON_IsString(item) ||
+            !utf8_is_clean_name(item->valuestring, strlen(item->valuestring)) ||
+            (out->models[out->n_models] = strdup(item->valuestring)) == NULL)
             return -1;
         out->n_models++;
     }
@@ -76,6 +82,13 @@ enum body_result body_parse(const char *text, size_t len, struct body_fields *ou
         return BODY_BAD_MODELS;
     }
     item = cJSON_GetObjectItemCaseSensitive(root, "model");
+    /* cJSON takes any bytes inside a string.  A model name becomes a
+     * metrics label, a ledger field and a /v1/usage group, all of which
+     * need valid UTF-8, so a bad one is refused here, once. */
+    if (cJSON_IsString(item) && !utf8_is_clean_name(item->valuestring, strlen(item->valuestring))) {
+        cJSON_Delete(root);
+        return BODY_INVALID_MODEL;
+    }
     if (cJSON_IsString(item))
         out->model = strdup(item->valuestring);
     item = cJSON_GetObjectItemCaseSensitive(root, "max_tokens");

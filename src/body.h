@@ -14,7 +14,8 @@ enum body_result {
     BODY_INVALID_JSON = -1,     /* not JSON, or more than blanks after the value */
     BODY_NOT_OBJECT = -2,       /* JSON, but not an object */
     BODY_DUPLICATE_MODEL = -3,  /* more than one "model" or "models" member */
-    BODY_BAD_MODELS = -4,       /* "models" is not an array of strings */
+    BODY_INVALID_MODEL = -4,    /* "model" is not valid UTF-8 or has control characters */
+    BODY_BAD_MODELS = -5,       /* "models" is not an array of clean model names */
 };
 
 /* Owned by the caller; body_fields_free() releases the strings. */

@@ -105,9 +105,10 @@ static const struct setting settings[] = {
     L("limits.tpm", limits.tpm, 0, 0, 1000000000000LL, "tokens per minute for all traffic together (0 = no limit)"),
     I("limits.max_concurrent", limits.max_concurrent, 0, 0, 1000000,
       "API requests in progress at once, all clients together (0 = no limit)"),
-    U("limits.budget_usd_day", limits.budget_day_pusd, "spend limit per UTC day for all traffic, USD (0 = none)"),
+    U("limits.budget_usd_day", limits.budget_day_pusd,
+      "spend limit per UTC day for all traffic, USD (0 = none, at most 1000000)"),
     U("limits.budget_usd_month", limits.budget_month_pusd,
-      "spend limit per UTC month for all traffic, USD (0 = none)"),
+      "spend limit per UTC month for all traffic, USD (0 = none, at most 1000000)"),
     E("auth.mode", auth_mode, "none", "none|keys",
       "none: no client keys (loopback only); keys: every API request needs a client key"),
     I("limits.client_timeout_s", limits_client_timeout_s, 60, 1, 86400,
@@ -396,7 +397,9 @@ static int has_control(const char *v)
 }
 
 /* Money: a number (5, 2.5) or a decimal string ("0.25"), kept exact in
- * picodollars. */
+ * picodollars, at most PRICING_MAX_COST_USD: int64 picodollars end at
+ * $9,223,372.036854775807, and a budget needs room above it for the
+ * spend it is compared with. */
 static int parse_usd(struct loader *ld, config_setting_t *cs, const char *name, long long *out)
 {
     int line = (int)config_setting_source_line(cs);
@@ -405,13 +408,14 @@ static int parse_usd(struct loader *ld, config_setting_t *cs, const char *name, 
     switch (config_setting_type(cs)) {
     case CONFIG_TYPE_INT:
     case CONFIG_TYPE_INT64:
-        if (config_setting_get_int64(cs) < 0 || config_setting_get_int64(cs) > 1000000000LL)
-            return fail_at(ld, line, "%s must be between 0 and 1000000000", name);
+        if (config_setting_get_int64(cs) < 0 || config_setting_get_int64(cs) > PRICING_MAX_COST_USD)
+            goto range;
         *out = config_setting_get_int64(cs) * 1000000000000LL;
         return 0;
     case CONFIG_TYPE_FLOAT:
-        if (config_setting_get_float(cs) < 0 || config_setting_get_float(cs) > 1e9)
-            return fail_at(ld, line, "%s must be between 0 and 1000000000", name);
+        if (!(config_setting_get_float(cs) >= 0) ||
+            config_setting_get_float(cs) > (double)PRICING_MAX_COST_USD)
+            goto range;
         *out = pricing_usd_to_pusd(config_setting_get_float(cs));
         return 0;
     case CONFIG_TYPE_STRING:
@@ -431,6 +435,9 @@ static int parse_usd(struct loader *ld, config_setting_t *cs, const char *name, 
             } else if (v[w] != '\0') {
                 goto bad;
             }
+            if (atoll(whole) > PRICING_MAX_COST_USD ||
+                atoll(whole) * 1000000000000LL + atoll(frac) > PRICING_MAX_COST_PUSD)
+                goto range;
             *out = atoll(whole) * 1000000000000LL + atoll(frac);
             (void)atto;
             return 0;
@@ -440,6 +447,8 @@ static int parse_usd(struct loader *ld, config_setting_t *cs, const char *name, 
     }
 bad:
     return fail_at(ld, line, "%s must be an amount in USD such as 5 or \"2.50\"", name);
+range:
+    return fail_at(ld, line, "%s must be between 0 and %d USD", name, PRICING_MAX_COST_USD);
 }
 
 /* Parses a libconfig integer literal at p (decimal, or 0x hex, optional
@@ -1148,7 +1157,7 @@ void config_write_markdown(FILE *out)
             fprintf(out, "integer | `%lld` | %lld … %lld", s->def_num, s->min, s->max);
             break;
         case T_USD:
-            fputs("USD (number or decimal string) | `0` | ≥ 0", out);
+            fprintf(out, "USD (number or decimal string) | `0` | 0 … %d", PRICING_MAX_COST_USD);
             break;
         }
         fputs(" | ", out);

@@ -4,10 +4,17 @@
  * mutex-protected FIFO and return; the mutex is never held across I/O.  The
  * writer thread wakes when a batch is full or the flush window has passed,
  * takes the whole FIFO at once, and writes it in one transaction (plus the
- * optional JSON-lines copy).  A failed transaction drops that batch: it is
- * counted and logged, and the requests it describes were already answered.
- * On close the writer drains the FIFO completely before it exits, so a
- * SIGTERM loses nothing. */
+ * optional JSON-lines copy).  A transaction that fails (a lock held by
+ * another process, a full disk) keeps its batch: the writer puts it back at
+ * the head of the FIFO and tries again after a backoff (RETRY_MIN_MS
+ * doubling to RETRY_MAX_MS), because those rows are costs that budgets are
+ * reseeded from at the next start.  The batch being written still counts
+ * against ledger.queue_max, so memory stays bounded: only when the queue is
+ * full are new records dropped (counted and logged).  A record the database
+ * refuses for itself (a constraint) would block the queue forever, so that
+ * one record alone is dropped.  On close the writer drains the FIFO,
+ * retrying for at most CLOSE_RETRY_MS, so a SIGTERM loses nothing unless the
+ * database stays unwritable that long. */
 #include "ledger.h"
 
 #include <cjson/cJSON.h>
@@ -24,8 +31,15 @@
 
 #include "config.h"
 #include "log.h"
+#include "pricing.h"
 
 #define BATCH_WAKE 256 /* wake the writer early once this many are queued */
+#define RETRY_MIN_MS 50 /* first backoff after a failed batch */
+#define RETRY_MAX_MS 5000
+#define CLOSE_RETRY_MS 10000 /* how long ledger_close() keeps retrying */
+
+/* What write_batch() did with its batch. */
+enum batch_rc { BATCH_DONE, BATCH_RETRY };
 
 enum op { OP_INSERT, OP_UPDATE_COST };
 
@@ -41,6 +55,7 @@ static struct {
     pthread_t thread;
     struct item *head, *tail;
     size_t count, max;
+    size_t inflight; /* records the writer holds (being written or awaiting retry) */
     int flush_ms;
     int stopping, running;
     sqlite3 *db;
@@ -227,18 +242,50 @@ static void jsonl_write(const struct ledger_record *r)
     cJSON_Delete(o);
 }
 
-static void write_batch(struct item *list, size_t n)
+/* A failure the same statement would hit again whatever the timing: the
+ * record itself is refused, so retrying it would block the queue. */
+static int permanent_error(int code)
 {
-    struct item *it;
+    switch (code & 0xff) {
+    case SQLITE_CONSTRAINT:
+    case SQLITE_MISMATCH:
+    case SQLITE_TOOBIG:
+    case SQLITE_RANGE:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+/* Writes *list in one transaction.  BATCH_DONE: committed (and *list is
+ * still the caller's to free).  BATCH_RETRY: nothing was committed; *list
+ * holds what to try again (a record refused for itself has been unlinked,
+ * freed and counted as dropped). */
+static enum batch_rc write_batch(struct item **list, size_t *n)
+{
+    struct item *it, **link;
     size_t ok = 0;
     char *msg = NULL;
 
     if (sqlite3_exec(L.db, "BEGIN IMMEDIATE", NULL, NULL, &msg) != SQLITE_OK)
         goto fail;
-    for (it = list; it != NULL; it = it->next) {
+    for (link = list; (it = *link) != NULL; link = &it->next) {
         if ((it->op == OP_INSERT ? insert_one(&it->rec) : update_one(&it->rec)) < 0) {
+            int code = sqlite3_extended_errcode(L.db);
             msg = sqlite3_mprintf("%s", sqlite3_errmsg(L.db));
             sqlite3_exec(L.db, "ROLLBACK", NULL, NULL, NULL);
+            if (permanent_error(code)) {
+                *link = it->next;
+                (*n)--;
+                atomic_fetch_add(&L.dropped, 1);
+                log_error("ledger: record %s refused: %s (dropped; counted in "
+                          "orproxy_ledger_dropped_total)",
+                          it->op == OP_INSERT ? it->rec.request_id : it->rec.generation_id,
+                          msg ? msg : "?");
+                sqlite3_free(msg);
+                free(it);
+                return BATCH_RETRY;
+            }
             goto fail;
         }
         ok++;
@@ -248,53 +295,124 @@ static void write_batch(struct item *list, size_t n)
         goto fail;
     }
     atomic_fetch_add(&L.written, ok);
-    atomic_store(&L.healthy, 1);
+    if (!atomic_exchange(&L.healthy, 1))
+        log_info("ledger: writing again");
     if (L.jsonl != NULL) {
-        for (it = list; it != NULL; it = it->next)
+        for (it = *list; it != NULL; it = it->next)
             if (it->op == OP_INSERT)
                 jsonl_write(&it->rec);
         fflush(L.jsonl);
     }
-    return;
+    return BATCH_DONE;
 fail:
-    atomic_store(&L.healthy, 0);
-    atomic_fetch_add(&L.dropped, n);
-    log_error("ledger: could not write %zu records: %s (dropped; counted in "
-              "orproxy_ledger_dropped_total)",
-              n, msg ? msg : sqlite3_errmsg(L.db));
+    if (atomic_exchange(&L.healthy, 0))
+        log_error("ledger: could not write %zu records: %s (kept; retrying)", *n,
+                  msg ? msg : sqlite3_errmsg(L.db));
     sqlite3_free(msg);
+    return BATCH_RETRY;
+}
+
+static void free_list(struct item *list)
+{
+    struct item *nx;
+
+    for (; list != NULL; list = nx) {
+        nx = list->next;
+        free(list);
+    }
+}
+
+/* Absolute CLOCK_REALTIME time ms from now, for pthread_cond_timedwait. */
+static struct timespec deadline_in(int ms)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+    ts.tv_sec += ms / 1000 + ts.tv_nsec / 1000000000L;
+    ts.tv_nsec %= 1000000000L;
+    return ts;
+}
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Called with L.mu held.  Puts a batch that could not be written back at
+ * the head of the FIFO, ahead of anything submitted since, so rows keep
+ * their order. */
+static void requeue(struct item *list, size_t n)
+{
+    struct item *last = list;
+
+    if (list == NULL)
+        return;
+    while (last->next != NULL)
+        last = last->next;
+    last->next = L.head;
+    L.head = list;
+    if (L.tail == NULL)
+        L.tail = last;
+    L.count += n;
 }
 
 static void *writer_main(void *arg)
 {
+    int backoff_ms = 0; /* > 0: the last batch failed; wait this long before the next try */
+    int64_t give_up_ms = 0; /* while stopping: the time retries end */
+
     (void)arg;
     pthread_mutex_lock(&L.mu);
     for (;;) {
-        struct item *list, *it, *nx;
+        struct item *list;
         size_t n;
 
-        if (L.count < BATCH_WAKE && !L.stopping) {
-            struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            ts.tv_nsec += (long)(L.flush_ms % 1000) * 1000000L;
-            ts.tv_sec += L.flush_ms / 1000 + ts.tv_nsec / 1000000000L;
-            ts.tv_nsec %= 1000000000L;
+        if (backoff_ms > 0) {
+            /* Sleep out the whole backoff: neither new records nor
+             * ledger_close() cut it short (close bounds its retries below). */
+            struct timespec ts = deadline_in(backoff_ms);
+            while (pthread_cond_timedwait(&L.cv, &L.mu, &ts) == 0)
+                ;
+        } else if (L.count < BATCH_WAKE && !L.stopping) {
+            struct timespec ts = deadline_in(L.flush_ms);
             pthread_cond_timedwait(&L.cv, &L.mu, &ts);
         }
+        if (L.stopping && give_up_ms == 0)
+            give_up_ms = mono_ms() + CLOSE_RETRY_MS;
         list = L.head;
         n = L.count;
         L.head = L.tail = NULL;
         L.count = 0;
         if (list == NULL && L.stopping)
             break;
+        L.inflight = n;
         pthread_mutex_unlock(&L.mu);
-        if (list != NULL)
-            write_batch(list, n);
-        for (it = list; it != NULL; it = nx) {
-            nx = it->next;
-            free(it);
+        if (list != NULL && write_batch(&list, &n) == BATCH_DONE) {
+            free_list(list);
+            list = NULL;
+            n = 0;
+            backoff_ms = 0;
+        } else if (list != NULL) {
+            backoff_ms = backoff_ms == 0 ? RETRY_MIN_MS
+                         : backoff_ms >= RETRY_MAX_MS / 2 ? RETRY_MAX_MS
+                                                          : backoff_ms * 2;
+            if (give_up_ms != 0 && mono_ms() >= give_up_ms) {
+                atomic_fetch_add(&L.dropped, n);
+                log_error("ledger: still cannot write at shutdown, %zu records dropped "
+                          "(counted in orproxy_ledger_dropped_total)",
+                          n);
+                free_list(list);
+                list = NULL;
+                n = 0;
+            }
         }
         pthread_mutex_lock(&L.mu);
+        L.inflight = 0;
+        requeue(list, n);
     }
     pthread_mutex_unlock(&L.mu);
     return NULL;
@@ -305,7 +423,7 @@ static int enqueue(struct item *it)
     int wake;
 
     pthread_mutex_lock(&L.mu);
-    if (!L.running || L.count >= L.max) {
+    if (!L.running || L.count + L.inflight >= L.max) {
         pthread_mutex_unlock(&L.mu);
         free(it);
         atomic_fetch_add(&L.dropped, 1);
@@ -439,7 +557,7 @@ void ledger_get_stats(struct ledger_stats *out)
     out->written = atomic_load(&L.written);
     out->dropped = atomic_load(&L.dropped);
     pthread_mutex_lock(&L.mu);
-    out->queue_depth = L.count;
+    out->queue_depth = L.count + L.inflight;
     pthread_mutex_unlock(&L.mu);
 }
 
@@ -462,12 +580,20 @@ static int64_t utc_start(int month)
 void ledger_seed_spend(const char *path, void (*fn)(const char *client, int64_t day_pusd,
                                                      int64_t month_pusd))
 {
+    /* SQLite's SUM fails on int64 overflow, which would lose every
+     * client's spend, so rows above $1000 (rare; absurd ones are up to
+     * $1,000,000, and older ledgers may hold INT64_MAX) come back one by
+     * one and are added here, saturating.  Rows arrive ordered by client. */
     static const char sql[] =
         "SELECT client, SUM(CASE WHEN started_ms >= ?1 THEN cost_pusd ELSE 0 END),"
-        " SUM(cost_pusd) FROM requests WHERE started_ms >= ?2 GROUP BY client";
+        " SUM(cost_pusd) FROM requests WHERE started_ms >= ?2"
+        " GROUP BY client, CASE WHEN cost_pusd > ?3 OR cost_pusd < 0 THEN id ELSE 0 END"
+        " ORDER BY client";
     sqlite3 *db = NULL;
     sqlite3_stmt *st = NULL;
-    int64_t day_total = 0, month_total = 0;
+    int64_t day_total = 0, month_total = 0, day = 0, month = 0;
+    char *cur = NULL;
+    int rc;
 
     if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK ||
         sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
@@ -476,16 +602,34 @@ void ledger_seed_spend(const char *path, void (*fn)(const char *client, int64_t 
     }
     sqlite3_bind_int64(st, 1, utc_start(0));
     sqlite3_bind_int64(st, 2, utc_start(1));
-    while (sqlite3_step(st) == SQLITE_ROW) {
+    sqlite3_bind_int64(st, 3, 1000000000000000LL);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         const char *client = (const char *)sqlite3_column_text(st, 0);
-        int64_t day = sqlite3_column_int64(st, 1), month = sqlite3_column_int64(st, 2);
-        day_total += day;
-        month_total += month;
-        if (client != NULL)
-            fn(client, day, month);
+        int64_t d = sqlite3_column_int64(st, 1), m = sqlite3_column_int64(st, 2);
+        if (client == NULL)
+            continue;
+        if (cur != NULL && strcmp(cur, client) != 0) {
+            fn(cur, day, month);
+            free(cur);
+            cur = NULL;
+        }
+        if (cur == NULL) {
+            if ((cur = strdup(client)) == NULL)
+                break;
+            day = month = 0;
+        }
+        day = pricing_add_pusd(day, d);
+        month = pricing_add_pusd(month, m);
+        day_total = pricing_add_pusd(day_total, d);
+        month_total = pricing_add_pusd(month_total, m);
     }
+    if (rc != SQLITE_DONE)
+        log_warn("ledger: cannot read all past spend for budgets: %s", sqlite3_errmsg(db));
+    if (cur != NULL)
+        fn(cur, day, month);
     fn(NULL, day_total, month_total);
 done:
+    free(cur);
     sqlite3_finalize(st);
     sqlite3_close(db);
 }

@@ -6,8 +6,10 @@
  * for I/O) and returns.  One writer thread takes records off the queue and
  * commits them in batches, at least every ledger.flush_ms (default 1000),
  * so a crash loses at most that window; WAL mode keeps the file consistent
- * whatever happens.  When the queue is full or the database fails, the
- * record is counted as dropped and logged; the request is not affected.
+ * whatever happens.  When the database fails (locked by another process,
+ * disk full), the batch is kept and retried with backoff; only when the
+ * queue (ledger.queue_max, counting the batch being retried) is full are
+ * new records counted as dropped and logged; the request is not affected.
  *
  * Costs are integers in picodollars (1e-12 USD): exact sums, no float
  * drift.  Schema (version 1), table `requests`:

@@ -7,6 +7,8 @@
 #include "metrics.h"
 
 #include "housekeeping.h"
+#include "pricing.h"
+#include "utf8.h"
 
 #include <pthread.h>
 #include <stdarg.h>
@@ -96,8 +98,8 @@ static struct req_series *req_slot(const char *route, int status, const char *mo
             return &M.req[i];
     if (M.n_req == MAX_SERIES)
         return strcmp(model, "other") ? req_slot(route, status, "other") : &M.req[MAX_SERIES - 1];
-    snprintf(M.req[M.n_req].route, sizeof M.req[0].route, "%s", route);
-    snprintf(M.req[M.n_req].model, sizeof M.req[0].model, "%s", model);
+    utf8_copy(M.req[M.n_req].route, sizeof M.req[0].route, route);
+    utf8_copy(M.req[M.n_req].model, sizeof M.req[0].model, model);
     M.req[M.n_req].status = status;
     return &M.req[M.n_req++];
 }
@@ -109,8 +111,8 @@ static struct use_series *use_slot(const char *model, const char *client)
             return &M.use[i];
     if (M.n_use == MAX_SERIES)
         return strcmp(model, "other") ? use_slot("other", client) : &M.use[MAX_SERIES - 1];
-    snprintf(M.use[M.n_use].model, sizeof M.use[0].model, "%s", model);
-    snprintf(M.use[M.n_use].client, sizeof M.use[0].client, "%s", client);
+    utf8_copy(M.use[M.n_use].model, sizeof M.use[0].model, model);
+    utf8_copy(M.use[M.n_use].client, sizeof M.use[0].client, client);
     return &M.use[M.n_use++];
 }
 
@@ -121,22 +123,25 @@ static struct route_hist *route_slot(const char *route)
             return &M.rh[i];
     if (M.n_rh == (int)(sizeof M.rh / sizeof M.rh[0]))
         return &M.rh[M.n_rh - 1];
-    snprintf(M.rh[M.n_rh].route, sizeof M.rh[0].route, "%s", route);
+    utf8_copy(M.rh[M.n_rh].route, sizeof M.rh[0].route, route);
     return &M.rh[M.n_rh++];
 }
 
 void metrics_observe(const struct ledger_record *rec)
 {
-    const char *model = rec->served_model[0] ? rec->served_model : rec->model[0] ? rec->model : "none";
+    char model[sizeof M.req[0].model];
     struct route_hist *rh;
 
+    /* The label as it will be stored, so that lookups compare like with like. */
+    utf8_copy(model, sizeof model,
+              rec->served_model[0] ? rec->served_model : rec->model[0] ? rec->model : "none");
     pthread_mutex_lock(&M.mu);
     req_slot(rec->route, rec->status, model)->n++;
     if (rec->prompt_tokens || rec->completion_tokens || rec->cost_pusd) {
         struct use_series *u = use_slot(model, rec->client[0] ? rec->client : "anonymous");
         u->prompt += (unsigned long long)rec->prompt_tokens;
         u->completion += (unsigned long long)rec->completion_tokens;
-        u->cost_pusd += rec->cost_pusd;
+        u->cost_pusd = pricing_add_pusd(u->cost_pusd, rec->cost_pusd);
     }
     M.attempts += (unsigned long long)rec->attempts;
     if (rec->attempts > 1)
@@ -148,7 +153,9 @@ void metrics_observe(const struct ledger_record *rec)
     pthread_mutex_unlock(&M.mu);
 }
 
-/* Label values are client-controlled (model names): escape per the format. */
+/* Label values are client-controlled (model names): escape per the format.
+ * They were made valid UTF-8 when copied into their series (utf8_copy),
+ * which the exposition format requires. */
 static void label(buf_t *b, const char *v)
 {
     for (; *v; v++) {

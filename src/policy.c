@@ -27,6 +27,7 @@
  * in the same document order, and the edits add numbers only as raw
  * text). */
 #include "policy.h"
+#include "pricing.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -223,11 +224,14 @@ int policy_budget_reserve(struct policy_budget *b, int64_t now_ms, int64_t estim
                           int64_t *resets_at_ms)
 {
     budget_roll(b, now_ms);
-    if (b->limit_pusd > 0 && b->spent_pusd + b->reserved_pusd + estimate_pusd > b->limit_pusd) {
+    /* Saturating sums: a spend at the int64 limit must still refuse. */
+    if (b->limit_pusd > 0 &&
+        pricing_add_pusd(pricing_add_pusd(b->spent_pusd, b->reserved_pusd), estimate_pusd) >
+            b->limit_pusd) {
         *resets_at_ms = policy_period_next(now_ms, b->period);
         return 0;
     }
-    b->reserved_pusd += estimate_pusd;
+    b->reserved_pusd = pricing_add_pusd(b->reserved_pusd, estimate_pusd);
     return 1;
 }
 
@@ -235,10 +239,10 @@ void policy_budget_settle(struct policy_budget *b, int64_t now_ms, int64_t estim
                           int64_t actual_pusd)
 {
     budget_roll(b, now_ms);
-    b->reserved_pusd -= estimate_pusd;
+    b->reserved_pusd = pricing_add_pusd(b->reserved_pusd, -estimate_pusd);
     if (b->reserved_pusd < 0)
         b->reserved_pusd = 0;
-    b->spent_pusd += actual_pusd;
+    b->spent_pusd = pricing_add_pusd(b->spent_pusd, actual_pusd);
 }
 
 void policy_budget_seed(struct policy_budget *b, int64_t now_ms, int64_t spent_pusd)

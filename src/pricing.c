@@ -183,9 +183,19 @@ int64_t pricing_usd_to_pusd(double usd)
 
     if (!isfinite(usd) || usd <= 0)
         return 0;
-    if (double_to_scaled(usd, PUSD_DIGITS, &v) < 0)
-        return INT64_MAX; /* finite and positive: only too large can fail */
+    if (usd >= (double)PRICING_MAX_COST_USD || double_to_scaled(usd, PUSD_DIGITS, &v) < 0 ||
+        v > PRICING_MAX_COST_PUSD)
+        return PRICING_MAX_COST_PUSD; /* finite and positive: only too large can fail */
     return v;
+}
+
+int64_t pricing_add_pusd(int64_t a, int64_t b)
+{
+    int64_t s;
+
+    if (__builtin_add_overflow(a, b, &s))
+        return b > 0 ? INT64_MAX : INT64_MIN;
+    return s;
 }
 
 /* Writes v / 10^digits with the fraction's trailing zeros trimmed to at
@@ -237,7 +247,7 @@ int64_t pricing_cost_pusd(const struct price *p, int64_t prompt_tokens, int64_t 
     atto = (pt - cached) * prompt + cached * cache_read + ct * nonneg(p->completion)
            + nonneg(p->request);
     pusd = (atto + ATTO_PER_PUSD / 2) / ATTO_PER_PUSD;
-    return pusd > (unsigned __int128)INT64_MAX ? INT64_MAX : (int64_t)pusd;
+    return pusd > (unsigned __int128)PRICING_MAX_COST_PUSD ? PRICING_MAX_COST_PUSD : (int64_t)pusd;
 }
 
 /* ---- tables ------------------------------------------------------------- */

@@ -55,7 +55,7 @@ int pricing_parse_decimal(const char *s, int64_t *atto_out);
  * reasoning_tokens is not added: OpenRouter already counts reasoning tokens
  * inside completion_tokens (it is kept for a future separate price).  Cache
  * writes are charged at the prompt price (the usage counts them in
- * prompt_tokens). */
+ * prompt_tokens).  At most PRICING_MAX_COST_PUSD. */
 int64_t pricing_cost_pusd(const struct price *p, int64_t prompt_tokens, int64_t completion_tokens,
                           int64_t cached_tokens, int64_t reasoning_tokens);
 
@@ -64,11 +64,25 @@ int64_t pricing_cost_pusd(const struct price *p, int64_t prompt_tokens, int64_t 
  * snprintf (PRICING_USD_BUFSZ always suffices).  Returns buf. */
 char *pricing_format_usd(int64_t pusd, char *buf, size_t n);
 
+/* The most one request is taken to cost, and the most a budget may be:
+ * $1,000,000 (1e18 pusd; int64 pusd end at $9,223,372.036854775807).  A
+ * larger upstream cost is absurd (a fault or a hostile upstream), so it is
+ * clamped here and the caller logs it; with every single amount at most
+ * this, sums are far from the int64 limit, and pricing_add_pusd saturates
+ * them anyway. */
+#define PRICING_MAX_COST_PUSD 1000000000000000000LL
+#define PRICING_MAX_COST_USD 1000000
+
 /* OpenRouter's usage.cost (a JSON number, already a double) in pusd: the
  * shortest decimal that reads back as the same double (what the JSON said)
  * is rounded half up exactly, so 0.000123 -> 123000000.  NaN, infinities,
- * negatives -> 0; beyond INT64_MAX pusd -> INT64_MAX. */
+ * negatives -> 0; above PRICING_MAX_COST_PUSD -> PRICING_MAX_COST_PUSD. */
 int64_t pricing_usd_to_pusd(double usd);
+
+/* a + b, saturated at INT64_MIN and INT64_MAX: every sum of money goes
+ * through this, so no amount wraps (a wrapped spend would turn negative
+ * and stop a budget from refusing anything). */
+int64_t pricing_add_pusd(int64_t a, int64_t b);
 
 /* An immutable set of model prices, sorted by id.  Whoever gets one from
  * the functions below owns it and frees it with pricing_table_free(), or

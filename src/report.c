@@ -14,6 +14,7 @@
 #include "report.h"
 
 #include "pricing.h"
+#include "utf8.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -412,9 +413,13 @@ static cJSON *result_json(const struct report_query *q, const struct result *r)
         if (o == NULL)
             goto fail;
         cJSON_AddItemToArray(rows, o);
-        if ((r->rows[i].group != NULL ? cJSON_AddStringToObject(o, "group", r->rows[i].group)
-                                      : cJSON_AddNullToObject(o, "group")) == NULL ||
-            add_sums(o, &r->rows[i].s) < 0)
+        /* Rows written before names were checked may hold invalid UTF-8,
+         * which cJSON would print as it is: the answer must stay JSON. */
+        char *group = r->rows[i].group != NULL ? utf8_sanitize_dup(r->rows[i].group) : NULL;
+        cJSON *g = group != NULL ? cJSON_AddStringToObject(o, "group", group)
+                                 : cJSON_AddNullToObject(o, "group");
+        free(group);
+        if (g == NULL || add_sums(o, &r->rows[i].s) < 0)
             goto fail;
     }
     if ((total = cJSON_AddObjectToObject(root, "total")) == NULL || add_sums(total, &r->total) < 0 ||

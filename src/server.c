@@ -37,6 +37,7 @@
 #include "report.h"
 #include "log.h"
 #include "upstream.h"
+#include "utf8.h"
 
 #define STREAM_BLOCK 1024        /* MHD's per-response buffer for streams */
 #define UNPAUSE_BELOW (64 * 1024)
@@ -175,9 +176,12 @@ static const char *outcome(const struct request *r)
     return "ok";
 }
 
+/* Ledger and metrics fields are fixed-size and end up in JSON and label
+ * values: cut between characters, and never carry invalid UTF-8 (the
+ * served model and provider come from upstream's answer unchecked). */
 static void copy_field(char *dst, size_t cap, const char *src)
 {
-    snprintf(dst, cap, "%s", src != NULL ? src : "");
+    utf8_copy(dst, cap, src);
 }
 
 static int64_t tokens_from_chars(size_t chars)
@@ -204,6 +208,10 @@ static void account(struct request *r, struct ledger_record *rec)
         if (u->has_cost) {
             rec->cost_pusd = pricing_usd_to_pusd(u->cost);
             rec->cost_source = COST_UPSTREAM;
+            if (rec->cost_pusd >= PRICING_MAX_COST_PUSD) /* clamped: say so, it is billed */
+                log_warn("request id=%s: upstream reported a cost of $%.6g, counted as the "
+                         "ceiling of $%d",
+                         r->id, u->cost, PRICING_MAX_COST_USD);
         } else if (model != NULL && pricing_current_lookup(model, &pr) == 0) {
             rec->cost_pusd = pricing_cost_pusd(&pr, u->prompt_tokens, u->completion_tokens,
                                                u->cached_tokens, u->reasoning_tokens);
@@ -427,7 +435,12 @@ static void parse_body(struct request *r)
                   "request body has more than one \"model\" or \"models\" member");
         return;
     case BODY_BAD_MODELS:
-        set_local(r, 400, "invalid_models", "\"models\" must be an array of model names");
+        set_local(r, 400, "invalid_models", "\"models\" must be an array of model names (valid UTF-8, "
+                                            "no control characters)");
+        return;
+    case BODY_INVALID_MODEL:
+        set_local(r, 400, "invalid_model",
+                  "\"model\" must be valid UTF-8 without control characters");
         return;
     case BODY_OK:
         break;

@@ -195,13 +195,14 @@ static void on_sse_event(void *ud, const char *data, size_t len, int truncated)
         r->t_first = loop_now_ns(); /* first data event: comments are not tokens */
     if (truncated)
         return;
-    r->est_chars += usage_text_chars(data, len);
-    /* Parse only the chunks that carry something we account for; the
-     * content chunks in between are relayed untouched. */
-    if (memmem(data, len, "\"usage\"", 7) != NULL || memmem(data, len, "\"error\"", 7) != NULL ||
-        memmem(data, len, "\"finish_reason\":\"", 17) != NULL) {
+    /* Every chunk is parsed (the relayed bytes stay untouched): matching
+     * raw bytes such as "finish_reason":" missed chunks spaced otherwise,
+     * and their text went uncounted. */
+    {
         int was_error = r->ui.is_error;
-        usage_parse(data, len, &r->ui);
+        size_t chars = 0;
+        usage_parse_chunk(data, len, &r->ui, &chars);
+        r->est_chars += chars;
         if (r->ui.is_error && !was_error)
             r->saw_error_event = 1;
     }

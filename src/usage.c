@@ -1,4 +1,6 @@
-/* usage.c - see usage.h.  cJSON parses; only a few members are read. */
+/* usage.c - see usage.h.  cJSON parses; only a few members are read, and
+ * the text estimate is counted from the same parse, never by scanning the
+ * raw bytes (which would depend on how upstream spaces its JSON). */
 #include "usage.h"
 
 #include <cjson/cJSON.h>
@@ -34,15 +36,11 @@ static int get_ll(const cJSON *obj, const char *name, long long *out)
     return 1;
 }
 
-int usage_parse(const char *json, size_t len, struct usage_info *ui)
+/* Folds what root carries into ui; see usage_parse. */
+static void fold(const cJSON *root, struct usage_info *ui)
 {
-    cJSON *root = cJSON_ParseWithLength(json, len);
     const cJSON *u, *choices, *c0;
 
-    if (!cJSON_IsObject(root)) {
-        cJSON_Delete(root);
-        return -1;
-    }
     take_string(&ui->model, cJSON_GetObjectItemCaseSensitive(root, "model"));
     take_string(&ui->gen_id, cJSON_GetObjectItemCaseSensitive(root, "id"));
     take_string(&ui->provider, cJSON_GetObjectItemCaseSensitive(root, "provider"));
@@ -73,6 +71,61 @@ int usage_parse(const char *json, size_t len, struct usage_info *ui)
             us->has_cost = 1;
         }
     }
+}
+
+/* Characters (code points) of a decoded string: UTF-8 continuation bytes
+ * do not start one. */
+static size_t utf8_chars(const char *s)
+{
+    size_t n = 0;
+
+    for (; *s; s++)
+        n += ((unsigned char)*s & 0xC0) != 0x80;
+    return n;
+}
+
+/* Generated text anywhere in the chunk: the string values of "content",
+ * "text" and "reasoning" members at any depth (delta.content,
+ * choices[].text, content parts).  Walked from the parse, so whitespace and
+ * escapes in the JSON do not matter.  The depth cap keeps the walk's stack
+ * small whatever the nesting. */
+static size_t text_chars(const cJSON *node, int depth)
+{
+    size_t total = 0;
+    const cJSON *c;
+
+    if (depth > 32)
+        return 0;
+    cJSON_ArrayForEach(c, node)
+    {
+        if (cJSON_IsString(c) && c->valuestring != NULL && c->string != NULL &&
+            (strcmp(c->string, "content") == 0 || strcmp(c->string, "text") == 0 ||
+             strcmp(c->string, "reasoning") == 0))
+            total += utf8_chars(c->valuestring);
+        else if (cJSON_IsObject(c) || cJSON_IsArray(c))
+            total += text_chars(c, depth + 1);
+    }
+    return total;
+}
+
+int usage_parse(const char *json, size_t len, struct usage_info *ui)
+{
+    return usage_parse_chunk(json, len, ui, NULL);
+}
+
+int usage_parse_chunk(const char *json, size_t len, struct usage_info *ui, size_t *chars)
+{
+    cJSON *root = cJSON_ParseWithLength(json, len);
+
+    if (chars != NULL)
+        *chars = 0;
+    if (!cJSON_IsObject(root)) {
+        cJSON_Delete(root);
+        return -1;
+    }
+    fold(root, ui);
+    if (chars != NULL)
+        *chars = text_chars(root, 0);
     cJSON_Delete(root);
     return 0;
 }
@@ -86,33 +139,13 @@ void usage_info_free(struct usage_info *ui)
     memset(ui, 0, sizeof *ui);
 }
 
-static size_t string_value_chars(const char *data, size_t len, const char *key, size_t klen)
-{
-    size_t total = 0;
-    const char *p = data, *end = data + len;
-
-    while (p < end) {
-        const char *k = memmem(p, (size_t)(end - p), key, klen);
-        if (k == NULL)
-            break;
-        p = k + klen;
-        /* Count characters up to the closing quote; an escape is one. */
-        while (p < end && *p != '"') {
-            if (*p == '\\') {
-                p++;
-                if (p < end && *p == 'u')
-                    p += 4;
-            }
-            p++;
-            total++;
-        }
-    }
-    return total;
-}
-
 size_t usage_text_chars(const char *data, size_t len)
 {
-    return string_value_chars(data, len, "\"content\":\"", 11) +
-           string_value_chars(data, len, "\"text\":\"", 8) +
-           string_value_chars(data, len, "\"reasoning\":\"", 13);
+    struct usage_info scratch;
+    size_t n;
+
+    memset(&scratch, 0, sizeof scratch);
+    usage_parse_chunk(data, len, &scratch, &n);
+    usage_info_free(&scratch);
+    return n;
 }

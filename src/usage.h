@@ -32,9 +32,13 @@ struct usage_info {
  * successive stream chunks can be folded into one usage_info. */
 int usage_parse(const char *json, size_t len, struct usage_info *ui);
 
-/* Characters of generated text in one stream chunk ("content", "text" and
- * "reasoning" string values), for a local token estimate when no usage
- * arrives.  A scan, no parse: it runs on every relayed chunk. */
+/* usage_parse, plus *chars (if not NULL): the characters of generated text
+ * in the chunk ("content", "text" and "reasoning" string values at any
+ * depth, decoded, counted in code points), for a local token estimate when
+ * no usage arrives.  One parse serves both; any JSON spacing reads the
+ * same.  *chars is 0 when the text is not a JSON object. */
+int usage_parse_chunk(const char *json, size_t len, struct usage_info *ui, size_t *chars);
+/* The *chars of usage_parse_chunk alone. */
 size_t usage_text_chars(const char *data, size_t len);
 void usage_info_free(struct usage_info *ui);
 

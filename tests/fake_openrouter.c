@@ -28,10 +28,13 @@
  *   body_bytes          pad the JSON completion to about this size
  *   usage {..}          members replace/extend the default usage; null removes one
  *   generation_lag      /generation answers 404 this many times first
+ *   served_model        the "model" the answer (and /generation) reports instead of the
+ *                       request's; its bytes go out as received, invalid UTF-8 included
  *   streams ("stream":true): comments, events (3), interval_ms, error_after,
  *   error_code_string, drop_after, hang_after, no_done, crlf, byte_by_byte, event_bytes,
  *   stream_bytes (about this many bytes of content events, 64 KiB each unless event_bytes
- *   says otherwise; sets events)
+ *   says otherwise; sets events), spaced (a blank after every ':' and ',' outside strings in
+ *   each data event's JSON, as pretty-printing providers send it)
  *   non-stream answers, sent through a reader with the full Content-Length:
  *   cut_after_bytes     close the connection after this many body bytes
  *   hang_after_bytes    go silent after this many body bytes (0: headers, then silence)
@@ -117,7 +120,7 @@ struct fake_conn {
 struct fake_stream {
     int seq, fd;
     unsigned epoch;
-    bool legacy, no_done, crlf, byte_by_byte, error_code_string;
+    bool legacy, no_done, crlf, byte_by_byte, error_code_string, spaced;
     char *model, *usage_json;
     long created;
     int comments, events, interval_ms, event_bytes;
@@ -574,9 +577,37 @@ static cJSON *make_head(int seq, const char *object, long created, const char *m
 
 /* ---- SSE streams ------------------------------------------------------------------------ */
 
+/* text with a blank after every ':' and ',' outside JSON strings (malloc'd; frees text). */
+static char *json_spaced(char *text)
+{
+    char *out = xmalloc(strlen(text) * 2 + 1);
+    size_t o = 0;
+    bool in_str = false;
+    for (const char *p = text; *p; p++) {
+        out[o++] = *p;
+        if (in_str && *p == '\\' && p[1]) {
+            out[o++] = *++p;
+            continue;
+        }
+        if (*p == '"')
+            in_str = !in_str;
+        else if (!in_str && (*p == ':' || *p == ','))
+            out[o++] = ' ';
+    }
+    out[o] = '\0';
+    free(text);
+    return out;
+}
+
 /* Takes the event text (LF line endings, without the blank line) and frames it. */
 static void stream_set_event(struct fake_stream *st, char *text)
 {
+    if (st->spaced && strncmp(text, "data: {", 7) == 0) {
+        char *json = json_spaced(xstrdup(text + 6));
+        free(text);
+        text = xprintf("data: %s", json);
+        free(json);
+    }
     const char *nl = st->crlf ? "\r\n" : "\n";
     size_t lines = 2;
     for (const char *p = text; *p; p++)
@@ -839,6 +870,7 @@ static enum MHD_Result answer_stream(struct MHD_Connection *c, const struct fake
     st->hang_after = clamp_after(fake, "hang_after", st->events);
     st->no_done = json_bool(fake, "no_done");
     st->crlf = json_bool(fake, "crlf");
+    st->spaced = json_bool(fake, "spaced");
     st->byte_by_byte = json_bool(fake, "byte_by_byte");
     st->error_code_string = json_bool(fake, "error_code_string");
     st->rst = json_bool(fake, "rst");
@@ -1144,6 +1176,8 @@ static enum MHD_Result answer_post(struct MHD_Connection *c, const struct fake_c
         return answer_embeddings(c, cn, model ? model : FAKE_DEFAULT_EMBED_MODEL, fake);
     if (!model)
         model = FAKE_DEFAULT_MODEL;
+    if (json_str(fake, "served_model"))
+        model = json_str(fake, "served_model");
     if (json_bool(root, "stream"))
         return answer_stream(c, cn, ep == EP_COMPLETIONS, model, fake);
     return answer_completion(c, cn, ep == EP_COMPLETIONS, model, fake);

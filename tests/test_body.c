@@ -100,6 +100,30 @@ START_TEST(test_body_nested_model_is_not_a_duplicate)
 }
 END_TEST
 
+/* Issue 11 item 13: cJSON takes any bytes in a string, and a bad model
+ * name broke /metrics and /v1/usage until restart. */
+START_TEST(test_body_model_not_clean_utf8_refused)
+{
+    struct body_fields f;
+    ck_assert_int_eq(parse("{\"model\":\"bad\xff\"}", &f), BODY_INVALID_MODEL);
+    ck_assert_ptr_null(f.model);
+    ck_assert_int_eq(parse("{\"model\":\"half\xc3\"}", &f), BODY_INVALID_MODEL);
+    ck_assert_int_eq(parse("{\"model\":\"\xc0\xafoverlong\"}", &f), BODY_INVALID_MODEL);
+    ck_assert_int_eq(parse("{\"model\":\"\xed\xa0\x80surrogate\"}", &f), BODY_INVALID_MODEL);
+    ck_assert_int_eq(parse("{\"model\":\"esc\\u001b[31m\"}", &f), BODY_INVALID_MODEL);
+    ck_assert_int_eq(parse("{\"model\":\"tab\\t\"}", &f), BODY_INVALID_MODEL);
+    ck_assert_int_eq(parse("{\"model\":\"del\x7f\"}", &f), BODY_INVALID_MODEL);
+    ck_assert_int_eq(parse("{\"model\":\"c1\\u0085\"}", &f), BODY_INVALID_MODEL);
+    /* Valid UTF-8, escaped or not, is a name like any other. */
+    ck_assert_int_eq(parse("{\"model\":\"caf\xc3\xa9/\\u00e9\xf0\x9f\x98\x80\"}", &f), BODY_OK);
+    ck_assert_str_eq(f.model, "caf\xc3\xa9/\xc3\xa9\xf0\x9f\x98\x80");
+    body_fields_free(&f);
+    /* Only "model" is a name; other strings go upstream as they are. */
+    ck_assert_int_eq(parse("{\"model\":\"m\",\"user\":\"u\xff\"}", &f), BODY_OK);
+    body_fields_free(&f);
+}
+END_TEST
+
 /* Found by fuzzing (tests/fuzz/regress/request/trailing_object): the front
  * accepted what followed the object while policy_apply_body refused it,
  * so the original bytes, second object and all, went upstream. */
@@ -136,6 +160,7 @@ static Suite *body_suite(void)
     tcase_add_test(tc, test_body_max_tokens_capped_at_a_billion);
     tcase_add_test(tc, test_body_not_json_not_object_duplicate_model_refused);
     tcase_add_test(tc, test_body_nested_model_is_not_a_duplicate);
+    tcase_add_test(tc, test_body_model_not_clean_utf8_refused);
     tcase_add_test(tc, test_body_bytes_after_the_object_refused);
     tcase_add_test(tc, test_body_reads_only_len_bytes);
     suite_add_tcase(s, tc);

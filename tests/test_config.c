@@ -234,6 +234,35 @@ START_TEST(test_config_int_beyond_32_bits_is_out_of_range_not_wrapped)
 }
 END_TEST
 
+/* Issue 11 item 14: budgets above $9,223,372 overflowed int64 picodollars
+ * at parse time although the range said 1e9.  The range is now what fits
+ * with room for the spend: $1,000,000. */
+START_TEST(test_config_budget_above_one_million_usd_refused)
+{
+    struct orp_config cfg;
+    assert_error("limits = { budget_usd_day = 9999999; };\n", 1,
+                 "limits.budget_usd_day must be between 0 and 1000000 USD");
+    assert_error("\nlimits = { budget_usd_month = 1e9; };\n", 2,
+                 "limits.budget_usd_month must be between 0 and 1000000 USD");
+    assert_error("limits = { budget_usd_month = \"9999999.5\"; };\n", 1,
+                 "limits.budget_usd_month must be between 0 and 1000000 USD");
+    assert_error("limits = { budget_usd_month = \"1000000.000000000001\"; };\n", 1,
+                 "limits.budget_usd_month must be between 0 and 1000000 USD");
+    assert_error("limits = { budget_usd_day = 1000001; };\n", 1,
+                 "limits.budget_usd_day must be between 0 and 1000000 USD");
+    /* the edge itself is exact, in every form */
+    load_ok("limits = { budget_usd_day = 1000000; budget_usd_month = \"1000000.00\"; };\n", &cfg);
+    ck_assert_int_eq(cfg.limits.budget_day_pusd, 1000000LL * 1000000000000LL);
+    ck_assert_int_eq(cfg.limits.budget_month_pusd, 1000000LL * 1000000000000LL);
+    config_free(&cfg);
+    load_ok("limits = { budget_usd_day = 999999.5; budget_usd_month = \"999999.999999999999\"; };\n",
+            &cfg);
+    ck_assert_int_eq(cfg.limits.budget_day_pusd, 999999500000000000LL);
+    ck_assert_int_eq(cfg.limits.budget_month_pusd, 999999999999999999LL);
+    config_free(&cfg);
+}
+END_TEST
+
 START_TEST(test_config_int_lookalike_in_string_on_same_line_ignored)
 {
     struct orp_config cfg;
@@ -913,6 +942,7 @@ static Suite *config_suite(void)
     tcase_add_test(load_tc, test_config_int64_with_and_without_L_suffix);
     tcase_add_test(load_tc, test_config_int_accepts_L_suffix_and_hex);
     tcase_add_test(load_tc, test_config_int_beyond_32_bits_is_out_of_range_not_wrapped);
+    tcase_add_test(load_tc, test_config_budget_above_one_million_usd_refused);
     tcase_add_test(load_tc, test_config_int_lookalike_in_string_on_same_line_ignored);
     tcase_add_test(load_tc, test_config_state_directory_env_wins);
     suite_add_tcase(s, load_tc);

@@ -360,6 +360,41 @@ START_TEST(test_policy_budget_settle_swaps_the_estimate_for_the_actual_cost)
 }
 END_TEST
 
+/* Issue 11 item 14: spent += INT64_MAX (an absurd upstream cost) wrapped
+ * to a negative spend (UBSan aborted), and the budget admitted again. */
+START_TEST(test_policy_budget_settle_huge_cost_saturates_and_still_refuses)
+{
+    struct policy_budget b = budget(10000000000000LL, POLICY_DAY); /* $10 */
+    int64_t reset;
+    ck_assert_int_eq(policy_budget_reserve(&b, T0, 1000, &reset), 1);
+    policy_budget_settle(&b, T0, 1000, 500);
+    policy_budget_settle(&b, T0, 0, INT64_MAX);
+    ck_assert_int_eq(b.spent_pusd, INT64_MAX);
+    policy_budget_settle(&b, T0, 0, INT64_MAX);
+    ck_assert_int_eq(b.spent_pusd, INT64_MAX); /* saturated, not wrapped */
+    ck_assert_int_eq(policy_budget_reserve(&b, T0, 1, &reset), 0);
+    ck_assert_int_eq(policy_budget_reserve(&b, T0, INT64_MAX, &reset), 0);
+    ck_assert_int_eq(b.reserved_pusd, 0);
+}
+END_TEST
+
+START_TEST(test_policy_budget_reserve_huge_estimates_do_not_wrap)
+{
+    struct policy_budget b = budget(10000000000000LL, POLICY_DAY);
+    int64_t reset;
+    b.reserved_pusd = INT64_MAX - 10;
+    ck_assert_int_eq(policy_budget_reserve(&b, T0, 100, &reset), 0);
+    /* The largest budget the config allows ($1,000,000) and the largest
+     * single cost: one fits, a second does not, whatever is reserved. */
+    b = budget(1000000000000000000LL, POLICY_DAY);
+    ck_assert_int_eq(policy_budget_reserve(&b, T0, 1000000000000000000LL, &reset), 1);
+    ck_assert_int_eq(policy_budget_reserve(&b, T0, 1000000000000000000LL, &reset), 0);
+    b.reserved_pusd = INT64_MAX;
+    ck_assert_int_eq(policy_budget_reserve(&b, T0, INT64_MAX, &reset), 0);
+    ck_assert_int_eq(b.reserved_pusd, INT64_MAX);
+}
+END_TEST
+
 START_TEST(test_policy_budget_settle_with_zero_undoes_a_reservation)
 {
     struct policy_budget b = budget(1000, POLICY_DAY);
@@ -976,6 +1011,8 @@ static Suite *policy_suite(void)
     tcase_add_test(bud, test_policy_budget_refuses_over_the_limit_until_the_next_day);
     tcase_add_test(bud, test_policy_budget_monthly_refusal_resets_on_the_first);
     tcase_add_test(bud, test_policy_budget_settle_swaps_the_estimate_for_the_actual_cost);
+    tcase_add_test(bud, test_policy_budget_settle_huge_cost_saturates_and_still_refuses);
+    tcase_add_test(bud, test_policy_budget_reserve_huge_estimates_do_not_wrap);
     tcase_add_test(bud, test_policy_budget_settle_with_zero_undoes_a_reservation);
     tcase_add_test(bud, test_policy_budget_reserved_never_goes_below_zero);
     tcase_add_test(bud, test_policy_budget_without_limit_admits_and_counts);

@@ -198,11 +198,15 @@ START_TEST(test_pricing_cost_saturates_on_absurd_inputs)
     struct price p = {.prompt = INT64_MAX, .completion = INT64_MAX, .request = INT64_MAX,
                       .cache_read = INT64_MAX,
                       .has = PRICE_PROMPT | PRICE_COMPLETION | PRICE_REQUEST | PRICE_CACHE_READ};
-    ck_assert_int_eq(pricing_cost_pusd(&p, INT64_MAX, INT64_MAX, INT64_MAX / 2, 0), INT64_MAX);
-    ck_assert_int_eq(pricing_cost_pusd(&p, INT64_MAX, INT64_MAX, 0, INT64_MAX), INT64_MAX);
-    /* just below the edge stays exact: 9.2 USD/token * 1e6 tokens */
-    p = (struct price){.prompt = 9 * ATTO_PER_USD, .has = PRICE_PROMPT | PRICE_COMPLETION};
-    ck_assert_int_eq(pricing_cost_pusd(&p, 1000000, 0, 0, 0), 9000000LL * 1000000000000LL);
+    /* Saturates at the per-request ceiling ($1,000,000), not INT64_MAX:
+     * budgets add these up. */
+    ck_assert_int_eq(pricing_cost_pusd(&p, INT64_MAX, INT64_MAX, INT64_MAX / 2, 0),
+                     PRICING_MAX_COST_PUSD);
+    ck_assert_int_eq(pricing_cost_pusd(&p, INT64_MAX, INT64_MAX, 0, INT64_MAX), PRICING_MAX_COST_PUSD);
+    /* the edge itself stays exact: 1 USD/token * 1e6 tokens; one more token is clamped */
+    p = (struct price){.prompt = ATTO_PER_USD, .has = PRICE_PROMPT | PRICE_COMPLETION};
+    ck_assert_int_eq(pricing_cost_pusd(&p, 1000000, 0, 0, 0), 1000000LL * 1000000000000LL);
+    ck_assert_int_eq(pricing_cost_pusd(&p, 1000001, 0, 0, 0), PRICING_MAX_COST_PUSD);
 }
 END_TEST
 
@@ -261,7 +265,32 @@ START_TEST(test_pricing_usd_to_pusd_rejects_nonfinite_and_negative)
     ck_assert_int_eq(pricing_usd_to_pusd(-0.5), 0);
     ck_assert_int_eq(pricing_usd_to_pusd(-0.0), 0);
     ck_assert_int_eq(pricing_usd_to_pusd(0.0), 0);
-    ck_assert_int_eq(pricing_usd_to_pusd(1e300), INT64_MAX);
+    ck_assert_int_eq(pricing_usd_to_pusd(1e300), PRICING_MAX_COST_PUSD);
+}
+END_TEST
+
+/* Issue 11 item 14: a usage.cost of about $9.2M or more became INT64_MAX,
+ * and the budget's spent += cost then wrapped. */
+START_TEST(test_pricing_usd_to_pusd_huge_costs_clamped_to_ceiling)
+{
+    ck_assert_int_eq(PRICING_MAX_COST_PUSD, (int64_t)PRICING_MAX_COST_USD * 1000000000000LL);
+    ck_assert_int_eq(pricing_usd_to_pusd(1e7), PRICING_MAX_COST_PUSD);
+    ck_assert_int_eq(pricing_usd_to_pusd(9223372.036854775807), PRICING_MAX_COST_PUSD);
+    ck_assert_int_eq(pricing_usd_to_pusd(1e6), PRICING_MAX_COST_PUSD);
+    ck_assert_int_eq(pricing_usd_to_pusd(1000000.5), PRICING_MAX_COST_PUSD);
+    ck_assert_int_eq(pricing_usd_to_pusd(999999.5), 999999500000000000LL); /* below: exact */
+    ck_assert_int_eq(pricing_usd_to_pusd(12345.678901), 12345678901000000LL);
+}
+END_TEST
+
+START_TEST(test_pricing_add_pusd_saturates)
+{
+    ck_assert_int_eq(pricing_add_pusd(1, 2), 3);
+    ck_assert_int_eq(pricing_add_pusd(INT64_MAX, 1), INT64_MAX);
+    ck_assert_int_eq(pricing_add_pusd(INT64_MAX - 5, PRICING_MAX_COST_PUSD), INT64_MAX);
+    ck_assert_int_eq(pricing_add_pusd(INT64_MIN, -1), INT64_MIN);
+    ck_assert_int_eq(pricing_add_pusd(INT64_MAX, -1), INT64_MAX - 1);
+    ck_assert_int_eq(pricing_add_pusd(INT64_MIN, INT64_MAX), -1);
 }
 END_TEST
 
@@ -585,6 +614,8 @@ static Suite *pricing_suite(void)
     tcase_add_test(tc, test_pricing_format_usd_truncates_to_buffer);
     tcase_add_test(tc, test_pricing_usd_to_pusd_uses_the_decimal_the_json_gave);
     tcase_add_test(tc, test_pricing_usd_to_pusd_rejects_nonfinite_and_negative);
+    tcase_add_test(tc, test_pricing_usd_to_pusd_huge_costs_clamped_to_ceiling);
+    tcase_add_test(tc, test_pricing_add_pusd_saturates);
     tcase_add_test(tc, test_pricing_table_lookup_hit);
     tcase_add_test(tc, test_pricing_table_lookup_miss);
     tcase_add_test(tc, test_pricing_table_lookup_variant_falls_back_to_base_id);

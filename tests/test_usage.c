@@ -169,6 +169,54 @@ START_TEST(test_buf_append_consume_compacts)
 }
 END_TEST
 
+/* Issue 11 item 12: the estimate scanned the raw bytes for "content":" and
+ * counted nothing when upstream put a blank after the colon. */
+START_TEST(test_usage_text_chars_any_json_spacing)
+{
+    const char *compact = "{\"choices\":[{\"delta\":{\"content\":\"Hello\"}}]}";
+    const char *spaced = "{ \"choices\" : [ { \"delta\" : { \"content\" : \"Hello\" } } ] }";
+    const char *newlines = "{\"choices\":\n[{\"delta\":\n\t{\"content\":\r\n\"Hello\"}}]}";
+    ck_assert_uint_eq(usage_text_chars(compact, strlen(compact)), 5);
+    ck_assert_uint_eq(usage_text_chars(spaced, strlen(spaced)), 5);
+    ck_assert_uint_eq(usage_text_chars(newlines, strlen(newlines)), 5);
+}
+END_TEST
+
+START_TEST(test_usage_text_chars_counts_decoded_text)
+{
+    /* "text" (legacy completions) and "reasoning" count too; escapes and
+     * multi-byte characters count one each; other strings do not count. */
+    const char *j = "{\"model\": \"content\", \"choices\": [{\"text\": \"a\\\"b\\u00e9\",\n"
+                    " \"delta\": {\"reasoning\": \"\xc3\xa9t\xc3\xa9\", \"role\": \"assistant\"}}]}";
+    ck_assert_uint_eq(usage_text_chars(j, strlen(j)), 7);
+    ck_assert_uint_eq(usage_text_chars("not json", 8), 0);
+    ck_assert_uint_eq(usage_text_chars("{\"content\": ", 12), 0);
+}
+END_TEST
+
+START_TEST(test_usage_chunk_spaced_finish_usage_error)
+{
+    const char *fin = "{\"choices\": [{\"delta\": {\"content\": \"ab\"}, \"finish_reason\": \"length\"}]}";
+    const char *use = "{\"choices\": [], \"usage\": {\"prompt_tokens\": 5, \"completion_tokens\": 9, "
+                      "\"cost\": 0.5}}";
+    const char *err = "{\"error\": {\"code\": 502, \"message\": \"x\"}}";
+    struct usage_info ui;
+    size_t chars = 99;
+    memset(&ui, 0, sizeof ui);
+    ck_assert_int_eq(usage_parse_chunk(fin, strlen(fin), &ui, &chars), 0);
+    ck_assert_uint_eq(chars, 2);
+    ck_assert_str_eq(ui.finish_reason, "length");
+    ck_assert_int_eq(usage_parse_chunk(use, strlen(use), &ui, &chars), 0);
+    ck_assert_uint_eq(chars, 0);
+    ck_assert_int_eq(ui.usage.completion_tokens, 9);
+    ck_assert_int_eq(ui.usage.has_cost, 1);
+    ck_assert_int_eq(ui.is_error, 0);
+    ck_assert_int_eq(usage_parse_chunk(err, strlen(err), &ui, NULL), 0);
+    ck_assert_int_eq(ui.is_error, 1);
+    usage_info_free(&ui);
+}
+END_TEST
+
 static Suite *usage_suite(void)
 {
     Suite *s = suite_create("usage");
@@ -178,6 +226,9 @@ static Suite *usage_suite(void)
     tcase_add_test(tc, test_usage_error_chunk_detected);
     tcase_add_test(tc, test_usage_counts_out_of_range_are_clamped);
     tcase_add_test(tc, test_usage_not_json_rejected);
+    tcase_add_test(tc, test_usage_text_chars_any_json_spacing);
+    tcase_add_test(tc, test_usage_text_chars_counts_decoded_text);
+    tcase_add_test(tc, test_usage_chunk_spaced_finish_usage_error);
     tcase_add_test(tc, test_apierr_shape_and_escaping);
     tcase_add_test(tc, test_apierr_types_by_status);
     tcase_add_test(tc, test_apierr_sse_event_is_one_event);

@@ -1,6 +1,9 @@
 /* fuzz_request.c - request intake: route matching, the body checks the
  * HTTP front makes (body_parse: invalid JSON, not an object, duplicate
- * "model" or "models", a "models" list that is not all strings), the model rules (policy_model_allowed) and the body edits
+    if (f.model != NULL)
+        FUZZ_CHECK(utf8_is_clean_name(f.model, strlen(f.model)));
+    if (out == NULL || br == BODY_DUPLICATE_MODEL || br == BODY_INVALID_MODEL ||
+        br == BODY_BAD_MODELS) {
  * (policy_apply_body: aliases, defaults, system prompt).
  *
  * Input, one field a line: the URL path; the method; model patterns,
@@ -24,6 +27,7 @@
 #include "fuzz.h"
 #include "policy.h"
 #include "route.h"
+#include "utf8.h"
 
 #define MAXV 16
 
@@ -122,7 +126,7 @@ static void check_body(const char *body, size_t len, const struct policy_edits *
                        const char *const *patterns, size_t npat)
 {
     struct body_fields f, g;
-    enum body_result br = body_parse(body, len, &f);
+    enum body_result br = body_parse(body, len, &f), gr;
     char err[128] = "", *out, *again;
     int changed = 0, changed2 = 0;
     cJSON *orig, *edited;
@@ -147,16 +151,31 @@ static void check_body(const char *body, size_t len, const struct policy_edits *
     /* What the front accepts, the editor must accept too, or it would
      * forward bytes it could not read (err says why it refused). */
     FUZZ_CHECK(out != NULL || err[0] == '\0');
-    if (out == NULL || br == BODY_DUPLICATE_MODEL || br == BODY_BAD_MODELS) {
+    if (f.model != NULL)
+        FUZZ_CHECK(utf8_is_clean_name(f.model, strlen(f.model)));
+    if (out == NULL || br == BODY_DUPLICATE_MODEL || br == BODY_INVALID_MODEL ||
+        br == BODY_BAD_MODELS) {
         free(out);
         body_fields_free(&f);
         return;
     }
     /* The edited body, as the front parses it again. */
-    FUZZ_CHECK(body_parse(out, strlen(out), &g) == BODY_OK);
+    gr = body_parse(out, strlen(out), &g);
     orig = cJSON_ParseWithLength(body, len);
     edited = cJSON_Parse(out);
     FUZZ_CHECK(orig != NULL && cJSON_IsObject(edited));
+    if (gr == BODY_INVALID_MODEL) {
+        /* The original's model was clean, so the configured alias or
+         * default model put the bad one in. */
+        const char *want = expected_model(orig, e);
+        FUZZ_CHECK(want != NULL && !utf8_is_clean_name(want, strlen(want)));
+        cJSON_Delete(orig);
+        cJSON_Delete(edited);
+        body_fields_free(&f);
+        free(out);
+        return;
+    }
+    FUZZ_CHECK(gr == BODY_OK);
     {
         const char *want = expected_model(orig, e);
         if (want != NULL)

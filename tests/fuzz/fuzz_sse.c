@@ -16,8 +16,8 @@
  * with the same number of events.  The relay itself is socket-bound glue
  * (struct request, curl, MHD), so its arithmetic is repeated here, not
  * called.  Each event goes where upstream.c's on_sse_event sends it:
- * usage_text_chars, and usage_parse for chunks that mention usage, error
- * or finish_reason, folded into one usage_info as in a real request. */
+ * usage_parse_chunk (text characters never more than the event's bytes),
+ * folded into one usage_info as in a real request. */
 #include <stdint.h>
 #include <string.h>
 
@@ -62,10 +62,12 @@ static void on_event(void *ud, const char *data, size_t len, int truncated)
     }
     if (truncated)
         return;
-    s->chars += usage_text_chars(data, len);
-    if (memmem(data, len, "\"usage\"", 7) != NULL || memmem(data, len, "\"error\"", 7) != NULL ||
-        memmem(data, len, "\"finish_reason\":\"", 17) != NULL)
-        usage_parse(data, len, &s->ui);
+    {
+        size_t chars = 0;
+        usage_parse_chunk(data, len, &s->ui, &chars);
+        FUZZ_CHECK(chars <= len);
+        s->chars += chars;
+    }
 }
 
 static void sink_init(struct sink *s, size_t max_data)
