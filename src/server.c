@@ -284,10 +284,14 @@ static void request_finish(struct request *r)
     /* Settled at an estimate: /generation gives upstream's figure later,
      * asked with the key this request used, and the difference goes to the
      * budget it was settled against, in the period it was settled in. */
-    if (rec.cost_source == COST_ESTIMATE && rec.generation_id[0] != '\0')
+    if (rec.cost_source == COST_ESTIMATE && rec.generation_id[0] != '\0') {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts); /* as access_release just settled it */
         housekeeping_reconcile(rec.generation_id,
                                r->client >= 0 ? r->cfg->clients[r->client].name : NULL,
-                               rec.started_ms + (int64_t)rec.latency_ms, rec.cost_pusd, r->up_key);
+                               (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000, rec.cost_pusd,
+                               r->up_key);
+    }
 }
 
 static void add_common_headers(struct request *r, struct MHD_Response *resp)
