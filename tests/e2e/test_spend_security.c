@@ -83,6 +83,7 @@ static void setup(void)
              "retry = { max_attempts = 2; base_delay_ms = 10; max_delay_ms = 50; };\n"
              "stream = { keepalive_s = 1; };\n"
              "state_dir = \"@DIR@/state\";\nledger = { flush_ms = 50; };\nworkers = 2;\n"
+             "shutdown_timeout_s = 1;\n"
              "auth = { mode = \"keys\"; };\n"
              "clients = (\n"
              "  { name = \"spender\"; key_sha256 = \"%s\"; budget_usd_day = \"0.01\"; },\n"
@@ -110,7 +111,8 @@ static void teardown(void)
         ck_assert_msg(strstr(log, PASS_KEY) == NULL, "the pass-through key is in the log");
     }
     free(log);
-    ck_assert_int_eq(h_proc_stop(&orp, SIGTERM, 10000), 0);
+    if (orp.pid > 0)
+        ck_assert_int_eq(h_proc_stop(&orp, SIGTERM, 10000), 0);
     h_proc_stop(&fake, SIGTERM, 5000);
     h_proc_cleanup(&orp);
     h_proc_cleanup(&fake);
@@ -268,6 +270,39 @@ START_TEST(test_hangup_on_non_streamed_request_is_billed_and_counts_against_the_
 }
 END_TEST
 
+/* A shutdown does not wait for ever for the answer of a client that hung
+ * up: after shutdown_timeout_s the transfer is dropped and the request ends
+ * with its ledger row (cost unknown: none), and the daemon exits 0. */
+START_TEST(test_shutdown_ends_a_request_awaited_for_a_gone_client)
+{
+    struct h_resp r;
+    struct h_req_opts quick = {.timeout_ms = 300};
+    double t0;
+    char *log;
+
+    call(spender, "S-stop",
+         "{\"model\":\"openai/gpt-4o-mini\",\"max_tokens\":5,\"fake\":{\"tag\":\"stop\","
+         "\"hang_ms\":4500}}",
+         NULL, &quick, &r);
+    ck_assert_int_eq(r.status, 0);
+    h_resp_free(&r);
+    usleep(1500000); /* the hang-up is noticed within a second */
+    cJSON *rec = h_fake_wait(fake.port, "stop", NULL, 0);
+    ck_assert_ptr_nonnull(rec);
+    ck_assert(!cJSON_IsTrue(cJSON_GetObjectItem(rec, "aborted"))); /* still awaited */
+    cJSON_Delete(rec);
+    t0 = h_now();
+    ck_assert_int_eq(h_proc_stop(&orp, SIGTERM, 10000), 0);
+    ck_assert_msg(h_now() - t0 < 2.5, "shutdown took %.2f s", h_now() - t0);
+    assert_row("S-stop", "status||' '||attempts||' '||outcome||' '||error_class||' '||cost_source",
+               "0 1 cancelled client_cancelled none", 0);
+    log = h_read_file(orp.log);
+    ck_assert_ptr_nonnull(log);
+    ck_assert_ptr_nonnull(strstr(log, "request id=S-stop: shutting down before upstream answered"));
+    free(log);
+}
+END_TEST
+
 /* Item 7.  owner ($1/day) aborts a stream that upstream bills $5.  The row
  * starts at a local estimate of a fraction of a cent, so the next request
  * still passes; once /generation has answered (a reconcile on /metrics),
@@ -350,6 +385,7 @@ static Suite *spend_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 90);
     tcase_add_test(tc, test_hangup_on_non_streamed_request_is_billed_and_counts_against_the_budget);
+    tcase_add_test(tc, test_shutdown_ends_a_request_awaited_for_a_gone_client);
     tcase_add_test(tc, test_reconciled_cost_reaches_the_live_budget);
     tcase_add_test(tc, test_reconcile_asks_generation_with_the_requests_own_key);
     suite_add_tcase(s, tc);
