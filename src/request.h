@@ -91,6 +91,7 @@ struct request {
     int client_done;            /* MHD completion callback ran */
     int client_aborted;
     int client_gone;            /* hung up while suspended, before commit */
+    int awaited;                /* client gone; upstream transfer kept for its bill */
     unsigned status;            /* status sent to the client */
     struct usage_info ui;       /* usage, served model, finish reason */
 

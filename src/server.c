@@ -119,6 +119,8 @@ void request_maybe_free(struct request *r)
 
     if (!r->client_done || r->in_multi || r->in_deferred || r->retry_at != 0)
         return;
+    if (r->awaited)
+        w->n_awaited--;
     if (r->prev != NULL)
         r->prev->next = r->next;
     else
@@ -872,11 +874,27 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 
 /* A hang-up does not stop upstream's bill for this request: a non-streamed
  * API request whose transfer is under way (a pending retry has not reached
- * upstream and is simply dropped). */
-static int billed_after_hangup(const struct request *r)
+ * upstream and is simply dropped).  Then the request is kept (awaited) until
+ * the transfer ends.  Kept requests no longer hold a connection, so they
+ * are capped at the worker's connection share, or clients hanging up in a
+ * loop could pile up bodies and answers without bound; past the cap the
+ * transfer is dropped as before, and its cost is not known. */
+static int await_after_hangup(struct request *r)
 {
-    return r->in_multi && r->route != NULL && r->route->kind == ROUTE_UPSTREAM &&
-           !r->stream_req && !r->streaming;
+    if (!r->in_multi || r->route == NULL || r->route->kind != ROUTE_UPSTREAM || r->stream_req ||
+        r->streaming)
+        return 0;
+    if (r->awaited)
+        return 1;
+    if (r->w->n_awaited >= r->w->max_connections) {
+        log_warn("request id=%s: client went away and %u answers are already awaited for "
+                 "clients that hung up; dropping its upstream transfer, its cost is not known",
+                 r->id, r->w->n_awaited);
+        return 0;
+    }
+    r->awaited = 1;
+    r->w->n_awaited++;
+    return 1;
 }
 
 /* The one end of a request: log line, ledger row, budget settled. */
@@ -908,7 +926,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
          * error while sending it means the client missed part of it). */
         r->client_aborted = !r->committed || !r->upstream_done || r->ready > 0 ||
                             (!r->streaming && r->local_status == 0 && r->up_status != 0);
-        if (r->client_aborted && billed_after_hangup(r)) {
+        if (r->client_aborted && await_after_hangup(r)) {
             log_debug("request id=%s: client went away; upstream bills it anyway, so its "
                       "answer is awaited and dropped", r->id);
             return; /* server_upstream_settled() ends it */
@@ -1004,7 +1022,7 @@ void server_check_waiting(struct request *r)
         return;
     r->client_gone = 1;
     loop_retry_cancel(r); /* a retry not started yet costs nothing: drop it */
-    if (billed_after_hangup(r)) {
+    if (await_after_hangup(r)) {
         log_debug("request id=%s: client went away while waiting for upstream; upstream bills "
                   "it anyway, so its answer is awaited and dropped", r->id);
     } else {

@@ -66,24 +66,16 @@ static void wait_log(const char *needle, int timeout_ms)
  * day.  passer: pass-through keys.  ops: admin, for /metrics.  The idle
  * timeout (5 s) is well above the fake's 2 s answers, so only a hang-up can
  * end a transfer early. */
-static void setup(void)
+static void start_orproxy(const char *more)
 {
-    static int keys_made;
     char conf[4096];
-    if (!keys_made) {
-        new_key("spender", spender, spender_h);
-        new_key("owner", owner, owner_h);
-        new_key("passer", passer, passer_h);
-        new_key("ops", ops, ops_h);
-        keys_made = 1;
-    }
     snprintf(conf, sizeof conf,
              "listen = { address = \"127.0.0.1\"; port = @PORT@; };\n"
              "upstream = { base_url = \"http://127.0.0.1:@FAKE@/api/v1\"; idle_timeout_s = 5; };\n"
              "retry = { max_attempts = 2; base_delay_ms = 10; max_delay_ms = 50; };\n"
              "stream = { keepalive_s = 1; };\n"
-             "state_dir = \"@DIR@/state\";\nledger = { flush_ms = 50; };\nworkers = 2;\n"
-             "shutdown_timeout_s = 1;\n"
+             "state_dir = \"@DIR@/state\";\nledger = { flush_ms = 50; };\n"
+             "shutdown_timeout_s = 1;\n%s"
              "auth = { mode = \"keys\"; };\n"
              "clients = (\n"
              "  { name = \"spender\"; key_sha256 = \"%s\"; budget_usd_day = \"0.01\"; },\n"
@@ -92,14 +84,27 @@ static void setup(void)
              "  { name = \"passer\"; key_sha256 = \"%s\"; pass_through_keys = true; },\n"
              "  { name = \"ops\"; key_sha256 = \"%s\"; admin = true; }\n"
              ");\n",
-             spender_h, owner_h, passer_h, ops_h);
-    memset(&fake, 0, sizeof fake);
-    memset(&orp, 0, sizeof orp);
-    ck_assert_int_eq(h_fake_start(&fake, NULL), 0);
+             more, spender_h, owner_h, passer_h, ops_h);
     ck_assert_int_eq(h_orproxy_start(&orp, conf, env_keys), 0);
     snprintf(db_path, sizeof db_path, "%s/state/usage.db", orp.dir);
     wait_log("model prices loaded from upstream", 5000);
     h_fake_reset(fake.port);
+}
+
+static void setup(void)
+{
+    static int keys_made;
+    if (!keys_made) {
+        new_key("spender", spender, spender_h);
+        new_key("owner", owner, owner_h);
+        new_key("passer", passer, passer_h);
+        new_key("ops", ops, ops_h);
+        keys_made = 1;
+    }
+    memset(&fake, 0, sizeof fake);
+    memset(&orp, 0, sizeof orp);
+    ck_assert_int_eq(h_fake_start(&fake, NULL), 0);
+    start_orproxy("workers = 2;\n");
 }
 
 static void teardown(void)
@@ -303,6 +308,64 @@ START_TEST(test_shutdown_ends_a_request_awaited_for_a_gone_client)
 }
 END_TEST
 
+/* Requests kept for their bill no longer hold a connection, so they are
+ * capped at the worker's connection share (here 4): a fifth client hanging
+ * up while four answers are awaited has its upstream transfer dropped, as
+ * before the fix, with a warning; the four are billed. */
+START_TEST(test_awaited_answers_are_capped_at_the_connection_limit)
+{
+    struct h_resp r;
+    struct h_req_opts quick = {.timeout_ms = 300};
+    char rid[32], tag[32], body[512];
+    char *log;
+    int completed = 0, aborted = 0, billed = 0;
+
+    h_proc_stop(&orp, SIGTERM, 10000);
+    start_orproxy("limits = { max_connections = 4; };\nworkers = 1;\n");
+    for (int i = 1; i <= 5; i++) {
+        snprintf(rid, sizeof rid, "S-cap-%d", i);
+        snprintf(tag, sizeof tag, "cap%d", i);
+        snprintf(body, sizeof body,
+                 "{\"model\":\"openai/gpt-4o-mini\",\"max_tokens\":5,\"fake\":{\"tag\":\"%s\","
+                 "\"hang_ms\":4000,\"usage\":{\"cost\":0.001}}}",
+                 tag);
+        call(owner, rid, body, NULL, &quick, &r);
+        h_resp_free(&r);
+    }
+    for (int i = 1; i <= 5; i++) {
+        snprintf(rid, sizeof rid, "S-cap-%d", i);
+        snprintf(tag, sizeof tag, "cap%d", i);
+        cJSON *rec = h_fake_wait(fake.port, tag, NULL, 8000);
+        ck_assert_msg(rec != NULL, "%s never reached upstream", rid);
+        cJSON_Delete(rec);
+        char *v = db_wait(rid, "cost_pusd", NULL, 10000);
+        ck_assert_msg(v != NULL, "no ledger row for %s", rid);
+        billed += strcmp(v, "1000000000") == 0;
+        free(v);
+        assert_row(rid, "outcome", "cancelled", 0);
+        for (int waited = 0; waited <= 5000; waited += 50) { /* until the fake knows the end */
+            rec = h_fake_wait(fake.port, tag, NULL, 0);
+            int c = cJSON_IsTrue(cJSON_GetObjectItem(rec, "completed"));
+            int a = cJSON_IsTrue(cJSON_GetObjectItem(rec, "aborted"));
+            cJSON_Delete(rec);
+            if (c || a) {
+                completed += c;
+                aborted += a;
+                break;
+            }
+            usleep(50000);
+        }
+    }
+    ck_assert_int_eq(completed, 4);
+    ck_assert_int_eq(aborted, 1);
+    ck_assert_int_eq(billed, 4);
+    log = h_read_file(orp.log);
+    ck_assert_ptr_nonnull(log);
+    ck_assert_ptr_nonnull(strstr(log, "4 answers are already awaited for clients that hung up"));
+    free(log);
+}
+END_TEST
+
 /* Item 7.  owner ($1/day) aborts a stream that upstream bills $5.  The row
  * starts at a local estimate of a fraction of a cent, so the next request
  * still passes; once /generation has answered (a reconcile on /metrics),
@@ -386,6 +449,7 @@ static Suite *spend_suite(void)
     tcase_set_timeout(tc, 90);
     tcase_add_test(tc, test_hangup_on_non_streamed_request_is_billed_and_counts_against_the_budget);
     tcase_add_test(tc, test_shutdown_ends_a_request_awaited_for_a_gone_client);
+    tcase_add_test(tc, test_awaited_answers_are_capped_at_the_connection_limit);
     tcase_add_test(tc, test_reconciled_cost_reaches_the_live_budget);
     tcase_add_test(tc, test_reconcile_asks_generation_with_the_requests_own_key);
     suite_add_tcase(s, tc);
