@@ -258,6 +258,25 @@ void access_release(const struct orp_config *cfg, struct access_grant *g, long l
     pthread_mutex_unlock(&S.mu);
 }
 
+void access_adjust_spend(const char *client, int64_t booked_ms, int64_t delta_pusd)
+{
+    int64_t now = wall_ms();
+    struct state *st;
+
+    if (delta_pusd == 0)
+        return;
+    pthread_mutex_lock(&S.mu);
+    if (client != NULL && client[0] != '\0' && (st = state_for(client)) != NULL) {
+        policy_budget_adjust(&st->day, now, booked_ms, delta_pusd);
+        policy_budget_adjust(&st->month, now, booked_ms, delta_pusd);
+    }
+    if ((st = state_for("")) != NULL) {
+        policy_budget_adjust(&st->day, now, booked_ms, delta_pusd);
+        policy_budget_adjust(&st->month, now, booked_ms, delta_pusd);
+    }
+    pthread_mutex_unlock(&S.mu);
+}
+
 void access_seed_spend(const char *client, int64_t day_pusd, int64_t month_pusd)
 {
     int64_t now = wall_ms();

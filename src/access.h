@@ -48,6 +48,13 @@ int access_admit(const struct orp_config *cfg, int client, long long est_tokens,
 void access_release(const struct orp_config *cfg, struct access_grant *g, long long tokens,
                     int64_t cost_pusd);
 
+/* A cost learnt after the request was settled (reconciliation): adds
+ * delta_pusd (upstream's cost minus what was settled; either sign) to the
+ * spend of client (NULL or "": anonymous, only the global scope) and of all
+ * traffic, in the day and month holding booked_ms (when it was settled),
+ * if those are still current.  Saturating: never wraps, never below 0. */
+void access_adjust_spend(const char *client, int64_t booked_ms, int64_t delta_pusd);
+
 /* Start-up: spend so far this UTC day and month, from the ledger. */
 void access_seed_spend(const char *client, int64_t day_pusd, int64_t month_pusd);
 

@@ -9,7 +9,13 @@
  *    its ledger row starts as a local estimate; this thread asks
  *    GET {base_url}/generation?id=... a few times over about a minute
  *    (OpenRouter lags a few seconds) and, when it answers, turns the row's
- *    cost into OpenRouter's own figure (cost_source 'upstream').
+ *    cost into OpenRouter's own figure (cost_source 'upstream') and settles
+ *    the difference from the estimate into the live budgets (access.c), so
+ *    an expensive aborted stream stops the next request, not the next
+ *    restart.  It asks with the key the request went upstream with (the
+ *    client's own or a pass-through key): another account's generation is
+ *    not found with the shared key.  The item holds that key until it is
+ *    done and wipes it then; it is never logged.
  * It uses blocking curl_easy_perform: one request at a time is plenty. */
 #include "housekeeping.h"
 
@@ -21,6 +27,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "access.h"
 #include "buf.h"
 #include "ledger.h"
 #include "log.h"
@@ -32,6 +39,10 @@ static const int reconcile_delays_s[] = {2, 5, 10, 20, 30}; /* ~67 s in all */
 
 struct rec_item {
     char gen_id[96];
+    char *client;           /* whose budget it was settled against; NULL: anonymous */
+    int64_t booked_ms;      /* wall ms it was settled at (its budget period) */
+    int64_t settled_pusd;   /* the estimate it was settled at */
+    char *key;              /* the upstream key it went with (secret, owned) */
     int tries;
     int64_t due_ms;
     struct rec_item *next;
@@ -53,6 +64,18 @@ static struct {
     int price_loaded;
 } H = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
 
+static void rec_item_free(struct rec_item *it)
+{
+    if (it == NULL)
+        return;
+    if (it->key != NULL) {
+        explicit_bzero(it->key, strlen(it->key));
+        free(it->key);
+    }
+    free(it->client);
+    free(it);
+}
+
 static int64_t now_ms(void)
 {
     struct timespec ts;
@@ -68,8 +91,9 @@ static size_t collect(char *p, size_t size, size_t n, void *ud)
     return buf_append(b, p, size * n) == 0 ? size * n : 0;
 }
 
-/* GET base_url + tail; returns the HTTP status (0 on transport failure). */
-static long http_get(const struct orp_config *cfg, const char *tail, buf_t *out)
+/* GET base_url + tail with key (NULL: the shared one); returns the HTTP
+ * status (0 on transport failure). */
+static long http_get(const struct orp_config *cfg, const char *tail, const char *key, buf_t *out)
 {
     char url[4096], auth[4096];
     struct curl_slist *hdrs = NULL;
@@ -82,8 +106,10 @@ static long http_get(const struct orp_config *cfg, const char *tail, buf_t *out)
         return 0;
     curl_easy_reset(e);
     snprintf(url, sizeof url, "%s%s", cfg->upstream_base_url, tail);
-    if (cfg->upstream_key != NULL) {
-        snprintf(auth, sizeof auth, "Authorization: Bearer %s", cfg->upstream_key);
+    if (key == NULL)
+        key = cfg->upstream_key;
+    if (key != NULL) {
+        snprintf(auth, sizeof auth, "Authorization: Bearer %s", key);
         hdrs = curl_slist_append(hdrs, auth);
         explicit_bzero(auth, sizeof auth);
     }
@@ -99,6 +125,8 @@ static long http_get(const struct orp_config *cfg, const char *tail, buf_t *out)
     if (curl_easy_perform(e) == CURLE_OK)
         curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, NULL); /* hdrs is freed; the handle lives on */
+    for (struct curl_slist *h = hdrs; h != NULL; h = h->next)
+        explicit_bzero(h->data, strlen(h->data)); /* it holds the key */
     curl_slist_free_all(hdrs);
     return status;
 }
@@ -111,7 +139,7 @@ static void refresh_prices(const struct orp_config *cfg)
     struct price_table *t;
 
     memset(&b, 0, sizeof b);
-    st = http_get(cfg, "/models", &b);
+    st = http_get(cfg, "/models", NULL, &b);
     if (st != 200) {
         log_warn("pricing: GET /models failed (status %ld); keeping %zu cached prices", st,
                  pricing_current_size());
@@ -144,13 +172,18 @@ static int reconcile_one(const struct orp_config *cfg, struct rec_item *it)
 
     memset(&b, 0, sizeof b);
     snprintf(tail, sizeof tail, "/generation?id=%s", it->gen_id);
-    st = http_get(cfg, tail, &b);
+    st = http_get(cfg, tail, it->key, &b);
     if (st == 200) {
         cJSON *root = cJSON_ParseWithLength(buf_head(&b), buf_used(&b));
         cJSON *data = cJSON_GetObjectItemCaseSensitive(root, "data");
         cJSON *cost = cJSON_GetObjectItemCaseSensitive(data, "total_cost");
         if (cJSON_IsNumber(cost)) {
-            ledger_update_cost(it->gen_id, pricing_usd_to_pusd(cost->valuedouble), COST_UPSTREAM);
+            int64_t pusd = pricing_usd_to_pusd(cost->valuedouble), delta;
+            ledger_update_cost(it->gen_id, pusd, COST_UPSTREAM);
+            /* Both are >= 0, so the difference fits; checked all the same. */
+            if (__builtin_sub_overflow(pusd, it->settled_pusd, &delta))
+                delta = pusd > it->settled_pusd ? INT64_MAX : INT64_MIN;
+            access_adjust_spend(it->client, it->booked_ms, delta);
             log_info("reconcile: %s cost %.8f USD from upstream", it->gen_id, cost->valuedouble);
             done = 1;
         }
@@ -200,7 +233,7 @@ static void *hk_main(void *arg)
                 else if (done == 2)
                     H.st.given_up++;
                 if (done || H.stopping) {
-                    free(it);
+                    rec_item_free(it);
                 } else {
                     it->due_ms = now_ms() + reconcile_delays_s[it->tries] * 1000;
                     it->next = H.items;
@@ -232,7 +265,7 @@ static void *hk_main(void *arg)
     while (H.items != NULL) {
         struct rec_item *it = H.items;
         H.items = it->next;
-        free(it);
+        rec_item_free(it);
     }
     H.n_items = 0;
     pthread_mutex_unlock(&H.mu);
@@ -265,7 +298,8 @@ int housekeeping_start(struct orp_config *cfg)
     return 0;
 }
 
-void housekeeping_reconcile(const char *gen_id)
+void housekeeping_reconcile(const char *gen_id, const char *client, int64_t booked_ms,
+                            int64_t settled_pusd, const char *key)
 {
     struct rec_item *it;
 
@@ -279,12 +313,19 @@ void housekeeping_reconcile(const char *gen_id)
     if (it == NULL)
         return;
     snprintf(it->gen_id, sizeof it->gen_id, "%s", gen_id);
+    it->booked_ms = booked_ms;
+    it->settled_pusd = settled_pusd;
+    if ((client != NULL && (it->client = strdup(client)) == NULL) ||
+        (key != NULL && (it->key = strdup(key)) == NULL)) {
+        rec_item_free(it);
+        return;
+    }
     it->due_ms = now_ms() + reconcile_delays_s[0] * 1000;
     pthread_mutex_lock(&H.mu);
     if (!H.running || H.n_items >= RECONCILE_MAX) {
         H.st.dropped++;
         pthread_mutex_unlock(&H.mu);
-        free(it);
+        rec_item_free(it);
         log_warn("reconcile: queue full; %s keeps its local estimate", gen_id);
         return;
     }

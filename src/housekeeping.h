@@ -6,14 +6,20 @@
 #include "config.h"
 
 #include <stddef.h>
+#include <stdint.h>
 
 /* Loads the cached price table and starts the thread.  0 or -1. */
 int housekeeping_start(struct orp_config *cfg);
 /* A reload: later jobs use cfg (the thread takes its own reference). */
 void housekeeping_set_config(struct orp_config *cfg);
 /* Thread-safe: ask /generation for this id's cost a few times over about
- * a minute and update its ledger row when it answers. */
-void housekeeping_reconcile(const char *gen_id);
+ * a minute, with key (the upstream key the request used; NULL: the shared
+ * one; copied, wiped when done), and when it answers update its ledger row
+ * and settle the difference from settled_pusd (the estimate the request
+ * was settled at, at wall time booked_ms) into the live budgets of client
+ * (NULL: anonymous) and of all traffic. */
+void housekeeping_reconcile(const char *gen_id, const char *client, int64_t booked_ms,
+                            int64_t settled_pusd, const char *key);
 struct housekeeping_stats {
     size_t pending;                /* reconciles waiting or being asked now */
     unsigned long long answered;   /* rows whose cost came from /generation */

@@ -56,6 +56,7 @@ struct worker {
     struct request *live;        /* every live request */
     unsigned n_live;
     unsigned n_retry_wait;
+    unsigned n_awaited;          /* requests whose client hung up, kept for their bill */
 
     volatile int stop_requested; /* set by the main thread */
     int quiesced;

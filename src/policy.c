@@ -251,6 +251,23 @@ void policy_budget_seed(struct policy_budget *b, int64_t now_ms, int64_t spent_p
     b->spent_pusd = spent_pusd;
 }
 
+/* A cost learnt after settling (reconciliation) moves spent in the period
+ * the request was settled in, and only while that period is current: a
+ * finished period's spend no longer gates anything.  Checked: spent stays
+ * within 0 .. INT64_MAX whatever delta upstream's figure produced. */
+void policy_budget_adjust(struct policy_budget *b, int64_t now_ms, int64_t booked_ms,
+                          int64_t delta_pusd)
+{
+    int64_t sum;
+
+    budget_roll(b, now_ms);
+    if (policy_period_start(booked_ms, b->period) != b->period_start_ms)
+        return;
+    if (__builtin_add_overflow(b->spent_pusd, delta_pusd, &sum))
+        sum = delta_pusd > 0 ? INT64_MAX : 0;
+    b->spent_pusd = sum < 0 ? 0 : sum;
+}
+
 /* --- request body edits ----------------------------------------------- */
 
 /* The next number token of a JSON text cJSON has accepted: outside

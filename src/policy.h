@@ -89,6 +89,12 @@ void policy_budget_settle(struct policy_budget *b, int64_t now_ms, int64_t estim
 /* Sets spent for the period holding now_ms (from the ledger at start-up). */
 void policy_budget_seed(struct policy_budget *b, int64_t now_ms, int64_t spent_pusd);
 
+/* Adds delta (either sign) to spent when booked_ms (when the request was
+ * settled) lies in the current period after rolling to now_ms; otherwise
+ * nothing.  spent saturates at INT64_MAX and never goes below 0. */
+void policy_budget_adjust(struct policy_budget *b, int64_t now_ms, int64_t booked_ms,
+                          int64_t delta_pusd);
+
 /* What to change in a request body.  Every pointer is borrowed from the
  * caller (the configuration) for the duration of the call. */
 struct policy_edits {

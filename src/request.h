@@ -7,7 +7,9 @@
  * handle's CURLOPT_PRIVATE.  It is freed in exactly one place,
  * request_maybe_free(), once the client side is finished (MHD's completion
  * callback ran) and no upstream transfer, retry timer or deferred loop
- * operation refers to it any more. */
+ * operation refers to it any more.  A request can outlive its connection:
+ * a non-streamed request whose client hung up waits for its upstream
+ * transfer, which upstream bills anyway (server.c). */
 #ifndef ORP_REQUEST_H
 #define ORP_REQUEST_H
 
@@ -32,7 +34,7 @@ struct hdr {            /* one upstream response header to relay */
 struct request {
     struct worker *w;
     struct orp_config *cfg;     /* the config this request started with (held) */
-    struct MHD_Connection *conn;
+    struct MHD_Connection *conn; /* NULL once client_done: MHD freed it */
     const struct route *route;
     char id[65];
     char method[8];
@@ -93,6 +95,7 @@ struct request {
     int client_done;            /* MHD completion callback ran */
     int client_aborted;
     int client_gone;            /* hung up while suspended, before commit */
+    int awaited;                /* client gone; upstream transfer kept for its bill */
     unsigned status;            /* status sent to the client */
     struct usage_info ui;       /* usage, served model, finish reason */
 

@@ -10,8 +10,16 @@
  * before it.  A stream is relayed through stream_reader(), which hands MHD
  * the complete events buffered so far and suspends the connection when
  * there is nothing to send (returning 0 without suspending would spin).
- * on_completed() is the only "client gone" signal: it stops the upstream
- * transfer at once, logs the request line and frees what it can. */
+ * on_completed() is the only "client gone" signal: it stops a stream's
+ * upstream transfer at once (closing a stream stops most providers'
+ * billing), logs the request line and frees what it can.  A non-streamed
+ * request already upstream is different: OpenRouter does not cancel it and
+ * bills it in full, so its transfer runs on (bounded by the idle timeout),
+ * the answer is dropped, and the request ends, with its real cost settled
+ * against the budget and an outcome=cancelled ledger row, when the transfer
+ * does (server_upstream_settled).  Until then the request outlives its
+ * connection: r->conn is cleared when the client is done, and nothing may
+ * touch it after. */
 #include "server.h"
 
 #include <cjson/cJSON.h>
@@ -121,6 +129,8 @@ void request_maybe_free(struct request *r)
 
     if (!r->client_done || r->in_multi || r->in_deferred || r->retry_at != 0)
         return;
+    if (r->awaited)
+        w->n_awaited--;
     if (r->prev != NULL)
         r->prev->next = r->next;
     else
@@ -291,8 +301,17 @@ static void request_finish(struct request *r)
         return;
     metrics_observe(&rec);
     ledger_submit(&rec);
-    if (rec.cost_source == COST_ESTIMATE && rec.generation_id[0] != '\0')
-        housekeeping_reconcile(rec.generation_id);
+    /* Settled at an estimate: /generation gives upstream's figure later,
+     * asked with the key this request used, and the difference goes to the
+     * budget it was settled against, in the period it was settled in. */
+    if (rec.cost_source == COST_ESTIMATE && rec.generation_id[0] != '\0') {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts); /* as access_release just settled it */
+        housekeeping_reconcile(rec.generation_id,
+                               r->client >= 0 ? r->cfg->clients[r->client].name : NULL,
+                               (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000, rec.cost_pusd,
+                               r->up_key);
+    }
 }
 
 static void add_common_headers(struct request *r, struct MHD_Response *resp)
@@ -905,6 +924,40 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     return dispatch(r);
 }
 
+/* A hang-up does not stop upstream's bill for this request: a non-streamed
+ * API request whose transfer is under way (a pending retry has not reached
+ * upstream and is simply dropped).  Then the request is kept (awaited) until
+ * the transfer ends.  Kept requests no longer hold a connection, so they
+ * are capped at the worker's connection share, or clients hanging up in a
+ * loop could pile up bodies and answers without bound; past the cap the
+ * transfer is dropped as before, and its cost is not known. */
+static int await_after_hangup(struct request *r)
+{
+    if (!r->in_multi || r->route == NULL || r->route->kind != ROUTE_UPSTREAM || r->stream_req ||
+        r->streaming)
+        return 0;
+    if (r->awaited)
+        return 1;
+    if (r->w->n_awaited >= r->w->max_connections) {
+        log_warn("request id=%s: client went away and %u answers are already awaited for "
+                 "clients that hung up; dropping its upstream transfer, its cost is not known",
+                 r->id, r->w->n_awaited);
+        return 0;
+    }
+    r->awaited = 1;
+    r->w->n_awaited++;
+    return 1;
+}
+
+/* The one end of a request: log line, ledger row, budget settled. */
+static void request_end(struct request *r)
+{
+    if (r->status == 0)
+        r->status = r->local_status;
+    request_finish(r);
+    request_maybe_free(r);
+}
+
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
@@ -917,6 +970,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     watch_receiving(conn, 1); /* a kept-alive connection's next request */
     r->client_done = 1;
     r->suspended = 0;
+    r->conn = NULL; /* MHD frees the connection; the request may live on */
     if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK) {
         /* The client did not get everything: nothing was committed yet, a
          * stream still had bytes to come or waiting, or MHD could not finish
@@ -924,15 +978,24 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
          * error while sending it means the client missed part of it). */
         r->client_aborted = !r->committed || !r->upstream_done || r->ready > 0 ||
                             (!r->streaming && r->local_status == 0 && r->up_status != 0);
+        if (r->client_aborted && await_after_hangup(r)) {
+            log_debug("request id=%s: client went away; upstream bills it anyway, so its "
+                      "answer is awaited and dropped", r->id);
+            return; /* server_upstream_settled() ends it */
+        }
         if (r->client_aborted && r->in_multi)
             log_debug("request id=%s: client went away, aborting upstream", r->id);
     }
     upstream_abort(r);
     loop_retry_cancel(r);
-    if (r->status == 0)
-        r->status = r->local_status;
-    request_finish(r);
-    request_maybe_free(r);
+    request_end(r);
+}
+
+void server_upstream_settled(struct request *r)
+{
+    if (r->client_done)
+        request_end(r);
+    /* else the client is gone but MHD has not said so yet: on_completed() ends it */
 }
 
 static void mhd_log(void *cls, const char *fmt, va_list ap)
@@ -1009,17 +1072,30 @@ void server_check_waiting(struct request *r)
      * watches; do the same for the ones it cannot watch while suspended. */
     if (poll(&p, 1, 0) <= 0 || !(p.revents & (POLLRDHUP | POLLHUP | POLLERR)))
         return;
-    log_debug("request id=%s: client went away while waiting for upstream", r->id);
     r->client_gone = 1;
-    upstream_abort(r);
-    loop_retry_cancel(r);
+    loop_retry_cancel(r); /* a retry not started yet costs nothing: drop it */
+    if (await_after_hangup(r)) {
+        log_debug("request id=%s: client went away while waiting for upstream; upstream bills "
+                  "it anyway, so its answer is awaited and dropped", r->id);
+    } else {
+        log_debug("request id=%s: client went away while waiting for upstream", r->id);
+        upstream_abort(r);
+    }
     wake(r);
 }
 
 void server_cancel(struct request *r, const char *why)
 {
+    int awaited = r->client_done && r->in_multi; /* a hung-up client's answer, still due */
+
     upstream_abort(r);
     loop_retry_cancel(r);
+    if (awaited) {
+        log_warn("request id=%s: shutting down before upstream answered a request whose client "
+                 "hung up; its cost is not known", r->id);
+        request_end(r);
+        return;
+    }
     if (r->client_done)
         return;
     if (r->streaming) {

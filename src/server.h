@@ -18,9 +18,13 @@ void server_response_ready(struct request *r);
 void server_data_ready(struct request *r);
 /* Shutdown: end this request now (error event or 503), no upstream left. */
 void server_cancel(struct request *r, const char *why);
+/* The upstream transfer of a request whose client hung up has ended (its
+ * usage, if any, is in r->ui): end the request if MHD is done with it. */
+void server_upstream_settled(struct request *r);
 /* Once a second for each live request: a client that hung up while its
  * connection is suspended waiting for upstream is noticed here (MHD cannot
- * see it), its upstream transfer dropped and its connection closed. */
+ * see it) and its connection closed; its upstream transfer is dropped, or,
+ * for a non-streamed request upstream bills anyway, left to finish. */
 void server_check_waiting(struct request *r);
 /* Once a second: shut connections that have not sent a whole request within
  * limits.client_timeout_s (slow-loris), however steadily they trickle. */

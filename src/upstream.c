@@ -419,6 +419,16 @@ void upstream_transfer_done(struct request *r, CURLcode res)
     if (r->resend_blocked && res == CURLE_ABORTED_BY_CALLBACK)
         res = CURLE_GOT_NOTHING; /* see on_prereq */
     r->curl_result = (int)res;
+    if (r->client_gone || r->client_done) {
+        /* Nobody waits for this answer any more: no retry; keep only its
+         * usage, which is what upstream bills. */
+        r->upstream_done = 1;
+        if (res == CURLE_OK && !r->discard && r->up_ctype != NULL &&
+            strstr(r->up_ctype, "json") != NULL)
+            usage_parse(buf_head(&r->out), buf_used(&r->out), &r->ui);
+        server_upstream_settled(r);
+        return;
+    }
     if (r->discard) {
         char why[32];
         snprintf(why, sizeof why, "status %ld", r->up_status);

@@ -440,6 +440,54 @@ START_TEST(test_policy_budget_new_day_starts_from_zero_spent)
 }
 END_TEST
 
+/* Reconciliation: upstream's figure arrives after the request settled at
+ * an estimate; the difference moves the spend of the period it was settled
+ * in, and the budget refuses at once when that pushes it over. */
+START_TEST(test_policy_budget_adjust_moves_spent_in_the_booked_period)
+{
+    struct policy_budget b = budget(1000, POLICY_DAY);
+    int64_t reset;
+    policy_budget_reserve(&b, T0, 10, &reset);
+    policy_budget_settle(&b, T0, 10, 4); /* the estimate */
+    ck_assert_int_eq(policy_budget_reserve(&b, T0 + 1, 10, &reset), 1);
+    policy_budget_settle(&b, T0 + 1, 10, 0);
+    policy_budget_adjust(&b, T0 + 60000, T0, 5000 - 4); /* upstream said 5000 */
+    ck_assert_int_eq(b.spent_pusd, 5000);
+    ck_assert_int_eq(policy_budget_reserve(&b, T0 + 60000, 1, &reset), 0);
+    policy_budget_adjust(&b, T0 + 60000, T0, -4000); /* upstream cheaper than settled */
+    ck_assert_int_eq(b.spent_pusd, 1000);
+}
+END_TEST
+
+START_TEST(test_policy_budget_adjust_ignores_a_finished_period)
+{
+    struct policy_budget b = budget(1000, POLICY_DAY);
+    int64_t reset;
+    policy_budget_reserve(&b, T0, 10, &reset);
+    policy_budget_settle(&b, T0, 10, 4);
+    ck_assert_int_eq(policy_budget_reserve(&b, T0 + DAY_MS, 0, &reset), 1); /* a new day */
+    policy_budget_adjust(&b, T0 + DAY_MS, T0, 5000);
+    ck_assert_int_eq(b.spent_pusd, 0);
+    /* the new day's spend is moved by a request booked in it */
+    policy_budget_adjust(&b, T0 + DAY_MS + 1000, T0 + DAY_MS, 7);
+    ck_assert_int_eq(b.spent_pusd, 7);
+}
+END_TEST
+
+START_TEST(test_policy_budget_adjust_saturates_instead_of_wrapping)
+{
+    struct policy_budget b = budget(1000, POLICY_MONTH);
+    policy_budget_seed(&b, T0, INT64_MAX - 5);
+    policy_budget_adjust(&b, T0, T0, INT64_MAX);
+    ck_assert_int_eq(b.spent_pusd, INT64_MAX);
+    policy_budget_adjust(&b, T0, T0, INT64_MIN);
+    ck_assert_int_eq(b.spent_pusd, 0);
+    policy_budget_seed(&b, T0, 3);
+    policy_budget_adjust(&b, T0, T0, -10); /* never below zero */
+    ck_assert_int_eq(b.spent_pusd, 0);
+}
+END_TEST
+
 START_TEST(test_policy_budget_in_flight_reservation_carries_into_the_new_period)
 {
     /* reserved at 23:59, settles after midnight: its cost lands in the new
@@ -1018,6 +1066,9 @@ static Suite *policy_suite(void)
     tcase_add_test(bud, test_policy_budget_without_limit_admits_and_counts);
     tcase_add_test(bud, test_policy_budget_new_day_starts_from_zero_spent);
     tcase_add_test(bud, test_policy_budget_in_flight_reservation_carries_into_the_new_period);
+    tcase_add_test(bud, test_policy_budget_adjust_moves_spent_in_the_booked_period);
+    tcase_add_test(bud, test_policy_budget_adjust_ignores_a_finished_period);
+    tcase_add_test(bud, test_policy_budget_adjust_saturates_instead_of_wrapping);
     tcase_add_test(bud, test_policy_budget_seed_sets_the_spend_of_the_current_period);
     tcase_add_test(bud, test_policy_budget_small_clock_step_back_keeps_the_spend);
     tcase_add_test(bud, test_policy_budget_fifty_threads_never_exceed_the_limit);

@@ -56,13 +56,14 @@
 
 static const char *const env_key[] = {"OPENROUTER_API_KEY=" KEY, NULL};
 
-/* idle_timeout_s = 1 makes silences quick to provoke; client_timeout_s = 2
+/* idle_timeout_s = 1 (unless a test needs upstream to outlast the client's
+ * patience) makes silences quick to provoke; client_timeout_s = 2
  * likewise for silent clients; max_response_bytes = 16 MiB keeps the
  * gigabyte answer's buffer well inside the memory bound. */
 static const char *conf_fmt =
     "listen = { address = \"127.0.0.1\"; port = @PORT@; };\n"
     "upstream = { base_url = \"http://127.0.0.1:@FAKE@/api/v1\"; connect_timeout_s = 2;\n"
-    "  idle_timeout_s = 1; max_response_bytes = 16777216L; };\n"
+    "  idle_timeout_s = %d; max_response_bytes = 16777216L; };\n"
     "retry = { max_attempts = 2; base_delay_ms = 10; max_delay_ms = 50; };\n"
     "limits = { max_body_bytes = 65536L; client_timeout_s = %d; max_connections = %d; };\n"
     "stream = { keepalive_s = 1; };\n"
@@ -91,17 +92,23 @@ static void wait_log(const struct h_proc *p, const char *needle, int timeout_ms)
 
 /* Starts the fake and an orproxy in front of it, waits for the price table,
  * then forgets the fake's records. */
-static void start(int client_timeout_s, int max_connections, int workers)
+static void start_idle(int idle_timeout_s, int client_timeout_s, int max_connections, int workers)
 {
     char conf[2048];
     memset(&fake, 0, sizeof fake);
     memset(&orp, 0, sizeof orp);
-    snprintf(conf, sizeof conf, conf_fmt, client_timeout_s, max_connections, workers);
+    snprintf(conf, sizeof conf, conf_fmt, idle_timeout_s, client_timeout_s, max_connections,
+             workers);
     ck_assert_int_eq(h_fake_start(&fake, NULL), 0);
     ck_assert_int_eq(h_orproxy_start(&orp, conf, env_key), 0);
     snprintf(db_path, sizeof db_path, "%s/state/usage.db", orp.dir);
     wait_log(&orp, "model prices loaded from upstream", 5000);
     h_fake_reset(fake.port);
+}
+
+static void start(int client_timeout_s, int max_connections, int workers)
+{
+    start_idle(1, client_timeout_s, max_connections, workers);
 }
 
 static void start_default(void)
@@ -709,19 +716,23 @@ START_TEST(test_client_gone_during_upload)
 }
 END_TEST
 
-/* The client hangs up while orproxy waits for upstream's headers (upstream
- * would take 10 s).  MHD cannot see a suspended connection close, so orproxy
- * looks at waiting clients' sockets once a second: the upstream transfer is
- * dropped within about a second (the fake sees its connection end long
- * before its 10 s), not retried.  Row: status 0 (nothing was sent), attempts
- * 1, cancelled, client_cancelled, none.  Stream request likewise.  The daemon
- * serves on. */
+/* The client hangs up while orproxy waits for upstream's headers.  MHD
+ * cannot see a suspended connection close, so orproxy looks at waiting
+ * clients' sockets once a second.  A stream request's upstream transfer
+ * (upstream would take 10 s) is dropped within about a second (the fake
+ * sees its connection end long before its 10 s), not retried: closing a
+ * stream stops the bill.  Row: status 0 (nothing was sent), attempts 1,
+ * cancelled, client_cancelled, none.  A non-streamed request is billed
+ * whether anyone reads the answer or not, so its transfer runs on until
+ * upstream answers (2.5 s, inside the 5 s idle timeout): the fake sends the
+ * whole answer, and the row has upstream's cost with status 0, attempts 1,
+ * cancelled, client_cancelled.  The daemon serves on. */
 START_TEST(test_client_gone_while_waiting_for_upstream)
 {
     char *req;
     int fd;
-    start_default();
-    req = raw_post("F-wait", "{\"fake\":{\"tag\":\"wait\",\"hang_ms\":10000}}", "");
+    start_idle(5, 2, 20000, 2);
+    req = raw_post("F-wait", "{\"fake\":{\"tag\":\"wait\",\"hang_ms\":2500}}", "");
     fd = raw_connect(orp.port);
     raw_send(fd, req, strlen(req));
     free(req);
@@ -735,13 +746,16 @@ START_TEST(test_client_gone_while_waiting_for_upstream)
     close(fd);
     {
         double t0 = h_now();
-        cJSON *rec = fake_record("wait", "aborted");
-        cJSON_Delete(rec);
-        rec = fake_record("swait", "aborted");
+        cJSON *rec = fake_record("swait", "aborted");
         cJSON_Delete(rec);
         ck_assert_msg(h_now() - t0 < 4.0, "upstream dropped after %.2f s", h_now() - t0);
+        rec = fake_record("wait", "completed");
+        ck_assert_int_eq(rec_int(rec, "status"), 200);
+        ck_assert(!cJSON_IsTrue(cJSON_GetObjectItem(rec, "aborted")));
+        cJSON_Delete(rec);
     }
-    assert_row("F-wait", ROW, "0 1 cancelled client_cancelled none");
+    assert_row("F-wait", ROW, "0 1 cancelled client_cancelled upstream");
+    assert_row("F-wait", "cost_pusd", "123000000"); /* the fake's usage.cost, $0.000123 */
     assert_row("F-swait", ROW, "0 1 cancelled client_cancelled none");
     ck_assert_int_eq(h_fake_count(fake.port, "wait"), 1);
     ck_assert_int_eq(h_fake_count(fake.port, "swait"), 1);
@@ -778,9 +792,10 @@ START_TEST(test_client_gone_mid_stream)
 END_TEST
 
 /* An 8 MB JSON answer; the client (with a tiny receive buffer) reads the
- * header block and hangs up, so orproxy cannot finish sending it.  Row:
- * 200 (the status line went out), cancelled, client_cancelled; the cost is
- * still upstream's own (non-streamed requests are billed in full). */
+ * header block and hangs up, so orproxy cannot finish sending it.  Upstream
+ * had sent it all.  Row: 200 (the status line went out), cancelled,
+ * client_cancelled; the cost is still upstream's own (non-streamed requests
+ * are billed in full). */
 START_TEST(test_client_gone_mid_json_answer)
 {
     char *req, *got;
@@ -796,6 +811,12 @@ START_TEST(test_client_gone_mid_json_answer)
     free(got);
     close(fd);
     assert_row("F-midj", ROW, "200 1 cancelled client_cancelled upstream");
+    assert_row("F-midj", "cost_pusd", "123000000");
+    {
+        cJSON *rec = fake_record("midj", "completed");
+        ck_assert(!cJSON_IsTrue(cJSON_GetObjectItem(rec, "aborted")));
+        cJSON_Delete(rec);
+    }
     assert_serves();
 }
 END_TEST
