@@ -12,6 +12,7 @@
 #include <check.h>
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
@@ -126,23 +127,6 @@ static void raw_send(int fd, const char *data, size_t n)
         data += k;
         n -= (size_t)k;
     }
-}
-
-/* Sends up to n bytes of filler; stops quietly when the peer is gone.
- * Returns the bytes sent. */
-static size_t raw_send_filler(int fd, size_t n)
-{
-    static char chunk[65536];
-    size_t sent = 0;
-    memset(chunk, ' ', sizeof chunk);
-    while (sent < n) {
-        size_t k = n - sent < sizeof chunk ? n - sent : sizeof chunk;
-        ssize_t w = send(fd, chunk, k, MSG_NOSIGNAL);
-        if (w <= 0)
-            break;
-        sent += (size_t)w;
-    }
-    return sent;
 }
 
 /* Reads until the peer closes or timeout_ms pass (whatever came, malloc'd,
@@ -300,31 +284,54 @@ START_TEST(test_good_key_expect_continue_still_served)
 }
 END_TEST
 
-/* Eight keyless clients each pushing 12 MiB (the issue's reproduction): the
- * bodies are never read into memory, so orproxy's peak RSS grows by far less
- * than the 96 MiB they carry. */
+/* Eight keyless clients pushing their 12 MiB bodies at once (the issue's
+ * reproduction), all but the last byte so a daemon that buffers them holds
+ * all eight together: the bodies are never read into memory, so orproxy's
+ * peak RSS grows by far less than the 96 MiB they carry. */
 START_TEST(test_keyless_bodies_do_not_grow_memory)
 {
+    enum { N = 8 };
+    const size_t total = 12582912 - 1;
+    static char filler[65536];
+    int fds[N], done = 0;
+    size_t sent[N] = {0};
+    int over[N] = {0};
     start_keys();
-    int fds[8];
+    memset(filler, ' ', sizeof filler);
     long before = proc_kb(orp.pid, "VmHWM:");
     const char *req = "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
                       "Content-Type: application/json\r\nContent-Length: 12582912\r\n\r\n";
-    for (int i = 0; i < 8; i++) {
+    for (int i = 0; i < N; i++) {
         fds[i] = raw_connect(orp.port);
         raw_send(fds[i], req, strlen(req));
+        fcntl(fds[i], F_SETFL, fcntl(fds[i], F_GETFL) | O_NONBLOCK);
     }
-    for (int i = 0; i < 8; i++)
-        raw_send_filler(fds[i], 12582912);
-    for (int i = 0; i < 8; i++) {
-        int closed;
-        char *got = raw_read(fds[i], 3000 * SLOW, &closed);
-        /* The 401 may be lost to a reset when unread bytes were pending. */
-        ck_assert_msg(got[0] == '\0' || strncmp(got, "HTTP/1.1 401", 12) == 0, "got: %.200s", got);
-        free(got);
-        close(fds[i]);
+    /* Round robin until every body is sent or its connection is gone. */
+    double deadline = h_now() + 30 * SLOW;
+    while (done < N && h_now() < deadline) {
+        struct pollfd p[N];
+        for (int i = 0; i < N; i++)
+            p[i] = (struct pollfd){.fd = over[i] ? -1 : fds[i], .events = POLLOUT};
+        if (poll(p, N, 1000) <= 0)
+            continue;
+        for (int i = 0; i < N; i++) {
+            if (over[i] || !(p[i].revents & (POLLOUT | POLLERR | POLLHUP)))
+                continue;
+            size_t k = total - sent[i] < sizeof filler ? total - sent[i] : sizeof filler;
+            ssize_t w = send(fds[i], filler, k, MSG_NOSIGNAL);
+            if (w > 0)
+                sent[i] += (size_t)w;
+            if ((w < 0 && errno != EAGAIN) || sent[i] == total) {
+                over[i] = 1;
+                done++;
+            }
+        }
     }
+    ck_assert_msg(done == N, "bodies still being sent after 30 s");
+    usleep(300000);
     long after = proc_kb(orp.pid, "VmHWM:");
+    for (int i = 0; i < N; i++)
+        close(fds[i]);
     ck_assert_msg(before > 0 && after > 0, "no /proc figures");
     ck_assert_msg(after - before < 24 * 1024 * SLOW, "peak RSS grew by %ld KiB (from %ld KiB)",
                   after - before, before);
@@ -422,6 +429,7 @@ START_TEST(test_malformed_headers_refused_not_forwarded)
         {"no-host", NULL, 0},
     };
     const char *body = "{\"model\":\"m/x\"}";
+    char failed[2048] = "";
     start_conf(conf_none);
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char req[1024];
@@ -443,12 +451,17 @@ START_TEST(test_malformed_headers_refused_not_forwarded)
                      strlen(body), cases[i].hdrs, body);
         raw_send(fd, req, strlen(req));
         char *got = raw_read(fd, 3000 * SLOW, &closed);
-        ck_assert_msg(strncmp(got, "HTTP/1.1 400", 12) == 0, "%s: got %.200s", cases[i].name, got);
+        usleep(100000);
+        int forwarded = h_fake_count(fake.port, NULL);
+        /* Every case is tried; the failures are listed together. */
+        if (strncmp(got, "HTTP/1.1 400", 12) != 0 || forwarded != 0)
+            snprintf(failed + strlen(failed), sizeof failed - strlen(failed),
+                     " %s(%.12s, %d forwarded)", cases[i].name, got, forwarded);
+        h_fake_reset(fake.port);
         free(got);
         close(fd);
-        usleep(100000);
-        ck_assert_msg(h_fake_count(fake.port, NULL) == 0, "%s: forwarded upstream", cases[i].name);
     }
+    ck_assert_msg(failed[0] == '\0', "not refused with 400 / forwarded:%s", failed);
     /* A tab inside a value and an ordinary request still pass. */
     {
         const char *hdrs[] = {"X-Tab: a\tb", NULL};
@@ -491,8 +504,12 @@ START_TEST(test_foreign_credentials_not_forwarded)
     cJSON *rec = h_fake_wait(fake.port, "creds", NULL, 3000);
     ck_assert_ptr_nonnull(rec);
     cJSON *h = cJSON_GetObjectItem(rec, "headers");
+    char forwarded[256] = "";
     for (size_t i = 0; i < sizeof dropped / sizeof dropped[0]; i++)
-        ck_assert_msg(cJSON_GetObjectItem(h, dropped[i]) == NULL, "%s was forwarded", dropped[i]);
+        if (cJSON_GetObjectItem(h, dropped[i]) != NULL)
+            snprintf(forwarded + strlen(forwarded), sizeof forwarded - strlen(forwarded), " %s",
+                     dropped[i]);
+    ck_assert_msg(forwarded[0] == '\0', "forwarded:%s", forwarded);
     ck_assert_ptr_nonnull(cJSON_GetObjectItem(h, "x-keep"));
     char *text = cJSON_PrintUnformatted(rec);
     ck_assert_ptr_null(strstr(text, "secret"));
@@ -528,8 +545,7 @@ START_TEST(test_long_header_and_query_forwarded_whole)
     cJSON *rec = h_fake_wait(fake.port, "longhdr", NULL, 3000);
     ck_assert_ptr_nonnull(rec);
     cJSON *v = cJSON_GetObjectItem(cJSON_GetObjectItem(rec, "headers"), "x-long");
-    ck_assert_msg(cJSON_IsString(v), "x-long not forwarded");
-    ck_assert_uint_eq(strlen(v->valuestring), n);
+    size_t hlen = cJSON_IsString(v) ? strlen(v->valuestring) : 0;
     cJSON_Delete(rec);
 
     /* The query by raw socket: the harness's client cuts URLs at 2 KiB. */
@@ -551,8 +567,9 @@ START_TEST(test_long_header_and_query_forwarded_whole)
     ck_assert_int_eq(cJSON_GetArraySize(all), 1);
     cJSON *p = cJSON_GetObjectItem(cJSON_GetArrayItem(all, 0), "path");
     ck_assert_msg(cJSON_IsString(p), "no path recorded");
-    ck_assert_msg(strcmp(p->valuestring + strlen("/api/v1"), path + strlen("/v1")) == 0,
-                  "path forwarded: %zu bytes, sent %zu", strlen(p->valuestring), strlen(path));
+    ck_assert_msg(hlen == n && strcmp(p->valuestring + strlen("/api/v1"), path + strlen("/v1")) == 0,
+                  "forwarded: header value %zu of %zu bytes, path %zu of %zu bytes", hlen, n,
+                  strlen(p->valuestring) - strlen("/api"), strlen(path));
     cJSON_Delete(all);
     free(hdr);
     free(path);
