@@ -126,19 +126,20 @@ static struct request *request_new(struct worker *w, struct MHD_Connection *conn
 /* The total body memory is bounded: limits.max_body_bytes per request is not
  * enough when every connection may send one.  A request reserves what it
  * will buffer (its Content-Length up front, a chunked body as it arrives)
- * and gives it back when it is freed.  One maximal body always fits. */
+ * and gives it back when it is freed.  The cap is never below
+ * limits.max_body_bytes, so a maximal body fits when nothing else is held.
+ * 0 reserved, -1 it would not fit (nothing reserved). */
 static int body_charge(struct request *r, uint64_t n)
 {
     long long cap = r->cfg->limits_max_buffered_body_bytes;
-    long long now;
+    long long held = atomic_load(&body_buffered);
 
     if (cap < r->cfg->limits_max_body_bytes)
         cap = r->cfg->limits_max_body_bytes;
-    now = atomic_fetch_add(&body_buffered, (long long)n) + (long long)n;
-    if (now > cap) {
-        atomic_fetch_sub(&body_buffered, (long long)n);
-        return -1;
-    }
+    do {
+        if (n > (uint64_t)cap || held > cap - (long long)n)
+            return -1;
+    } while (!atomic_compare_exchange_weak(&body_buffered, &held, held + (long long)n));
     r->body_charged += n;
     return 0;
 }
@@ -594,7 +595,7 @@ static int is_tchar(unsigned char c)
 
 struct head_check {
     const char *bad;            /* why the request is refused, NULL while fine */
-    int n_length, n_host, chunked;
+    int n_length, n_host, has_te;
     size_t max_gap;             /* most blanks between a colon and its value */
 };
 
@@ -642,7 +643,7 @@ static enum MHD_Result check_header(void *cls, enum MHD_ValueKind kind, const ch
     } else if (strcasecmp(key, MHD_HTTP_HEADER_HOST) == 0) {
         hc->n_host++;
     } else if (strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING) == 0) {
-        hc->chunked = 1;
+        hc->has_te = 1;
     }
     return hc->bad == NULL ? MHD_YES : MHD_NO;
 }
@@ -662,7 +663,7 @@ static int check_head(struct request *r, const char *version)
     MHD_get_connection_values(r->conn, MHD_HEADER_KIND, check_header, &hc);
     if (hc.bad == NULL && hc.n_length > 1)
         hc.bad = "Content-Length appears more than once";
-    if (hc.bad == NULL && hc.n_length > 0 && hc.chunked)
+    if (hc.bad == NULL && hc.n_length > 0 && hc.has_te)
         hc.bad = "Content-Length and Transfer-Encoding together";
     if (hc.bad == NULL && hc.n_host > 1)
         hc.bad = "Host appears more than once";
@@ -921,7 +922,7 @@ void server_check_slow_clients(struct worker *w, int64_t now)
 static void set_busy(struct request *r)
 {
     set_local(r, 503, "server_busy",
-              "orproxy holds %lld bytes of request bodies already "
+              "orproxy already holds its limit of %lld bytes of request bodies "
               "(limits.max_buffered_body_bytes); retry shortly",
               r->cfg->limits_max_buffered_body_bytes);
     r->local_retry_after = 1;
