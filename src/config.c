@@ -95,6 +95,10 @@ static const struct setting settings[] = {
       "of retried"),
     L("limits.max_body_bytes", limits_max_body_bytes, 16777216LL, 1, 1073741824LL,
       "largest request body accepted (413 beyond)"),
+    L("limits.max_buffered_body_bytes", limits_max_buffered_body_bytes, 268435456LL, 65536,
+      1LL << 40,
+      "request body bytes held in memory at once, all connections together (503 beyond; one "
+      "body of limits.max_body_bytes always fits)"),
     I("limits.max_connections", limits_max_connections, 4096, 1, 1000000,
       "client connections open at once, all workers together", .flags = F_RESTART),
     I("limits.max_header_bytes", limits_max_header_bytes, 8192, 1024, 1048576,

@@ -63,6 +63,7 @@ struct orp_config {
     int retry_base_delay_ms;
     int retry_max_delay_ms;
     long long limits_max_body_bytes;
+    long long limits_max_buffered_body_bytes; /* limits.max_buffered_body_bytes */
     int limits_max_connections;
     int limits_max_header_bytes;   /* limits.max_header_bytes */
     int limits_client_timeout_s;

@@ -85,18 +85,69 @@ int log_is_json(void)
     return use_json;
 }
 
+/* Length (1 to 4) of the well-formed UTF-8 character at s, 0 if s does not
+ * start one.  Messages may quote what a client sent, and neither a JSON log
+ * nor a terminal should get invalid UTF-8 from it.  Stops at the NUL: it is
+ * never a continuation byte. */
+static size_t utf8_len(const unsigned char *s)
+{
+    unsigned char lo = 0x80, hi = 0xbf;
+    size_t n;
+
+    if (s[0] < 0x80)
+        return 1;
+    if (s[0] >= 0xc2 && s[0] <= 0xdf)
+        n = 2;
+    else if (s[0] >= 0xe0 && s[0] <= 0xef)
+        n = 3, lo = s[0] == 0xe0 ? 0xa0 : 0x80, hi = s[0] == 0xed ? 0x9f : 0xbf;
+    else if (s[0] >= 0xf0 && s[0] <= 0xf4)
+        n = 4, lo = s[0] == 0xf0 ? 0x90 : 0x80, hi = s[0] == 0xf4 ? 0x8f : 0xbf;
+    else
+        return 0;
+    if (s[1] < lo || s[1] > hi)
+        return 0;
+    for (size_t i = 2; i < n; i++)
+        if (s[i] < 0x80 || s[i] > 0xbf)
+            return 0;
+    return n;
+}
+
 static void json_escape_into(char *out, size_t cap, size_t *pos, const char *s)
 {
-    for (; *s != '\0' && *pos + 7 < cap; s++) {
+    while (*s != '\0' && *pos + 7 < cap) {
         unsigned char c = (unsigned char)*s;
+        size_t n = utf8_len((const unsigned char *)s);
         if (c == '"' || c == '\\') {
             out[(*pos)++] = '\\';
             out[(*pos)++] = (char)c;
-        } else if (c < 0x20) {
+        } else if (c < 0x20 || c == 0x7f) {
             *pos += (size_t)snprintf(out + *pos, cap - *pos, "\\u%04x", c);
+        } else if (n == 0) {
+            memcpy(out + *pos, "\\ufffd", 6); /* U+FFFD for a byte that is not UTF-8 */
+            *pos += 6;
         } else {
-            out[(*pos)++] = (char)c;
+            memcpy(out + *pos, s, n);
+            *pos += n;
+            s += n;
+            continue;
         }
+        s++;
+    }
+}
+
+/* The text format: control bytes and bytes that are not UTF-8 become '?', so
+ * a line can neither fake another line nor send escape sequences to a
+ * terminal. */
+static void text_sanitize(char *s)
+{
+    while (*s != '\0') {
+        unsigned char c = (unsigned char)*s;
+        size_t n = utf8_len((const unsigned char *)s);
+        if (c < 0x20 || c == 0x7f || n == 0) {
+            *s++ = '?';
+            continue;
+        }
+        s += n;
     }
 }
 
@@ -126,6 +177,7 @@ static void log_emit(enum log_level lvl, const char *fmt, va_list ap)
         line[pos++] = '"';
         line[pos++] = '}';
     } else {
+        text_sanitize(msg);
         if (!use_prefix) {
             /* The stamp changes once a second: format it once a second. */
             static _Thread_local time_t stamp_at = -1;

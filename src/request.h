@@ -43,6 +43,7 @@ struct request {
     /* client side */
     buf_t body;                 /* request body as received */
     uint64_t body_seen;         /* body bytes received, kept or not */
+    uint64_t body_charged;      /* body bytes reserved against the process-wide cap */
     unsigned local_status;      /* != 0: answer this local error */
     const char *local_code;
     char *local_msg;

@@ -29,9 +29,11 @@
 #include <inttypes.h>
 #include <poll.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
 
@@ -50,6 +52,9 @@
 #define STREAM_BLOCK 1024        /* MHD's per-response buffer for streams */
 #define UNPAUSE_BELOW (64 * 1024)
 #define DRAIN_SLACK (1024 * 1024) /* over-limit body bytes read before hanging up */
+
+/* Request body bytes held by all workers together (see body_charge). */
+static _Atomic long long body_buffered;
 
 static void set_local(struct request *r, unsigned status, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
@@ -81,6 +86,19 @@ static int sane_request_id(const char *s)
     return n > 0;
 }
 
+/* Model names and methods come from clients: log them only as a safe token. */
+static void log_token(char *dst, size_t cap, const char *s)
+{
+    size_t i = 0;
+    if (s == NULL)
+        s = "-";
+    for (; *s != '\0' && i + 1 < cap; s++) {
+        unsigned char c = (unsigned char)*s;
+        dst[i++] = (isgraph(c) && c != '"' && c != '\\' && c != '=') ? (char)c : '?';
+    }
+    dst[i] = '\0';
+}
+
 static struct request *request_new(struct worker *w, struct MHD_Connection *conn, const char *method)
 {
     struct request *r = calloc(1, sizeof *r);
@@ -98,7 +116,7 @@ static struct request *request_new(struct worker *w, struct MHD_Connection *conn
         clock_gettime(CLOCK_REALTIME, &ts);
         r->t_wall_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
     }
-    snprintf(r->method, sizeof r->method, "%s", method);
+    log_token(r->method, sizeof r->method, method); /* logged and quoted in errors */
     rid = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Request-Id");
     if (sane_request_id(rid))
         snprintf(r->id, sizeof r->id, "%s", rid);
@@ -123,6 +141,34 @@ static void free_models(struct request *r)
     r->n_models = 0;
 }
 
+/* The total body memory is bounded: limits.max_body_bytes per request is not
+ * enough when every connection may send one.  A request reserves what it
+ * will buffer (its Content-Length up front, a chunked body as it arrives)
+ * and gives it back when it is freed.  The cap is never below
+ * limits.max_body_bytes, so a maximal body fits when nothing else is held.
+ * 0 reserved, -1 it would not fit (nothing reserved). */
+static int body_charge(struct request *r, uint64_t n)
+{
+    long long cap = r->cfg->limits_max_buffered_body_bytes;
+    long long held = atomic_load(&body_buffered);
+
+    if (cap < r->cfg->limits_max_body_bytes)
+        cap = r->cfg->limits_max_body_bytes;
+    do {
+        if (n > (uint64_t)cap || held > cap - (long long)n)
+            return -1;
+    } while (!atomic_compare_exchange_weak(&body_buffered, &held, held + (long long)n));
+    r->body_charged += n;
+    return 0;
+}
+
+static void body_uncharge(struct request *r)
+{
+    if (r->body_charged > 0)
+        atomic_fetch_sub(&body_buffered, (long long)r->body_charged);
+    r->body_charged = 0;
+}
+
 void request_maybe_free(struct request *r)
 {
     struct worker *w = r->w;
@@ -142,6 +188,7 @@ void request_maybe_free(struct request *r)
     if (r->streaming)
         metrics_streams(-1);
     upstream_free(r);
+    body_uncharge(r);
     buf_free(&r->body);
     buf_free(&r->out);
     usage_info_free(&r->ui);
@@ -156,19 +203,6 @@ void request_maybe_free(struct request *r)
     }
     config_release(r->cfg);
     free(r);
-}
-
-/* Model names come from clients: log them only as a safe token. */
-static void log_token(char *dst, size_t cap, const char *s)
-{
-    size_t i = 0;
-    if (s == NULL)
-        s = "-";
-    for (; *s != '\0' && i + 1 < cap; s++) {
-        unsigned char c = (unsigned char)*s;
-        dst[i++] = (isgraph(c) && c != '"' && c != '\\' && c != '=') ? (char)c : '?';
-    }
-    dst[i] = '\0';
 }
 
 static const char *outcome(const struct request *r)
@@ -602,6 +636,138 @@ static const char *pick_upstream_key(struct request *r)
     return cfg->upstream_key;
 }
 
+/* RFC 9110 5.6.2: a header name is a token. */
+static int is_tchar(unsigned char c)
+{
+    return isalnum(c) || (c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL);
+}
+
+struct head_check {
+    const char *bad;            /* why the request is refused, NULL while fine */
+    int n_length, n_host, has_te;
+    size_t max_gap;             /* most blanks between a colon and its value */
+};
+
+/* libmicrohttpd 0.9.75 glues an obsolete folded line ("Foo: a" CRLF " b")
+ * onto the header's name ("Foob: a"), which no look at the name or value can
+ * tell from a real "Foob" header.  But a header parsed from one line lies in
+ * the read buffer as it came: the name, the NUL that replaced the colon,
+ * blanks, the value.  A glued name was copied elsewhere in the connection's
+ * memory pool, so its value is not right behind it. */
+static int parsed_from_one_line(const char *key, const char *value, size_t max_gap)
+{
+    size_t klen = strlen(key);
+    uintptr_t end = (uintptr_t)key + klen + 1, v = (uintptr_t)value;
+
+    if (v < end || v - end > max_gap)
+        return 0;
+    for (const char *p = key + klen + 1; p < value; p++)
+        if (*p != ' ' && *p != '\t')
+            return 0;
+    return 1;
+}
+
+static enum MHD_Result check_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                    const char *value)
+{
+    struct head_check *hc = cls;
+    (void)kind;
+
+    if (key[0] == '\0')
+        hc->bad = "a request header has an empty name";
+    if (hc->bad == NULL && value != NULL && !parsed_from_one_line(key, value, hc->max_gap))
+        hc->bad = "a request header is folded over several lines (obsolete, RFC 9112 5.2)";
+    for (const char *p = key; hc->bad == NULL && *p != '\0'; p++)
+        if (!is_tchar((unsigned char)*p))
+            hc->bad = "a request header name is not a token (RFC 9110): no spaces, no control bytes";
+    for (const char *p = value ? value : ""; hc->bad == NULL && *p != '\0'; p++) {
+        unsigned char c = (unsigned char)*p;
+        if ((c < 0x20 && c != '\t') || c == 0x7f)
+            hc->bad = "a request header value holds a control byte (CR, LF, NUL, ...)";
+    }
+    if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0) {
+        hc->n_length++;
+        if (value == NULL || value[0] == '\0' || strspn(value, "0123456789") != strlen(value))
+            hc->bad = "Content-Length must be a decimal number";
+    } else if (strcasecmp(key, MHD_HTTP_HEADER_HOST) == 0) {
+        hc->n_host++;
+    } else if (strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING) == 0) {
+        hc->has_te = 1;
+    }
+    return hc->bad == NULL ? MHD_YES : MHD_NO;
+}
+
+/* libmicrohttpd passes on what it cannot frame safely: header names with
+ * blanks or folded lines glued on, bare CR inside values, several
+ * Content-Lengths (the first wins and the rest of the body would be read as
+ * the next request), Content-Length beside chunked.  Anything upstream or a
+ * later hop could read differently is refused here, before the body, and
+ * never forwarded.  0 fine, -1 refused (400 set). */
+static int check_head(struct request *r, const char *version)
+{
+    struct head_check hc;
+
+    memset(&hc, 0, sizeof hc);
+    hc.max_gap = (size_t)r->cfg->limits_max_header_bytes + 4096;
+    MHD_get_connection_values(r->conn, MHD_HEADER_KIND, check_header, &hc);
+    if (hc.bad == NULL && hc.n_length > 1)
+        hc.bad = "Content-Length appears more than once";
+    if (hc.bad == NULL && hc.n_length > 0 && hc.has_te)
+        hc.bad = "Content-Length and Transfer-Encoding together";
+    if (hc.bad == NULL && hc.n_host > 1)
+        hc.bad = "Host appears more than once";
+    if (hc.bad == NULL && hc.n_host == 0 && strcmp(version, MHD_HTTP_VERSION_1_1) == 0)
+        hc.bad = "an HTTP/1.1 request needs a Host header";
+    if (hc.bad == NULL)
+        return 0;
+    set_local(r, 400, "invalid_request", "%s", hc.bad);
+    return -1;
+}
+
+/* Who is asking, from the headers alone, before a body byte is read: a
+ * stranger is answered 401 at once (no "100 Continue"), so it cannot make
+ * orproxy buffer anything.  The client and its upstream key are kept for
+ * dispatch().  0 fine, -1 refused (the answer is set). */
+static int identify_client(struct request *r)
+{
+    const struct orp_config *cfg = r->cfg;
+    enum route_kind kind = r->route->kind;
+    struct access_denial d;
+    const char *key;
+
+    if (kind == ROUTE_HEALTHZ || kind == ROUTE_READYZ)
+        return 0;
+    memset(&d, 0, sizeof d);
+    r->client = access_identify(cfg, MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
+                                                                  "Authorization"), &d);
+    if (r->client == -2) {
+        r->client = -1;
+        set_local(r, d.status, d.code, "%s", d.message);
+        r->local_retry_after = d.retry_after_s;
+        return -1;
+    }
+    if (kind == ROUTE_METRICS && r->client >= 0 && !cfg->clients[r->client].admin) {
+        set_local(r, 403, "admin_only", "metrics need an admin client key");
+        return -1;
+    }
+    if (kind != ROUTE_UPSTREAM)
+        return 0;
+    key = pick_upstream_key(r);
+    if (key == NULL) {
+        set_local(r, 500, "no_upstream_key",
+                  "orproxy has no upstream API key configured: set the %s environment variable "
+                  "or upstream.api_key_file",
+                  cfg->upstream_api_key_env);
+        return -1;
+    }
+    r->up_key = strdup(key);
+    if (r->up_key == NULL) {
+        set_local(r, 500, "out_of_memory", "orproxy is out of memory");
+        return -1;
+    }
+    return 0;
+}
+
 static int defaults_any(const struct orp_defaults *d)
 {
     return d->model != NULL || d->system_prompt != NULL || d->has_temperature || d->has_top_p ||
@@ -701,7 +867,6 @@ static enum MHD_Result dispatch(struct request *r)
 {
     const struct orp_config *cfg = r->cfg;
     struct access_denial d;
-    const char *key;
     long long est_tokens;
     int64_t est_pusd;
 
@@ -715,34 +880,17 @@ static enum MHD_Result dispatch(struct request *r)
     if (r->route->kind == ROUTE_READYZ)
         return answer_readyz(r);
 
-    r->client = access_identify(cfg, MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
-                                                                  "Authorization"), &d);
-    if (r->client == -2) {
-        r->client = -1;
-        return deny(r, &d);
-    }
-    if (r->route->kind == ROUTE_METRICS || r->route->kind == ROUTE_USAGE) {
+    /* The client (and its upstream key) were decided from the headers, before
+     * the body: identify_client().  A refused one never gets here. */
+    if (r->route->kind == ROUTE_METRICS)
+        return answer_metrics(r);
+    if (r->route->kind == ROUTE_USAGE) {
         int admin = r->client < 0 || cfg->clients[r->client].admin;
-        if (r->route->kind == ROUTE_METRICS && !admin) {
-            set_local(r, 403, "admin_only", "metrics need an admin client key");
-            return queue_local(r);
-        }
-        if (r->route->kind == ROUTE_METRICS)
-            return answer_metrics(r);
         return answer_usage(r, admin ? NULL : cfg->clients[r->client].name);
     }
     if (r->route->kind == ROUTE_KEY)
         return queue_json(r, 200, access_key_json(cfg, r->client), "application/json");
 
-    key = pick_upstream_key(r);
-    if (key == NULL) {
-        set_local(r, 500, "no_upstream_key",
-                  "orproxy has no upstream API key configured: set the %s environment variable "
-                  "or upstream.api_key_file",
-                  cfg->upstream_api_key_env);
-        return queue_local(r);
-    }
-    r->up_key = strdup(key);
     if (r->route->json_body) {
         parse_body(r);
         if (r->local_status == 0)
@@ -842,6 +990,21 @@ void server_check_slow_clients(struct worker *w, int64_t now)
     }
 }
 
+static void set_busy(struct request *r)
+{
+    set_local(r, 503, "server_busy",
+              "orproxy already holds its limit of %lld bytes of request bodies "
+              "(limits.max_buffered_body_bytes); retry shortly",
+              r->cfg->limits_max_buffered_body_bytes);
+    r->local_retry_after = 1;
+}
+
+static enum MHD_Result busy(struct request *r)
+{
+    set_busy(r);
+    return queue_local(r);
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_data_size, void **con_cls)
@@ -849,7 +1012,6 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     struct worker *w = cls;
     struct request *r = *con_cls;
     const struct orp_config *cfg;
-    (void)version;
 
     if (r == NULL) {
         const char *cl;
@@ -869,13 +1031,22 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             set_local(r, 404, "not_found", "no such endpoint");
             break;
         }
+        /* Everything refused here is refused before a body byte is read and
+         * before any "100 Continue": MHD discards the body and closes the
+         * connection after the answer. */
+        if (check_head(r, version) < 0)
+            return queue_local(r);
         cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
         if (cl != NULL && strtoull(cl, NULL, 10) > (unsigned long long)cfg->limits_max_body_bytes) {
-            /* Refuse before reading it; MHD closes the connection after. */
             set_local(r, 413, "body_too_large", "request body is larger than %lld bytes",
                       cfg->limits_max_body_bytes);
             return queue_local(r);
         }
+        if (r->local_status == 0 && identify_client(r) < 0)
+            return queue_local(r);
+        if (r->local_status == 0 && r->route->json_body && cl != NULL &&
+            body_charge(r, strtoull(cl, NULL, 10)) < 0)
+            return busy(r);
         return MHD_YES;
     }
 
@@ -896,9 +1067,19 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                 set_local(r, 413, "body_too_large", "request body is larger than %lld bytes",
                           cfg->limits_max_body_bytes);
                 buf_free(&r->body);
+                body_uncharge(r);
             }
             if (r->body_seen > (uint64_t)cfg->limits_max_body_bytes * 2 + DRAIN_SLACK)
                 return MHD_NO;
+            return MHD_YES;
+        }
+        if (r->local_status == 0 && r->route->json_body && r->body_seen > r->body_charged &&
+            body_charge(r, r->body_seen - r->body_charged) < 0) {
+            /* A chunked body over the total: stop keeping it, read the rest
+             * (a response queued mid-upload is never sent) and answer 503. */
+            set_busy(r);
+            buf_free(&r->body);
+            body_uncharge(r);
             return MHD_YES;
         }
         if (r->local_status == 0 && r->route->json_body && buf_append(&r->body, upload_data, n) < 0) {
@@ -1022,6 +1203,10 @@ int server_start(struct worker *w)
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)cfg->limits_max_header_bytes + 4096,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, w, MHD_OPTION_NOTIFY_CONNECTION, on_connection, w,
         MHD_OPTION_EXTERNAL_LOGGER, mhd_log, w,
+        /* -1 is the level that answers 400 to a blank before a header's colon
+         * (0.9.75 has that test reversed); 1 would close the connection
+         * without a word on a space in the URI.  check_head() does the rest. */
+        MHD_OPTION_STRICT_FOR_CLIENT, (int)-1,
         MHD_OPTION_END);
     if (w->mhd == NULL) {
         log_error("worker %d: cannot start the HTTP server", w->id);

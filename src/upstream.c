@@ -38,12 +38,14 @@
 #define MAX_EVENT_BYTES (16 * 1024 * 1024) /* one SSE event larger than this is refused */
 
 /* Request headers never forwarded: hop-by-hop (RFC 9110 7.6.1), ones curl
- * or we set ourselves, and the client's credentials. */
+ * or we set ourselves, and credentials meant for someone else than
+ * OpenRouter: the client's own (for orproxy), other APIs' key headers (an
+ * Anthropic SDK sends x-api-key), cookies, and every Proxy-* header (see
+ * copy_client_header). */
 static const char *const drop_request_headers[] = {
-    "authorization", "host", "connection", "keep-alive", "proxy-authorization",
-    "proxy-authenticate", "proxy-connection", "te", "trailer", "transfer-encoding",
+    "authorization", "host", "connection", "keep-alive", "te", "trailer", "transfer-encoding",
     "upgrade", "content-length", "expect", "accept-encoding", "x-request-id",
-    "x-openrouter-key", NULL};
+    "x-openrouter-key", "x-api-key", "api-key", "cookie", NULL};
 
 /* Response headers not relayed: hop-by-hop, framing MHD redoes, and
  * cookies (one upstream account is shared by every local app). */
@@ -66,13 +68,20 @@ struct hdr_acc {
     int failed;
 };
 
+/* Sized to the header: a long value is forwarded whole or not at all
+ * (MHD's memory limit, limits.max_header_bytes, bounds it with a 431). */
 static void add_header(struct hdr_acc *acc, const char *name, const char *value)
 {
-    char line[8192];
-    struct curl_slist *n;
+    size_t cap = strlen(name) + strlen(value) + 3;
+    char *line = malloc(cap);
+    struct curl_slist *n = NULL;
 
-    snprintf(line, sizeof line, "%s: %s", name, value);
-    n = curl_slist_append(acc->list, line);
+    if (line != NULL) {
+        snprintf(line, cap, "%s: %s", name, value);
+        n = curl_slist_append(acc->list, line);
+        explicit_bzero(line, cap); /* it may be the Authorization line */
+        free(line);
+    }
     if (n == NULL)
         acc->failed = 1;
     else
@@ -87,7 +96,8 @@ static enum MHD_Result copy_client_header(void *cls, enum MHD_ValueKind kind, co
     const char *conn_hdr;
     (void)kind;
 
-    if (value == NULL || in_list(drop_request_headers, key, strlen(key)))
+    if (value == NULL || in_list(drop_request_headers, key, strlen(key)) ||
+        strncasecmp(key, "proxy-", 6) == 0)
         return MHD_YES;
     if ((cfg->upstream_referer[0] != '\0' && strcasecmp(key, "HTTP-Referer") == 0) ||
         (cfg->upstream_title[0] != '\0' && strcasecmp(key, "X-Title") == 0))
@@ -114,11 +124,15 @@ static struct curl_slist *build_headers(struct request *r)
 {
     const struct orp_config *cfg = r->cfg;
     struct hdr_acc acc = {r, NULL, 0};
-    char auth[4096];
+    size_t cap = strlen(r->up_key) + 8;
+    char *auth = malloc(cap);
 
-    snprintf(auth, sizeof auth, "Bearer %s", r->up_key);
+    if (auth == NULL)
+        return NULL;
+    snprintf(auth, cap, "Bearer %s", r->up_key);
     add_header(&acc, "Authorization", auth);
-    explicit_bzero(auth, sizeof auth);
+    explicit_bzero(auth, cap);
+    free(auth);
     MHD_get_connection_values(r->conn, MHD_HEADER_KIND, copy_client_header, &acc);
     if (r->route->json_body &&
         MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Content-Type") == NULL)
@@ -328,16 +342,25 @@ static int on_prereq(void *ud, char *conn_primary_ip, char *conn_local_ip, int c
 static int setup_easy(struct request *r)
 {
     const struct orp_config *cfg = r->cfg;
-    char url[8192];
+    const char *query = r->url_query ? r->url_query : "";
+    size_t cap = strlen(cfg->upstream_base_url) + strlen(r->route->tail) + strlen(query) + 1;
+    char *url = malloc(cap); /* sized: a long query goes whole or not at all */
     CURL *e;
+    CURLcode set;
 
-    snprintf(url, sizeof url, "%s%s%s", cfg->upstream_base_url, r->route->tail,
-             r->url_query ? r->url_query : "");
+    if (url == NULL)
+        return -1;
+    snprintf(url, cap, "%s%s%s", cfg->upstream_base_url, r->route->tail, query);
     r->up_headers = build_headers(r);
     e = r->easy = loop_easy_get(r->w);
-    if (e == NULL || r->up_headers == NULL)
+    if (e == NULL || r->up_headers == NULL) {
+        free(url);
         return -1;
-    curl_easy_setopt(e, CURLOPT_URL, url);
+    }
+    set = curl_easy_setopt(e, CURLOPT_URL, url); /* curl copies it */
+    free(url);
+    if (set != CURLE_OK)
+        return -1;
     curl_easy_setopt(e, CURLOPT_PRIVATE, r);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->up_headers);
     if (strcmp(r->route->method, "POST") == 0) {
