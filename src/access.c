@@ -18,6 +18,7 @@
 #include "keys.h"
 #include "policy.h"
 #include "pricing.h"
+#include "util.h"
 
 struct state {
     char name[64];
@@ -31,13 +32,6 @@ static struct {
     struct state *v;
     size_t n, cap;
 } S = {.mu = PTHREAD_MUTEX_INITIALIZER};
-
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* Caller holds S.mu. */
 static struct state *state_for(const char *name)
@@ -202,7 +196,7 @@ int access_admit(const struct orp_config *cfg, int client, long long est_tokens,
 {
     const struct orp_limits *lim;
     struct state *glob, *cst = NULL;
-    int64_t now = wall_ms();
+    int64_t now = util_wall_ms();
     char who[96];
 
     memset(g, 0, sizeof *g);
@@ -244,7 +238,7 @@ int access_admit(const struct orp_config *cfg, int client, long long est_tokens,
 void access_release(const struct orp_config *cfg, struct access_grant *g, long long tokens,
                     int64_t cost_pusd)
 {
-    int64_t now = wall_ms();
+    int64_t now = util_wall_ms();
     struct state *st;
 
     if (!g->admitted)
@@ -260,7 +254,7 @@ void access_release(const struct orp_config *cfg, struct access_grant *g, long l
 
 void access_adjust_spend(const char *client, int64_t booked_ms, int64_t delta_pusd)
 {
-    int64_t now = wall_ms();
+    int64_t now = util_wall_ms();
     struct state *st;
 
     if (delta_pusd == 0)
@@ -279,7 +273,7 @@ void access_adjust_spend(const char *client, int64_t booked_ms, int64_t delta_pu
 
 void access_seed_spend(const char *client, int64_t day_pusd, int64_t month_pusd)
 {
-    int64_t now = wall_ms();
+    int64_t now = util_wall_ms();
     struct state *st;
     pthread_mutex_lock(&S.mu);
     st = state_for(client ? client : "");
@@ -306,7 +300,7 @@ char *access_key_json(const struct orp_config *cfg, int client)
     const struct orp_client *c = client >= 0 ? &cfg->clients[client] : NULL;
     const struct orp_limits *lim = c ? &c->limits : &cfg->limits;
     cJSON *root = cJSON_CreateObject(), *data = cJSON_AddObjectToObject(root, "data");
-    int64_t now = wall_ms(), day = 0, month = 0, reserved = 0;
+    int64_t now = util_wall_ms(), day = 0, month = 0, reserved = 0;
     int concurrent = 0;
     struct state *st;
     char *out;

@@ -32,6 +32,7 @@
 #include "ledger.h"
 #include "log.h"
 #include "pricing.h"
+#include "util.h"
 
 #define RECONCILE_MAX 4096
 static const int reconcile_delays_s[] = {2, 5, 10, 20, 30}; /* ~67 s in all */
@@ -74,13 +75,6 @@ static void rec_item_free(struct rec_item *it)
     }
     free(it->client);
     free(it);
-}
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static size_t collect(char *p, size_t size, size_t n, void *ud)
@@ -143,7 +137,7 @@ static void refresh_prices(const struct orp_config *cfg)
     if (st != 200) {
         log_warn("pricing: GET /models failed (status %ld); keeping %zu cached prices", st,
                  pricing_current_size());
-        H.next_refresh_ms = now_ms() + 60000;
+        H.next_refresh_ms = util_wall_ms() + 60000;
         buf_free(&b);
         return;
     }
@@ -151,7 +145,7 @@ static void refresh_prices(const struct orp_config *cfg)
     buf_free(&b);
     if (t == NULL) {
         log_warn("pricing: bad /models answer: %s", err);
-        H.next_refresh_ms = now_ms() + 60000;
+        H.next_refresh_ms = util_wall_ms() + 60000;
         return;
     }
     if (pricing_table_save(t, H.cache_path) < 0)
@@ -159,7 +153,7 @@ static void refresh_prices(const struct orp_config *cfg)
     log_info("pricing: %zu model prices loaded from upstream", pricing_table_size(t));
     pricing_set_current(t);
     H.price_loaded = 1;
-    H.next_refresh_ms = now_ms() + (int64_t)cfg->pricing_refresh_s * 1000;
+    H.next_refresh_ms = util_wall_ms() + (int64_t)cfg->pricing_refresh_s * 1000;
 }
 
 /* 1: answered, 2: given up, 0: try again later. */
@@ -204,7 +198,7 @@ static void *hk_main(void *arg)
     (void)arg;
     pthread_mutex_lock(&H.mu);
     while (!H.stopping) {
-        int64_t now = now_ms(), next = H.next_refresh_ms;
+        int64_t now = util_wall_ms(), next = H.next_refresh_ms;
         struct rec_item **pp, *it;
 
         if (H.cfg->upstream_key != NULL && now >= H.next_refresh_ms) {
@@ -235,13 +229,13 @@ static void *hk_main(void *arg)
                 if (done || H.stopping) {
                     rec_item_free(it);
                 } else {
-                    it->due_ms = now_ms() + reconcile_delays_s[it->tries] * 1000;
+                    it->due_ms = util_wall_ms() + reconcile_delays_s[it->tries] * 1000;
                     it->next = H.items;
                     H.items = it;
                     H.n_items++;
                 }
                 pp = &H.items; /* the list changed while unlocked */
-                now = now_ms();
+                now = util_wall_ms();
                 continue;
             }
             if (it->due_ms < next)
@@ -250,15 +244,12 @@ static void *hk_main(void *arg)
         }
         {
             struct timespec ts;
-            int64_t wait = next - now_ms();
+            int64_t wait = next - util_wall_ms();
             if (wait < 10)
                 wait = 10;
             if (wait > 1000)
                 wait = 1000;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            ts.tv_nsec += (long)(wait % 1000) * 1000000L;
-            ts.tv_sec += wait / 1000 + ts.tv_nsec / 1000000000L;
-            ts.tv_nsec %= 1000000000L;
+            ts = util_wall_after_ms(wait);
             pthread_cond_timedwait(&H.cv, &H.mu, &ts);
         }
     }
@@ -320,7 +311,7 @@ void housekeeping_reconcile(const char *gen_id, const char *client, int64_t book
         rec_item_free(it);
         return;
     }
-    it->due_ms = now_ms() + reconcile_delays_s[0] * 1000;
+    it->due_ms = util_wall_ms() + reconcile_delays_s[0] * 1000;
     pthread_mutex_lock(&H.mu);
     if (!H.running || H.n_items >= RECONCILE_MAX) {
         H.st.dropped++;

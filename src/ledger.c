@@ -32,6 +32,7 @@
 #include "config.h"
 #include "log.h"
 #include "pricing.h"
+#include "util.h"
 
 #define BATCH_WAKE 256 /* wake the writer early once this many are queued */
 #define RETRY_MIN_MS 50 /* first backoff after a failed batch */
@@ -322,26 +323,6 @@ static void free_list(struct item *list)
     }
 }
 
-/* Absolute CLOCK_REALTIME time ms from now, for pthread_cond_timedwait. */
-static struct timespec deadline_in(int ms)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
-    ts.tv_sec += ms / 1000 + ts.tv_nsec / 1000000000L;
-    ts.tv_nsec %= 1000000000L;
-    return ts;
-}
-
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Called with L.mu held.  Puts a batch that could not be written back at
  * the head of the FIFO, ahead of anything submitted since, so rows keep
  * their order. */
@@ -374,15 +355,15 @@ static void *writer_main(void *arg)
         if (backoff_ms > 0) {
             /* Sleep out the whole backoff: neither new records nor
              * ledger_close() cut it short (close bounds its retries below). */
-            struct timespec ts = deadline_in(backoff_ms);
+            struct timespec ts = util_wall_after_ms(backoff_ms);
             while (pthread_cond_timedwait(&L.cv, &L.mu, &ts) == 0)
                 ;
         } else if (L.count < BATCH_WAKE && !L.stopping) {
-            struct timespec ts = deadline_in(L.flush_ms);
+            struct timespec ts = util_wall_after_ms(L.flush_ms);
             pthread_cond_timedwait(&L.cv, &L.mu, &ts);
         }
         if (L.stopping && give_up_ms == 0)
-            give_up_ms = mono_ms() + CLOSE_RETRY_MS;
+            give_up_ms = util_mono_ms() + CLOSE_RETRY_MS;
         list = L.head;
         n = L.count;
         L.head = L.tail = NULL;
@@ -400,7 +381,7 @@ static void *writer_main(void *arg)
             backoff_ms = backoff_ms == 0 ? RETRY_MIN_MS
                          : backoff_ms >= RETRY_MAX_MS / 2 ? RETRY_MAX_MS
                                                           : backoff_ms * 2;
-            if (give_up_ms != 0 && mono_ms() >= give_up_ms) {
+            if (give_up_ms != 0 && util_mono_ms() >= give_up_ms) {
                 atomic_fetch_add(&L.dropped, n);
                 log_error("ledger: still cannot write at shutdown, %zu records dropped "
                           "(counted in orproxy_ledger_dropped_total)",

@@ -26,6 +26,7 @@
 #include "log.h"
 #include "server.h"
 #include "upstream.h"
+#include "util.h"
 
 enum { EV_MHD = 1, EV_WAKE, EV_CURL };
 
@@ -34,14 +35,12 @@ static void watchdog(struct worker *w, int64_t now);
 
 int64_t loop_now_ns(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+    return util_mono_ns();
 }
 
 int64_t loop_now_ms(void)
 {
-    return loop_now_ns() / 1000000;
+    return util_mono_ms();
 }
 
 uint64_t loop_rand(struct worker *w)

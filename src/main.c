@@ -35,6 +35,7 @@
 #include "metrics.h"
 #include "pricing.h"
 #include "report.h"
+#include "util.h"
 
 #ifndef ORP_VERSION
 #define ORP_VERSION "0.1"
@@ -77,14 +78,12 @@ static int usage_cmd(int argc, char **argv)
     enum report_format fmt = REPORT_TABLE;
     struct orp_config cfg;
     char err[1024];
-    struct timespec ts;
     int64_t now;
     int c, rc;
 
     memset(&q, 0, sizeof q);
     q.by = REPORT_BY_MODEL;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    now = util_wall_ms();
     optind = 1;
     while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
         switch (c) {

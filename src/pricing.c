@@ -8,6 +8,7 @@
  * the read side for one binary search, a replacement holds the write side
  * only to swap the pointer and frees the old table after unlocking. */
 #include "pricing.h"
+#include "util.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -57,20 +58,6 @@ static const struct {
 static int64_t *price_field(struct price *p, size_t i)
 {
     return (int64_t *)(void *)((char *)p + price_fields[i].off);
-}
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (err == NULL || errlen == 0)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
 }
 
 /* ---- exact decimals ---------------------------------------------------- */
@@ -296,17 +283,17 @@ struct price_table *pricing_table_from_models_json(const char *json, size_t len,
     size_t cap, w;
 
     if (json == NULL || (root = cJSON_ParseWithLength(json, len)) == NULL) {
-        set_err(err, errlen, "not valid JSON");
+        util_set_err(err, errlen, "not valid JSON");
         goto fail;
     }
     data = cJSON_GetObjectItemCaseSensitive(root, "data");
     if (!cJSON_IsArray(data)) {
-        set_err(err, errlen, "no \"data\" array");
+        util_set_err(err, errlen, "no \"data\" array");
         goto fail;
     }
     cap = (size_t)cJSON_GetArraySize(data);
     if ((t = calloc(1, sizeof *t)) == NULL || (t->v = calloc(cap ? cap : 1, sizeof *t->v)) == NULL) {
-        set_err(err, errlen, "out of memory");
+        util_set_err(err, errlen, "out of memory");
         goto fail;
     }
     cJSON_ArrayForEach(m, data)
@@ -318,7 +305,7 @@ struct price_table *pricing_table_from_models_json(const char *json, size_t len,
             continue;
         e = &t->v[t->n];
         if ((e->id = strdup(id->valuestring)) == NULL) {
-            set_err(err, errlen, "out of memory");
+            util_set_err(err, errlen, "out of memory");
             goto fail;
         }
         e->order = t->n++;
@@ -519,15 +506,15 @@ struct price_table *pricing_table_load(const char *path, char *err, size_t errle
     int fd;
 
     if (path == NULL || (fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
-        set_err(err, errlen, "%s: %s", path ? path : "(null)", strerror(path ? errno : EINVAL));
+        util_set_err(err, errlen, "%s: %s", path ? path : "(null)", strerror(path ? errno : EINVAL));
         return NULL;
     }
     if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size > (off_t)LOAD_MAX) {
-        set_err(err, errlen, "%s: not a readable price file", path);
+        util_set_err(err, errlen, "%s: not a readable price file", path);
         goto done;
     }
     if ((text = malloc((size_t)st.st_size + 1)) == NULL) {
-        set_err(err, errlen, "out of memory");
+        util_set_err(err, errlen, "out of memory");
         goto done;
     }
     while (got < (size_t)st.st_size) {
@@ -535,7 +522,7 @@ struct price_table *pricing_table_load(const char *path, char *err, size_t errle
         if (r < 0 && errno == EINTR)
             continue;
         if (r < 0) {
-            set_err(err, errlen, "%s: %s", path, strerror(errno));
+            util_set_err(err, errlen, "%s: %s", path, strerror(errno));
             goto done;
         }
         if (r == 0)

@@ -15,6 +15,7 @@
 
 #include "pricing.h"
 #include "utf8.h"
+#include "util.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -66,20 +67,6 @@ static const struct {
     {"day", "DAY", REPORT_SQL("strftime('%Y-%m-%d', started_ms / 1000, 'unixepoch')")},
     {"user", "USER", REPORT_SQL("NULLIF(\"user\", '')")},
 };
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (err == NULL || errlen == 0)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 /* ---- parsing ---------------------------------------------------------- */
 
@@ -274,11 +261,11 @@ static int check_ledger(sqlite3 *db, char *err, size_t errlen)
     if (rc == SQLITE_ROW)
         ret = 0;
     else if (rc == SQLITE_DONE)
-        set_err(err, errlen, "not an orproxy ledger (no requests table)");
+        util_set_err(err, errlen, "not an orproxy ledger (no requests table)");
     else if (rc == SQLITE_NOTADB)
-        set_err(err, errlen, "not an orproxy ledger (not an SQLite database)");
+        util_set_err(err, errlen, "not an orproxy ledger (not an SQLite database)");
     else
-        set_err(err, errlen, "cannot read ledger: %s", sqlite3_errmsg(db));
+        util_set_err(err, errlen, "cannot read ledger: %s", sqlite3_errmsg(db));
     sqlite3_finalize(st);
     return ret;
 }
@@ -291,13 +278,13 @@ static int run_query(sqlite3 *db, const struct report_query *q, struct result *r
 
     memset(r, 0, sizeof *r);
     if ((unsigned)q->by >= sizeof groupings / sizeof groupings[0]) {
-        set_err(err, errlen, "invalid grouping %d", (int)q->by);
+        util_set_err(err, errlen, "invalid grouping %d", (int)q->by);
         return -1;
     }
     if (check_ledger(db, err, errlen) < 0)
         return -1;
     if (sqlite3_prepare_v2(db, groupings[q->by].sql, -1, &st, NULL) != SQLITE_OK) {
-        set_err(err, errlen, "cannot query ledger: %s", sqlite3_errmsg(db));
+        util_set_err(err, errlen, "cannot query ledger: %s", sqlite3_errmsg(db));
         goto done;
     }
     sqlite3_bind_int64(st, 1, q->since_ms != 0 ? q->since_ms : INT64_MIN);
@@ -317,7 +304,7 @@ static int run_query(sqlite3 *db, const struct report_query *q, struct result *r
         row.s.est = sqlite3_column_int64(st, 7);
         row.s.priced = sqlite3_column_int64(st, 8);
         if (sums_add(&r->total, &row.s) < 0) {
-            set_err(err, errlen, "cannot query ledger: totals overflow 64 bits");
+            util_set_err(err, errlen, "cannot query ledger: totals overflow 64 bits");
             goto done;
         }
         if (q->by == REPORT_BY_NONE)
@@ -337,13 +324,13 @@ static int run_query(sqlite3 *db, const struct report_query *q, struct result *r
         r->rows[r->n++] = row;
     }
     if (rc != SQLITE_DONE) {
-        set_err(err, errlen, "cannot query ledger: %s", sqlite3_errmsg(db));
+        util_set_err(err, errlen, "cannot query ledger: %s", sqlite3_errmsg(db));
         goto done;
     }
     ret = 0;
     goto done;
 nomem:
-    set_err(err, errlen, "out of memory");
+    util_set_err(err, errlen, "out of memory");
 done:
     sqlite3_finalize(st);
     if (ret < 0)
@@ -440,7 +427,7 @@ cJSON *report_query_json(sqlite3 *db, const struct report_query *q, char *err, s
         return NULL;
     root = result_json(q, &r);
     if (root == NULL)
-        set_err(err, errlen, "out of memory");
+        util_set_err(err, errlen, "out of memory");
     result_free(&r);
     return root;
 }
@@ -633,13 +620,13 @@ int report_write(const char *db_path, const struct report_query *q, enum report_
 
     rc = sqlite3_open_v2(db_path, &db, SQLITE_OPEN_READONLY, NULL);
     if (rc != SQLITE_OK) {
-        set_err(err, errlen, "cannot open %s: %s", db_path,
+        util_set_err(err, errlen, "cannot open %s: %s", db_path,
                 db != NULL ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
         goto done;
     }
     sqlite3_busy_timeout(db, 2000);
     if (run_query(db, q, &r, why, sizeof why) < 0) {
-        set_err(err, errlen, "%s: %s", db_path, why);
+        util_set_err(err, errlen, "%s: %s", db_path, why);
         goto done;
     }
     switch (fmt) {
@@ -647,15 +634,15 @@ int report_write(const char *db_path, const struct report_query *q, enum report_
     case REPORT_JSON: rc = write_json(q, &r, out); break;
     case REPORT_CSV: write_csv(&r, out); rc = 0; break;
     default:
-        set_err(err, errlen, "invalid report format %d", (int)fmt);
+        util_set_err(err, errlen, "invalid report format %d", (int)fmt);
         goto done;
     }
     if (rc < 0) {
-        set_err(err, errlen, "out of memory");
+        util_set_err(err, errlen, "out of memory");
         goto done;
     }
     if (fflush(out) != 0 || ferror(out)) {
-        set_err(err, errlen, "cannot write report: %s", strerror(errno));
+        util_set_err(err, errlen, "cannot write report: %s", strerror(errno));
         goto done;
     }
     ret = 0;

@@ -48,6 +48,7 @@
 #include "log.h"
 #include "upstream.h"
 #include "utf8.h"
+#include "util.h"
 
 #define STREAM_BLOCK 1024        /* MHD's per-response buffer for streams */
 #define UNPAUSE_BELOW (64 * 1024)
@@ -111,11 +112,7 @@ static struct request *request_new(struct worker *w, struct MHD_Connection *conn
     r->cfg = config_hold(w->cfg);
     r->conn = conn;
     r->t_start = loop_now_ns();
-    {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        r->t_wall_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-    }
+    r->t_wall_ms = util_wall_ms();
     log_token(r->method, sizeof r->method, method); /* logged and quoted in errors */
     rid = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Request-Id");
     if (sane_request_id(rid))
@@ -339,12 +336,10 @@ static void request_finish(struct request *r)
      * asked with the key this request used, and the difference goes to the
      * budget it was settled against, in the period it was settled in. */
     if (rec.cost_source == COST_ESTIMATE && rec.generation_id[0] != '\0') {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts); /* as access_release just settled it */
         housekeeping_reconcile(rec.generation_id,
                                r->client >= 0 ? r->cfg->clients[r->client].name : NULL,
-                               (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000, rec.cost_pusd,
-                               r->up_key);
+                               util_wall_ms() /* as access_release just settled it */,
+                               rec.cost_pusd, r->up_key);
     }
 }
 
@@ -545,13 +540,11 @@ static enum MHD_Result answer_usage(struct request *r, const char *only_client)
     const char *v;
     char err[256];
     int64_t now;
-    struct timespec ts;
     sqlite3 *db = NULL;
     cJSON *json = NULL;
     char *text = NULL;
 
-    clock_gettime(CLOCK_REALTIME, &ts);
-    now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    now = util_wall_ms();
     memset(&q, 0, sizeof q);
     q.client = only_client;
     if (report_parse_time(query_arg(r, "since") ? query_arg(r, "since") : "30d", now, &q.since_ms) < 0 ||

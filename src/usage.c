@@ -1,6 +1,7 @@
-/* usage.c - see usage.h.  cJSON parses; only a few members are read, and
- * the text estimate is counted from the same parse, never by scanning the
- * raw bytes (which would depend on how upstream spaces its JSON). */
+/* usage.c - see usage.h.  cJSON parses what is accounted for; stream chunks
+ * are first walked by a small allocation-free scanner of the JSON grammar
+ * (see "the scan" below), which counts the text estimate and says whether
+ * the chunk needs the cJSON parse at all. */
 #include "usage.h"
 
 #include <cjson/cJSON.h>
@@ -73,60 +74,208 @@ static void fold(const cJSON *root, struct usage_info *ui)
     }
 }
 
-/* Characters (code points) of a decoded string: UTF-8 continuation bytes
- * do not start one. */
-static size_t utf8_chars(const char *s)
-{
-    size_t n = 0;
+/* --- the scan: one pass over a chunk, no allocation ------------------------
+ *
+ * Most stream chunks carry a few characters of text and nothing to account
+ * for, so building a cJSON tree for each (three allocations a member) would
+ * cost more than relaying it.  The scan walks the JSON grammar itself, so
+ * whitespace and escapes read as they mean (matching raw bytes such as
+ * "finish_reason":" missed chunks spaced otherwise): it counts the decoded
+ * characters of "content", "text" and "reasoning" string values at any
+ * depth, and notes whether the chunk holds anything fold() reads ("usage",
+ * "error", a non-null "finish_reason"), which is then parsed with cJSON. */
 
-    for (; *s; s++)
-        n += ((unsigned char)*s & 0xC0) != 0x80;
-    return n;
+#define SCAN_MAX_DEPTH 64
+
+struct scan {
+    const char *p, *end;
+    size_t chars;   /* decoded characters of text values */
+    int interesting; /* usage, error or a non-null finish_reason seen */
+    int depth;
+};
+
+static void skip_ws(struct scan *s)
+{
+    while (s->p < s->end && (*s->p == ' ' || *s->p == '\t' || *s->p == '\n' || *s->p == '\r'))
+        s->p++;
 }
 
-/* Generated text anywhere in the chunk: the string values of "content",
- * "text" and "reasoning" members at any depth (delta.content,
- * choices[].text, content parts).  Walked from the parse, so whitespace and
- * escapes in the JSON do not matter.  The depth cap keeps the walk's stack
- * small whatever the nesting. */
-static size_t text_chars(const cJSON *node, int depth)
+static int hexval(char c)
 {
-    size_t total = 0;
-    const cJSON *c;
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                                          : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
 
-    if (depth > 32)
-        return 0;
-    cJSON_ArrayForEach(c, node)
-    {
-        if (cJSON_IsString(c) && c->valuestring != NULL && c->string != NULL &&
-            (strcmp(c->string, "content") == 0 || strcmp(c->string, "text") == 0 ||
-             strcmp(c->string, "reasoning") == 0))
-            total += utf8_chars(c->valuestring);
-        else if (cJSON_IsObject(c) || cJSON_IsArray(c))
-            total += text_chars(c, depth + 1);
+/* A string at s->p (its opening quote).  Counts its decoded characters into
+ * *chars when chars != NULL; copies up to cap-1 raw bytes of it into key
+ * (for member names; longer names are marked by a non-matching copy).
+ * 0, or -1 when it is not a well-formed JSON string. */
+static int scan_string(struct scan *s, size_t *chars, char *key, size_t cap)
+{
+    size_t n = 0, k = 0;
+
+    if (s->p >= s->end || *s->p != '"')
+        return -1;
+    for (s->p++; s->p < s->end; s->p++) {
+        unsigned char c = (unsigned char)*s->p;
+        if (c == '"') {
+            s->p++;
+            if (key != NULL)
+                key[k < cap ? k : cap - 1] = '\0';
+            if (chars != NULL)
+                *chars += n;
+            return 0;
+        }
+        if (key != NULL && k + 1 < cap)
+            key[k++] = (char)c;
+        else if (key != NULL)
+            k = cap; /* too long to be a name we look for */
+        if (c == '\\') {
+            if (++s->p >= s->end)
+                return -1;
+            if (*s->p == 'u') {
+                if (s->end - s->p < 5)
+                    return -1;
+                for (int i = 1; i <= 4; i++)
+                    if (hexval(s->p[i]) < 0)
+                        return -1;
+                /* A high surrogate's low half is a second \u: count the pair once. */
+                if (hexval(s->p[1]) == 0xd && hexval(s->p[2]) >= 0xc)
+                    n--;
+                s->p += 4;
+            } else if (strchr("\"\\/bfnrt", *s->p) == NULL) {
+                return -1;
+            }
+            n++;
+        } else {
+            n += (c & 0xC0) != 0x80; /* UTF-8 continuation bytes start no character */
+        }
     }
-    return total;
+    return -1;
+}
+
+static int scan_value(struct scan *s, const char *key);
+
+/* An object or array at s->p; for an object, each member's value is scanned
+ * knowing its name. */
+static int scan_container(struct scan *s, int object)
+{
+    char close = object ? '}' : ']', key[16];
+
+    if (++s->depth > SCAN_MAX_DEPTH)
+        return -1;
+    s->p++;
+    skip_ws(s);
+    if (s->p < s->end && *s->p == close) {
+        s->p++;
+        s->depth--;
+        return 0;
+    }
+    for (;;) {
+        key[0] = '\0';
+        if (object) {
+            skip_ws(s);
+            if (scan_string(s, NULL, key, sizeof key) < 0)
+                return -1;
+            skip_ws(s);
+            if (s->p >= s->end || *s->p++ != ':')
+                return -1;
+        }
+        if (scan_value(s, object ? key : NULL) < 0)
+            return -1;
+        skip_ws(s);
+        if (s->p >= s->end)
+            return -1;
+        if (*s->p == ',') {
+            s->p++;
+            continue;
+        }
+        if (*s->p++ != close)
+            return -1;
+        s->depth--;
+        return 0;
+    }
+}
+
+static int scan_literal(struct scan *s, const char *word)
+{
+    size_t n = strlen(word);
+    if ((size_t)(s->end - s->p) < n || memcmp(s->p, word, n) != 0)
+        return -1;
+    s->p += n;
+    return 0;
+}
+
+static int scan_value(struct scan *s, const char *key)
+{
+    int text = key != NULL && (strcmp(key, "content") == 0 || strcmp(key, "text") == 0 ||
+                               strcmp(key, "reasoning") == 0);
+
+    skip_ws(s);
+    if (s->p >= s->end)
+        return -1;
+    if (key != NULL && (strcmp(key, "usage") == 0 || strcmp(key, "error") == 0 ||
+                        (strcmp(key, "finish_reason") == 0 && *s->p != 'n')))
+        s->interesting = 1;
+    switch (*s->p) {
+    case '"':
+        return scan_string(s, text ? &s->chars : NULL, NULL, 0);
+    case '{':
+        return scan_container(s, 1);
+    case '[':
+        return scan_container(s, 0);
+    case 't':
+        return scan_literal(s, "true");
+    case 'f':
+        return scan_literal(s, "false");
+    case 'n':
+        return scan_literal(s, "null");
+    default:
+        if (*s->p != '-' && (*s->p < '0' || *s->p > '9'))
+            return -1;
+        while (s->p < s->end && strchr("0123456789+-.eE", *s->p) != NULL)
+            s->p++;
+        return 0;
+    }
 }
 
 int usage_parse(const char *json, size_t len, struct usage_info *ui)
 {
-    return usage_parse_chunk(json, len, ui, NULL);
-}
-
-int usage_parse_chunk(const char *json, size_t len, struct usage_info *ui, size_t *chars)
-{
     cJSON *root = cJSON_ParseWithLength(json, len);
 
-    if (chars != NULL)
-        *chars = 0;
     if (!cJSON_IsObject(root)) {
         cJSON_Delete(root);
         return -1;
     }
     fold(root, ui);
-    if (chars != NULL)
-        *chars = text_chars(root, 0);
     cJSON_Delete(root);
+    return 0;
+}
+
+/* Scans a whole chunk: 0 when it is one JSON object and nothing after. */
+static int scan_chunk(struct scan *s)
+{
+    skip_ws(s);
+    if (s->p >= s->end || *s->p != '{' || scan_value(s, NULL) < 0)
+        return -1;
+    skip_ws(s);
+    return s->p == s->end ? 0 : -1;
+}
+
+int usage_parse_chunk(const char *json, size_t len, struct usage_info *ui, size_t *chars)
+{
+    struct scan s = {.p = json, .end = json + len};
+
+    if (chars != NULL)
+        *chars = 0;
+    if (scan_chunk(&s) < 0)
+        return -1;
+    if (chars != NULL)
+        *chars = s.chars;
+    /* The first chunk names the generation and the model; after that only
+     * chunks with something to account for are worth a parse. */
+    if (s.interesting || ui->gen_id == NULL || ui->model == NULL)
+        return usage_parse(json, len, ui);
     return 0;
 }
 
@@ -141,11 +290,7 @@ void usage_info_free(struct usage_info *ui)
 
 size_t usage_text_chars(const char *data, size_t len)
 {
-    struct usage_info scratch;
-    size_t n;
+    struct scan s = {.p = data, .end = data + len};
 
-    memset(&scratch, 0, sizeof scratch);
-    usage_parse_chunk(data, len, &scratch, &n);
-    usage_info_free(&scratch);
-    return n;
+    return scan_chunk(&s) == 0 ? s.chars : 0;
 }

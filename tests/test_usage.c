@@ -171,6 +171,31 @@ END_TEST
 
 /* Issue 11 item 12: the estimate scanned the raw bytes for "content":" and
  * counted nothing when upstream put a blank after the colon. */
+START_TEST(test_usage_chunk_counts_surrogate_pairs_once_and_skips_plain_chunks)
+{
+    struct usage_info ui;
+    size_t chars = 0;
+    const char *first = "{\"id\":\"gen-1\",\"model\":\"m/a\",\"choices\":[{\"delta\":{\"content\":\"a\"}}]}";
+    /* An emoji as a surrogate pair, then a character from a \u escape: 3 characters. */
+    const char *plain = "{ \"id\" : \"gen-2\", \"model\": \"m/b\", \"choices\": [ { \"delta\": { \"content\": "
+                        "\"\\ud83d\\ude00\\u00e9x\" }, \"finish_reason\": null } ] }";
+
+    memset(&ui, 0, sizeof ui);
+    ck_assert_int_eq(usage_parse_chunk(first, strlen(first), &ui, &chars), 0);
+    ck_assert_uint_eq(chars, 1);
+    ck_assert_str_eq(ui.gen_id, "gen-1");
+    ck_assert_int_eq(usage_parse_chunk(plain, strlen(plain), &ui, &chars), 0);
+    ck_assert_uint_eq(chars, 3);
+    /* Nothing in it to account for: not folded (the first chunk's names stay). */
+    ck_assert_str_eq(ui.gen_id, "gen-1");
+    ck_assert_str_eq(ui.model, "m/a");
+    ck_assert_ptr_null(ui.finish_reason);
+    ck_assert_int_eq(usage_parse_chunk("{\"content\":\"ab\"} x", 18, &ui, &chars), -1);
+    ck_assert_uint_eq(chars, 0);
+    usage_info_free(&ui);
+}
+END_TEST
+
 START_TEST(test_usage_text_chars_any_json_spacing)
 {
     const char *compact = "{\"choices\":[{\"delta\":{\"content\":\"Hello\"}}]}";
@@ -227,6 +252,7 @@ static Suite *usage_suite(void)
     tcase_add_test(tc, test_usage_counts_out_of_range_are_clamped);
     tcase_add_test(tc, test_usage_not_json_rejected);
     tcase_add_test(tc, test_usage_text_chars_any_json_spacing);
+    tcase_add_test(tc, test_usage_chunk_counts_surrogate_pairs_once_and_skips_plain_chunks);
     tcase_add_test(tc, test_usage_text_chars_counts_decoded_text);
     tcase_add_test(tc, test_usage_chunk_spaced_finish_usage_error);
     tcase_add_test(tc, test_apierr_shape_and_escaping);
