@@ -87,6 +87,7 @@ enum body_result body_parse(const char *text, size_t len, struct body_fields *ou
      * need valid UTF-8, so a bad one is refused here, once. */
     if (cJSON_IsString(item) && !utf8_is_clean_name(item->valuestring, strlen(item->valuestring))) {
         cJSON_Delete(root);
+        body_fields_free(out); /* the "models" list read above */
         return BODY_INVALID_MODEL;
     }
     if (cJSON_IsString(item))

@@ -64,6 +64,10 @@ START_TEST(test_body_unreadable_or_duplicate_models_refused)
     ck_assert_int_eq(parse("{\"models\":[[\"c/d\"]]}", &f), BODY_BAD_MODELS);
     ck_assert_int_eq(parse("{\"models\":{\"x\":\"c/d\"}}", &f), BODY_BAD_MODELS);
     ck_assert_int_eq(parse("{\"models\":[\"a/b\"],\"models\":[\"c/d\"]}", &f), BODY_DUPLICATE_MODEL);
+    /* A refused "model" after a good list: the list is not kept (found by fuzz_request). */
+    ck_assert_int_eq(parse("{\"models\":[\"a/b\"],\"model\":\"x\x99y\"}", &f), BODY_INVALID_MODEL);
+    ck_assert_ptr_null(f.models);
+    ck_assert_uint_eq(f.n_models, 0);
 }
 END_TEST
 

@@ -175,6 +175,19 @@ static void check_body(const char *body, size_t len, const struct policy_edits *
         free(out);
         return;
     }
+    if (gr == BODY_BAD_MODELS) {
+        /* The original's fallback list was clean, so an alias put a bad
+         * name into it. */
+        int unclean_alias = 0;
+        for (size_t i = 0; i < e->n_aliases; i++)
+            unclean_alias |= !utf8_is_clean_name(e->alias_to[i], strlen(e->alias_to[i]));
+        FUZZ_CHECK(unclean_alias);
+        cJSON_Delete(orig);
+        cJSON_Delete(edited);
+        body_fields_free(&f);
+        free(out);
+        return;
+    }
     FUZZ_CHECK(gr == BODY_OK);
     {
         const char *want = expected_model(orig, e);
