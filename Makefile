@@ -38,7 +38,7 @@ E2E_SRC  := $(wildcard tests/e2e/test_*.c)
 E2E      := $(E2E_SRC:tests/e2e/%.c=$(BUILD)/tests/%)
 FAKE     := $(BUILD)/fake_openrouter
 
-.PHONY: all deps deps-test run check check-build test-units test-e2e test-secrets test-sdk check-san soak soak-smoke soak-plain clean install uninstall format
+.PHONY: all deps deps-test run check check-steps check-build test-build test-units test-e2e test-secrets test-sdk check-san soak soak-smoke soak-plain clean install uninstall format
 
 all: $(BUILD)/orproxy
 
@@ -69,7 +69,13 @@ $(FAKE): tests/fake_openrouter.c | $(BUILD)
 $(BUILD) $(BUILD)/obj $(BUILD)/tests:
 	mkdir -p $@
 
-run: deps $(BUILD)/orproxy
+# PKG_CFLAGS and PKG_LIBS were read from pkg-config when this make started, which on a
+# fresh machine is before deps installed the packages: they are empty, and a link here
+# would miss every library. So whatever deps makes possible is built by a new make,
+# which reads this file (and asks pkg-config) again. The same holds for check and bench.
+# tests/build/fresh_machine.sh checks the first run of `make run` and `make check`.
+run: deps
+	$(MAKE) $(BUILD)/orproxy
 	mkdir -p state
 	./$(BUILD)/orproxy -c conf/orproxy.conf
 
@@ -130,7 +136,8 @@ $(BUILD)/bench:
 deps-bench:
 	@./scripts/deps.sh --bench
 
-bench: deps-bench $(BUILD)/orproxy $(BENCH_TOOLS)
+bench: deps-bench
+	$(MAKE) $(BUILD)/orproxy $(BENCH_TOOLS)
 	$(BENCH_RUN) --out $(BUILD)/bench/results.json
 
 bench-smoke: $(BUILD)/orproxy $(BENCH_TOOLS)
@@ -148,10 +155,23 @@ test-service: $(BUILD)/orproxy
 	tests/service/check_dockerfile.sh $(BUILD)/orproxy
 	tests/service/check_install.sh $(BUILD)
 
-# Plain build and tests, then the same suite under AddressSanitizer + UBSan,
-# then the fuzz targets over their corpora and a short fuzzing run, then the
-# one-minute soak.  The bench smoke runs with the plain suites.
+# The fresh-machine test (tests/build/fresh_machine.sh): in a copy of the tree, with a
+# pkg-config that finds nothing until a stand-in deps has run, the first `make run`
+# must link and serve and the first `make check` must link its build step.
+test-build:
+	tests/build/fresh_machine.sh
+
+# The fresh-machine test, then plain build and tests, then the same suite under
+# AddressSanitizer + UBSan, then the fuzz targets over their corpora and a short
+# fuzzing run, then the one-minute soak.  The bench smoke runs with the plain suites.
+# Everything after deps-test runs in new makes (see run). fresh_machine.sh sets
+# CHECK_STEPS to a build step alone; otherwise it is check-steps.
+CHECK_STEPS ?= check-steps
 check: deps-test
+	$(MAKE) $(CHECK_STEPS)
+
+check-steps:
+	$(MAKE) test-build
 	$(MAKE) test-units test-e2e test-secrets test-sdk test-service bench-smoke
 	$(MAKE) check-san
 	$(MAKE) fuzz-regress fuzz-smoke
