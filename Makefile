@@ -11,7 +11,7 @@ BUILD   ?= build
 SAN     ?=
 CC      ?= cc
 
-PKGS      := libmicrohttpd libcurl libcjson libconfig sqlite3 libsystemd
+PKGS      := libmicrohttpd libcurl libcrypto libcjson libconfig sqlite3 libsystemd
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CHECK_CFLAGS := $(shell pkg-config --cflags check 2>/dev/null)
