@@ -2,6 +2,7 @@
 #   make            build build/orproxy
 #   make run        install missing packages, build, run with conf/orproxy.conf
 #   make check      install missing packages, build, run every test (plain + ASan/UBSan)
+#   make test-build the README's two commands on a machine without the packages (make check runs it)
 #   make install    install (honours PREFIX and DESTDIR)
 #   make fuzz       build the libFuzzer targets, run each FUZZ_SECONDS (300)
 
