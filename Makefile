@@ -2,6 +2,7 @@
 #   make            build build/orproxy
 #   make run        install missing packages, build, run with conf/orproxy.conf
 #   make check      install missing packages, build, run every test (plain + ASan/UBSan)
+#   make test-build the README's two commands on a machine without the packages (make check runs it)
 #   make install    install (honours PREFIX and DESTDIR)
 #   make fuzz       build the libFuzzer targets, run each FUZZ_SECONDS (300)
 
@@ -11,7 +12,7 @@ BUILD   ?= build
 SAN     ?=
 CC      ?= cc
 
-PKGS      := libmicrohttpd libcurl libcjson libconfig sqlite3 libsystemd
+PKGS      := libmicrohttpd libcurl libcrypto libcjson libconfig sqlite3 libsystemd
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CHECK_CFLAGS := $(shell pkg-config --cflags check 2>/dev/null)
@@ -38,7 +39,7 @@ E2E_SRC  := $(wildcard tests/e2e/test_*.c)
 E2E      := $(E2E_SRC:tests/e2e/%.c=$(BUILD)/tests/%)
 FAKE     := $(BUILD)/fake_openrouter
 
-.PHONY: all deps deps-test run check check-build test-units test-e2e test-secrets test-sdk check-san soak soak-smoke soak-plain clean install uninstall format
+.PHONY: all deps deps-test run check check-steps check-build test-build test-units test-e2e test-secrets test-sdk check-san soak soak-smoke soak-plain clean install uninstall format
 
 all: $(BUILD)/orproxy
 
@@ -69,7 +70,13 @@ $(FAKE): tests/fake_openrouter.c | $(BUILD)
 $(BUILD) $(BUILD)/obj $(BUILD)/tests:
 	mkdir -p $@
 
-run: deps $(BUILD)/orproxy
+# PKG_CFLAGS and PKG_LIBS were read from pkg-config when this make started, which on a
+# fresh machine is before deps installed the packages: they are empty, and a link here
+# would miss every library. So whatever deps makes possible is built by a new make,
+# which reads this file (and asks pkg-config) again. The same holds for check and bench.
+# tests/build/fresh_machine.sh checks the first run of `make run` and `make check`.
+run: deps
+	$(MAKE) $(BUILD)/orproxy
 	mkdir -p state
 	./$(BUILD)/orproxy -c conf/orproxy.conf
 
@@ -130,7 +137,8 @@ $(BUILD)/bench:
 deps-bench:
 	@./scripts/deps.sh --bench
 
-bench: deps-bench $(BUILD)/orproxy $(BENCH_TOOLS)
+bench: deps-bench
+	$(MAKE) $(BUILD)/orproxy $(BENCH_TOOLS)
 	$(BENCH_RUN) --out $(BUILD)/bench/results.json
 
 bench-smoke: $(BUILD)/orproxy $(BENCH_TOOLS)
@@ -148,10 +156,23 @@ test-service: $(BUILD)/orproxy
 	tests/service/check_dockerfile.sh $(BUILD)/orproxy
 	tests/service/check_install.sh $(BUILD)
 
-# Plain build and tests, then the same suite under AddressSanitizer + UBSan,
-# then the fuzz targets over their corpora and a short fuzzing run, then the
-# one-minute soak.  The bench smoke runs with the plain suites.
+# The fresh-machine test (tests/build/fresh_machine.sh): in a copy of the tree, with a
+# pkg-config that finds nothing until a stand-in deps has run, the first `make run`
+# must link and serve and the first `make check` must link its build step.
+test-build:
+	tests/build/fresh_machine.sh
+
+# The fresh-machine test, then plain build and tests, then the same suite under
+# AddressSanitizer + UBSan, then the fuzz targets over their corpora and a short
+# fuzzing run, then the one-minute soak.  The bench smoke runs with the plain suites.
+# Everything after deps-test runs in new makes (see run). fresh_machine.sh sets
+# CHECK_STEPS to a build step alone; otherwise it is check-steps.
+CHECK_STEPS ?= check-steps
 check: deps-test
+	$(MAKE) $(CHECK_STEPS)
+
+check-steps:
+	$(MAKE) test-build
 	$(MAKE) test-units test-e2e test-secrets test-sdk test-service bench-smoke
 	$(MAKE) check-san
 	$(MAKE) fuzz-regress fuzz-smoke

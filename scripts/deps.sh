@@ -4,7 +4,7 @@
 # --test: also what the tests need; with --bench: what make bench needs).  Quiet when
 # everything is already there.
 set -eu
-PKGS="gcc make pkg-config libmicrohttpd-dev libcurl4-openssl-dev libcjson-dev \
+PKGS="gcc make pkg-config libmicrohttpd-dev libcurl4-openssl-dev libssl-dev libcjson-dev \
 libconfig-dev check libsqlite3-dev libsystemd-dev"
 if [ "${1:-}" = "--test" ] || [ "${1:-}" = "--bench" ]; then
     # The benchmark (make bench; make check runs its smoke): wrk and nginx

@@ -1,10 +1,11 @@
 /* keys.h - client keys: SHA-256, hex, constant-time comparison, key
- * generation, the Authorization header and the key lookup table.
+ * generation and the Authorization header.
  *
- * Pure functions over caller-owned memory (keys_generate also reads
- * getrandom(2)); no globals, so every function is safe to call from any
- * thread.  orproxy stores only the SHA-256 of each client key, and matches
- * a presented key by hashing it and comparing in constant time. */
+ * Functions over caller-owned memory (keys_generate also reads getrandom(2);
+ * the hash and the comparison are libcrypto's); no globals of their own, so
+ * every function is safe to call from any thread.  orproxy stores only the
+ * SHA-256 of each client key, and matches a presented key by hashing it and
+ * comparing in constant time. */
 #ifndef ORP_KEYS_H
 #define ORP_KEYS_H
 
@@ -14,7 +15,8 @@
 /* Length of a generated key: "orp-" + 43 base62 characters. */
 #define KEYS_GENERATED_LEN 47
 
-/* SHA-256 (FIPS 180-4) of len bytes at data (data may be NULL when len is 0). */
+/* SHA-256 (FIPS 180-4, libcrypto's) of len bytes at data (data may be NULL
+ * when len is 0).  Aborts if libcrypto cannot allocate its digest context. */
 void keys_sha256(const void *data, size_t len, uint8_t out[32]);
 
 /* Lower-case hex of n bytes into out, which holds 2n + 1 bytes. */
@@ -39,19 +41,5 @@ int keys_generate(char *out, size_t cap);
  * ignored).  0 with *token pointing into the header and *len its length,
  * or -1 (no header, another scheme, no token, a space inside it). */
 int keys_bearer(const char *authorization_header, const char **token, size_t *len);
-
-/* One client key as the lookup table holds it: the hash of the key and the
- * client it belongs to.  The table is owned by whoever built it (the
- * configuration); keys_find only reads it. */
-struct keys_entry {
-    uint8_t sha256[32];
-    int client;
-};
-
-/* The client of the entry whose hash equals sha256(token), or -1.  Every
- * entry is compared, in constant time, whether or not one already matched,
- * so the timing depends on n alone: neither on the key nor on which entry
- * matched.  With duplicate hashes the first entry wins. */
-int keys_find(const struct keys_entry *e, size_t n, const char *token, size_t len);
 
 #endif

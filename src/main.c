@@ -36,10 +36,7 @@
 #include "pricing.h"
 #include "report.h"
 #include "util.h"
-
-#ifndef ORP_VERSION
-#define ORP_VERSION "0.1"
-#endif
+#include "version.h"
 
 #define DEFAULT_CONFIG "/etc/orproxy/orproxy.conf"
 

@@ -9,16 +9,13 @@
 #include "housekeeping.h"
 #include "pricing.h"
 #include "utf8.h"
+#include "version.h"
 
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
-
-#ifndef ORP_VERSION
-#define ORP_VERSION "0.1"
-#endif
 
 #define MAX_SERIES 256
 #define NBUCKETS 12
