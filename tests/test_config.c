@@ -720,15 +720,21 @@ struct row {
     char name[128], def[256], help[512];
 };
 
-static char *table_markdown(void)
+/* What write (a config_doc.h writer) writes, as one string to free. */
+static char *written_by(void (*write)(FILE *))
 {
     char *text = NULL;
     size_t len = 0;
     FILE *mem = open_memstream(&text, &len);
     ck_assert_ptr_nonnull(mem);
-    config_doc_markdown(mem);
+    write(mem);
     fclose(mem);
     return text;
+}
+
+static char *table_markdown(void)
+{
+    return written_by(config_doc_markdown);
 }
 
 /* Splits a Markdown table row into its cells, unescaping "\|". */
@@ -909,13 +915,7 @@ END_TEST
 
 static char *man_page(void)
 {
-    char *text = NULL;
-    size_t len = 0;
-    FILE *mem = open_memstream(&text, &len);
-    ck_assert_ptr_nonnull(mem);
-    config_doc_man(mem);
-    fclose(mem);
-    return text;
+    return written_by(config_doc_man);
 }
 
 /* name as roff text: every '-' written "\-". */
