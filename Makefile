@@ -259,7 +259,7 @@ fuzz-regress: fuzz-build
 	    || { tail -40 $(FUZZ_BUILD)/regress_$$t.log; exit 1; }; \
 	done
 
-# Installed layout. The binary and the man page go under PREFIX. The units go
+# Installed layout. The binary and the man pages go under PREFIX. The units go
 # where systemd looks for them: /lib/systemd/system when PREFIX=/usr (Debian's
 # systemdsystemunitdir), otherwise $(PREFIX)/lib/systemd/system, which systemd
 # searches for /usr/local; for any other PREFIX set UNITDIR (e.g.
@@ -277,12 +277,13 @@ UNITDIR ?= $(if $(filter /usr /usr/,$(PREFIX)),/lib/systemd/system,$(PREFIX)/lib
 # key is a separate root-only file that systemd passes as a credential). An
 # existing configuration is never overwritten.
 install: $(BUILD)/orproxy
-	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)/etc/orproxy
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)/etc/orproxy
 	install -m 0755 $(BUILD)/orproxy $(DESTDIR)$(BINDIR)/orproxy
 	sed 's|/usr/local/bin/orproxy|$(BINDIR)/orproxy|g' systemd/orproxy.service >$(DESTDIR)$(UNITDIR)/orproxy.service
 	chmod 0644 $(DESTDIR)$(UNITDIR)/orproxy.service
 	install -m 0644 systemd/orproxy.socket $(DESTDIR)$(UNITDIR)/orproxy.socket
 	install -m 0644 doc/orproxy.8 $(DESTDIR)$(MANDIR)/man8/orproxy.8
+	install -m 0644 doc/orproxy.conf.5 $(DESTDIR)$(MANDIR)/man5/orproxy.conf.5
 	@if [ -e $(DESTDIR)/etc/orproxy/orproxy.conf ]; then \
 	  echo "keeping existing $(DESTDIR)/etc/orproxy/orproxy.conf (compare with conf/orproxy.conf)"; \
 	else \
@@ -298,5 +299,6 @@ install: $(BUILD)/orproxy
 # Removes what install added; the configuration, the key and the state stay.
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/orproxy $(DESTDIR)$(UNITDIR)/orproxy.service \
-	  $(DESTDIR)$(UNITDIR)/orproxy.socket $(DESTDIR)$(MANDIR)/man8/orproxy.8
+	  $(DESTDIR)$(UNITDIR)/orproxy.socket $(DESTDIR)$(MANDIR)/man8/orproxy.8 \
+	  $(DESTDIR)$(MANDIR)/man5/orproxy.conf.5
 	@echo "kept $(DESTDIR)/etc/orproxy and /var/lib/orproxy (configuration, key, usage ledger)"

@@ -1124,52 +1124,6 @@ done:
     return rc;
 }
 
-/* Writes s into a Markdown table cell: '|' would end the cell, even in a
- * code span. */
-static void md_cell(FILE *out, const char *s)
-{
-    for (; *s; s++) {
-        if (*s == '|')
-            fputc('\\', out);
-        fputc(*s, out);
-    }
-}
-
-void config_write_markdown(FILE *out)
-{
-    fputs("| Setting | Type | Default | Range / values | Meaning |\n"
-          "|---|---|---|---|---|\n",
-          out);
-    for (int i = 0; i < NSETTINGS; i++) {
-        const struct setting *s = &settings[i];
-
-        fprintf(out, "| `%s` | ", s->name);
-        switch (s->type) {
-        case T_STR:
-        case T_ENUM:
-            fputs("string | `\"", out);
-            md_cell(out, s->def_str);
-            fputs("\"` | ", out);
-            for (const char *p = s->values; p != NULL && *p;) {
-                size_t tok = strcspn(p, "|");
-                fprintf(out, "%s`%.*s`", p == s->values ? "" : ", ", (int)tok, p);
-                p += tok + (p[tok] == '|');
-            }
-            break;
-        case T_INT:
-        case T_INT64:
-            fprintf(out, "integer | `%lld` | %lld … %lld", s->def_num, s->min, s->max);
-            break;
-        case T_USD:
-            fprintf(out, "USD (number or decimal string) | `0` | 0 … %d", PRICING_MAX_COST_USD);
-            break;
-        }
-        fputs(" | ", out);
-        md_cell(out, s->help);
-        fputs(" |\n", out);
-    }
-}
-
 /* ---- heap configs shared by reference (reload) ---- */
 
 struct orp_config *config_load_new(const char *path, char *err, size_t errlen)
@@ -1280,4 +1234,30 @@ void config_url_for_log(const char *url, char *out, size_t outlen)
         snprintf(out, outlen, "%s", url);
     else
         snprintf(out, outlen, "%.*s***%s", (int)(host - url), url, at);
+}
+
+/* ---- the read-only view of the table (config_table.h) ---- */
+
+#include "config_table.h"
+
+int config_table_row(int i, struct config_row *row)
+{
+    static const enum config_row_type as_row[] = {
+        [T_STR] = CONFIG_ROW_STRING, [T_INT] = CONFIG_ROW_INTEGER, [T_INT64] = CONFIG_ROW_INTEGER,
+        [T_ENUM] = CONFIG_ROW_ENUM,  [T_USD] = CONFIG_ROW_USD};
+    const struct setting *s;
+
+    if (i < 0 || i >= NSETTINGS)
+        return -1;
+    s = &settings[i];
+    *row = (struct config_row){.name = s->name,
+                               .type = as_row[s->type],
+                               .def_str = s->def_str,
+                               .def_num = s->def_num,
+                               .min = s->min,
+                               .max = s->max,
+                               .values = s->values,
+                               .help = s->help,
+                               .restart_only = (s->flags & F_RESTART) != 0};
+    return 0;
 }

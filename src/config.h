@@ -1,5 +1,5 @@
 /* config.h - orproxy's settings: one table drives parsing, validation,
- * defaults and documentation (conf/orproxy.conf, the README table).
+ * defaults and documentation (conf/orproxy.conf, config_doc.h).
  *
  * The file is libconfig syntax with groups, e.g.
  *     listen = { address = "127.0.0.1"; port = 8080; };
@@ -130,9 +130,6 @@ int config_check_running(const struct orp_config *cfg, int listener_loopback, ch
 /* url for a log line: any "user:password@" before the host becomes "***@",
  * so credentials in upstream.base_url never reach a log.  Truncates to out. */
 void config_url_for_log(const char *url, char *out, size_t outlen);
-
-/* Writes the settings table as Markdown (name, type, default, range, help). */
-void config_write_markdown(FILE *out);
 
 /* Number of settings and the dotted name of setting i (for doc checks). */
 int config_table_count(void);

@@ -27,6 +27,7 @@
 
 #include "access.h"
 #include "config.h"
+#include "config_doc.h"
 #include "housekeeping.h"
 #include "keys.h"
 #include "ledger.h"
@@ -50,6 +51,7 @@ static void usage(FILE *out)
             "  -c, --config FILE    configuration file (default " DEFAULT_CONFIG ")\n"
             "  -t, --check-config   check the configuration and exit (0 ok, 2 errors)\n"
             "      --settings       print the table of every setting (Markdown) and exit\n"
+            "      --settings-man   print orproxy.conf(5), every setting as a man page, and exit\n"
             "      --version        print the version and exit\n"
             "  -h, --help           this text\n");
 }
@@ -441,7 +443,8 @@ int main(int argc, char **argv)
     static const struct option opts[] = {
         {"config", required_argument, NULL, 'c'}, {"check-config", no_argument, NULL, 't'},
         {"version", no_argument, NULL, 'V'},      {"help", no_argument, NULL, 'h'},
-        {"settings", no_argument, NULL, 'S'},     {NULL, 0, NULL, 0}};
+        {"settings", no_argument, NULL, 'S'},     {"settings-man", no_argument, NULL, 'M'},
+        {NULL, 0, NULL, 0}};
     const char *path = DEFAULT_CONFIG;
     int check_only = 0, c;
     struct orp_config *cfg;
@@ -464,7 +467,10 @@ int main(int argc, char **argv)
             printf("orproxy %s\n", ORP_VERSION);
             return 0;
         case 'S':
-            config_write_markdown(stdout);
+            config_doc_markdown(stdout);
+            return 0;
+        case 'M':
+            config_doc_man(stdout);
             return 0;
         case 'h':
             usage(stdout);

@@ -1,6 +1,6 @@
 /* Unit tests for config.c: defaults, every setting, every error class with
  * its exact "FILE:LINE: message", key resolution, reload support, and the
- * documents the table drives (conf/orproxy.conf, the README table).  Run
+ * documents the table drives (conf/orproxy.conf, doc/orproxy.conf.5).  Run
  * from the repository root. */
 #include <check.h>
 #include <stdio.h>
@@ -11,6 +11,8 @@
 
 #include "check_main.h"
 #include "config.h"
+#include "config_doc.h"
+#include "config_table.h"
 
 #define SECRET "sk-or-v1-CONFIG-TEST-SECRET-0123456789"
 
@@ -718,15 +720,21 @@ struct row {
     char name[128], def[256], help[512];
 };
 
-static char *table_markdown(void)
+/* What write (a config_doc.h writer) writes, as one string to free. */
+static char *written_by(void (*write)(FILE *))
 {
     char *text = NULL;
     size_t len = 0;
     FILE *mem = open_memstream(&text, &len);
     ck_assert_ptr_nonnull(mem);
-    config_write_markdown(mem);
+    write(mem);
     fclose(mem);
     return text;
+}
+
+static char *table_markdown(void)
+{
+    return written_by(config_doc_markdown);
 }
 
 /* Splits a Markdown table row into its cells, unescaping "\|". */
@@ -905,23 +913,115 @@ START_TEST(test_config_example_file_shows_every_setting_with_help_and_default)
 }
 END_TEST
 
-START_TEST(test_config_readme_table_is_current)
+static char *man_page(void)
 {
-    /* The README's settings table is `orproxy --settings` output. */
-    FILE *f = fopen("README.md", "r");
-    static char readme[262144];
-    char *table;
-    size_t n;
-    int current;
+    return written_by(config_doc_man);
+}
 
-    ck_assert_ptr_nonnull(f);
-    n = fread(readme, 1, sizeof readme - 1, f);
+/* name as roff text: every '-' written "\-". */
+static void roff_name(const char *name, char *out, size_t len)
+{
+    size_t k = 0;
+    for (; *name && k + 3 < len; name++) {
+        if (*name == '-')
+            out[k++] = '\\';
+        out[k++] = *name;
+    }
+    out[k] = '\0';
+}
+
+START_TEST(test_config_man_page_is_current)
+{
+    /* doc/orproxy.conf.5 is `orproxy --settings-man` output, byte for byte. */
+    FILE *f = fopen("doc/orproxy.conf.5", "r");
+    static char page[262144];
+    char *want = man_page();
+    size_t n, line = 1, i;
+
+    ck_assert_msg(f != NULL, "doc/orproxy.conf.5: run the test from the repository root");
+    n = fread(page, 1, sizeof page - 1, f);
     fclose(f);
-    readme[n] = '\0';
-    table = table_markdown();
-    current = strstr(readme, table) != NULL;
-    free(table);
-    ck_assert_msg(current, "README settings table is stale: regenerate with build/orproxy --settings");
+    page[n] = '\0';
+    for (i = 0; page[i] != '\0' && page[i] == want[i]; i++)
+        line += page[i] == '\n';
+    ck_assert_msg(page[i] == want[i],
+                  "doc/orproxy.conf.5 is stale from line %zu: regenerate with "
+                  "build/orproxy --settings-man >doc/orproxy.conf.5",
+                  line);
+    free(want);
+}
+END_TEST
+
+START_TEST(test_config_man_page_has_an_entry_per_setting)
+{
+    char *man = man_page(), entry[256], name[200];
+    struct config_row r;
+    int n = 0;
+
+    for (int i = 0; config_table_row(i, &r) == 0; i++, n++) {
+        roff_name(r.name, name, sizeof name);
+        snprintf(entry, sizeof entry, ".TP\n.B %s\n", name);
+        ck_assert_msg(strstr(man, entry) != NULL, "orproxy.conf(5) has no entry for %s", r.name);
+        ck_assert_str_eq(r.name, config_table_name(i));
+    }
+    ck_assert_int_eq(n, config_table_count());
+    ck_assert_int_eq(config_table_row(-1, &r), -1);
+    ck_assert_ptr_nonnull(strstr(man, ".TP\n.B listen.port\nTCP port to listen on (0 = any free "
+                                      "port).\n.br\nInteger from 0 to 65535; default \\fB8080\\fR.\n"
+                                      ".br\nNeeds a restart: a reload keeps the running value.\n"));
+    ck_assert_ptr_nonnull(strstr(man, "One of \\fBnone\\fR, \\fBkeys\\fR; default \\fBnone\\fR.\n"));
+    free(man);
+}
+END_TEST
+
+START_TEST(test_config_man_page_reload_lists_the_restart_only_settings)
+{
+    char *man = man_page(), *reload = strstr(man, "\n.SH RELOAD\n"), *end, name[200], item[256];
+    struct config_row r;
+
+    ck_assert_ptr_nonnull(reload);
+    end = strstr(reload + 1, "\n.SH ");
+    ck_assert_ptr_nonnull(end);
+    *end = '\0';
+    for (int i = 0; config_table_row(i, &r) == 0; i++) {
+        roff_name(r.name, name, sizeof name);
+        snprintf(item, sizeof item, "\n.BR %s ", name);
+        ck_assert_msg((strstr(reload, item) != NULL) == r.restart_only,
+                      "RELOAD %s %s, which %s", r.restart_only ? "omits" : "lists", r.name,
+                      r.restart_only ? "needs a restart" : "a reload changes");
+    }
+    free(man);
+}
+END_TEST
+
+START_TEST(test_config_man_page_is_ascii_roff_with_escaped_hyphens)
+{
+    /* Requests the page may use; a line of text starting with '.' or '\''
+     * would be taken for an unknown one. */
+    static const char *const requests[] = {
+        ".\\\" ", ".TH ", ".SH ", ".SS ", ".TP\n", ".B ", ".BR ", ".BI ", ".I ", ".IR ", ".IB ",
+        ".RI ", ".RB ", ".PP\n", ".IP ", ".RS\n", ".RE\n", ".EX\n", ".EE\n", ".br\n", ".nh\n",
+        ".UR ", ".UE\n"};
+    char *man = man_page();
+
+    for (const char *p = man; *p; p++) {
+        ck_assert_msg((unsigned char)*p < 0x80 && (*p >= ' ' || *p == '\n'),
+                      "byte 0x%02x at offset %td", (unsigned char)*p, p - man);
+        if (p == man || p[-1] == '\n') {
+            size_t k = 0, n = sizeof requests / sizeof requests[0];
+            if (*p == '.')
+                while (k < n && strncmp(p, requests[k], strlen(requests[k])) != 0)
+                    k++;
+            ck_assert_msg(*p != '\'' && k < n, "line at offset %td starts a request: %.20s",
+                          p - man, p);
+            if (strncmp(p, ".\\\"", 3) == 0 || strncmp(p, ".TH ", 4) == 0)
+                p += strcspn(p, "\n"); /* comments and the title may say '-' */
+        }
+        if (*p == '-')
+            ck_assert_msg(p > man && p[-1] == '\\', "unescaped '-' at offset %td: %.30s",
+                          p - man, p - man >= 10 ? p - 10 : man);
+    }
+    free(man);
 }
 END_TEST
 
@@ -999,7 +1099,10 @@ static Suite *config_suite(void)
     tcase_add_test(docs, test_config_markdown_row_shows_type_default_range_help);
     tcase_add_test(docs, test_config_example_file_loads);
     tcase_add_test(docs, test_config_example_file_shows_every_setting_with_help_and_default);
-    tcase_add_test(docs, test_config_readme_table_is_current);
+    tcase_add_test(docs, test_config_man_page_is_current);
+    tcase_add_test(docs, test_config_man_page_has_an_entry_per_setting);
+    tcase_add_test(docs, test_config_man_page_reload_lists_the_restart_only_settings);
+    tcase_add_test(docs, test_config_man_page_is_ascii_roff_with_escaped_hyphens);
     suite_add_tcase(s, docs);
     return s;
 }

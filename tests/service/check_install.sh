@@ -1,7 +1,7 @@
 #!/bin/sh
 # `make install` and `make uninstall` into a scratch DESTDIR:
 #
-#  - install puts the binary, both units, the man page and the example
+#  - install puts the binary, both units, the two man pages and the example
 #    configuration where orproxy(8) says, with ExecStart= naming the installed
 #    binary, and nothing else;
 #  - the installed units are the checked ones (tests/service/check_units.sh)
@@ -67,15 +67,16 @@ bin=/usr/local/bin/orproxy
 unit=/usr/local/lib/systemd/system/orproxy.service
 sock=/usr/local/lib/systemd/system/orproxy.socket
 man=/usr/local/share/man/man8/orproxy.8
+man5=/usr/local/share/man/man5/orproxy.conf.5
 conf=/etc/orproxy/orproxy.conf
 
-only_files "$dest" "$bin" "$unit" "$sock" "$man" "$conf" ||
-    fail "make install did not install exactly the binary, the two units, the man page and the configuration (- missing, + extra)"
+only_files "$dest" "$bin" "$unit" "$sock" "$man" "$man5" "$conf" ||
+    fail "make install did not install exactly the binary, the two units, the two man pages and the configuration (- missing, + extra)"
 
 [ -x "$dest$bin" ] || fail "$bin is not executable"
 cmp -s "$dest$bin" "$build/orproxy" || fail "$bin differs from $build/orproxy"
 [ "$(mode "$dest$bin")" = 755 ] || fail "$bin has mode $(mode "$dest$bin"), expected 755"
-for f in "$unit" "$sock" "$man"; do
+for f in "$unit" "$sock" "$man" "$man5"; do
     [ "$(mode "$dest$f")" = 644 ] || fail "$f has mode $(mode "$dest$f"), expected 644"
 done
 grep -qx "ExecStart=$bin -c /etc/orproxy/orproxy.conf" "$dest$unit" ||
@@ -83,7 +84,8 @@ grep -qx "ExecStart=$bin -c /etc/orproxy/orproxy.conf" "$dest$unit" ||
 cmp -s "$dest$unit" systemd/orproxy.service || fail "$unit differs from systemd/orproxy.service"
 cmp -s "$dest$sock" systemd/orproxy.socket || fail "$sock differs from systemd/orproxy.socket"
 cmp -s "$dest$man" doc/orproxy.8 || fail "$man differs from doc/orproxy.8"
-ok "PREFIX=/usr/local: binary, units (ExecStart=$bin), man page and configuration, nothing else"
+cmp -s "$dest$man5" doc/orproxy.conf.5 || fail "$man5 differs from doc/orproxy.conf.5"
+ok "PREFIX=/usr/local: binary, units (ExecStart=$bin), man pages and configuration, nothing else"
 
 # The configuration: readable by the service's dynamic user, state in /var/lib.
 [ "$(mode "$dest$conf")" = 644 ] || fail "$conf has mode $(mode "$dest$conf"), expected 644"
@@ -106,7 +108,7 @@ cmp -s "$dest$conf" "$tmp/conf.changed" || fail "a second make install overwrote
 grep -q "keeping existing $dest$conf" "$tmp/install2.log" ||
     fail "a second make install did not say it kept $conf:
 $(cat "$tmp/install2.log")"
-only_files "$dest" "$bin" "$unit" "$sock" "$man" "$conf" ||
+only_files "$dest" "$bin" "$unit" "$sock" "$man" "$man5" "$conf" ||
     fail "a second make install left other files (- missing, + extra)"
 ok "a second make install keeps the changed configuration and says so"
 
@@ -115,14 +117,15 @@ run_make "$tmp/uninstall.log" uninstall DESTDIR="$dest" PREFIX=/usr/local
 only_files "$dest" "$conf" ||
     fail "make uninstall should leave only $conf (- missing, + extra)"
 cmp -s "$dest$conf" "$tmp/conf.changed" || fail "make uninstall changed $conf"
-ok "make uninstall removes the binary, units and man page, and keeps $conf"
+ok "make uninstall removes the binary, units and man pages, and keeps $conf"
 
 # --- PREFIX=/usr --------------------------------------------------------------
 dest=$tmp/root-usr
 mkdir "$dest"
 run_make "$tmp/install-usr.log" install DESTDIR="$dest" PREFIX=/usr
 only_files "$dest" /usr/bin/orproxy /lib/systemd/system/orproxy.service \
-    /lib/systemd/system/orproxy.socket /usr/share/man/man8/orproxy.8 "$conf" ||
+    /lib/systemd/system/orproxy.socket /usr/share/man/man8/orproxy.8 \
+    /usr/share/man/man5/orproxy.conf.5 "$conf" ||
     fail "make install PREFIX=/usr did not install the expected files (- missing, + extra)"
 grep -qx 'ExecStart=/usr/bin/orproxy -c /etc/orproxy/orproxy.conf' "$dest/lib/systemd/system/orproxy.service" ||
     fail "PREFIX=/usr: ExecStart= was not rewritten to /usr/bin/orproxy: $(grep '^ExecStart=' "$dest/lib/systemd/system/orproxy.service")"
