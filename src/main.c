@@ -31,11 +31,12 @@
 #include "keys.h"
 #include "ledger.h"
 #include "log.h"
-#include "loop.h"
+#include "local.h"
 #include "metrics.h"
 #include "pricing.h"
 #include "report.h"
 #include "util.h"
+#include "worker.h"
 
 #ifndef ORP_VERSION
 #define ORP_VERSION "0.1"
@@ -252,7 +253,7 @@ static struct orp_config *reload(struct orp_config *cur, struct worker *workers,
     struct orp_config *next;
     const char *kept;
 
-    sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu", (unsigned long long)(loop_now_ns() / 1000));
+    sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu", (unsigned long long)(util_mono_ns() / 1000));
     next = config_load_new(cur->source_path, err, sizeof err);
     if (next == NULL) {
         log_error("reload failed, keeping the running configuration: %s", err);
@@ -361,8 +362,8 @@ static int run_daemon(struct orp_config *cfg)
         w->max_connections = per_worker;
         w->watchdog_ms = (int64_t)(wd_usec / 1000);
         atomic_init(&w->pending, NULL);
-        atomic_init(&w->heartbeat_ms, loop_now_ms());
-        w->epfd = w->wake_fd = -1;
+        atomic_init(&w->heartbeat_ms, util_mono_ms());
+        w->loop.epfd = w->loop.wake_fd = -1;
         w->listen_fd = worker_socket(cfg, activated == 1, &port);
         if (w->listen_fd < 0 || worker_init(w) < 0) {
             rc = 1;
@@ -420,6 +421,7 @@ static int run_daemon(struct orp_config *cfg)
         worker_request_stop(&workers[i]);
     for (int i = 0; i < started; i++)
         pthread_join(workers[i].thread, NULL);
+    local_shutdown(); /* before the loops it answers to go away */
     for (int i = 0; i < nworkers; i++)
         worker_destroy(&workers[i]);
     free(workers);
