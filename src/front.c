@@ -31,14 +31,16 @@
 
 #include "admit.h"
 #include "apierr.h"
+#include "guard.h"
+#include "headcheck.h"
 #include "local.h"
 #include "log.h"
 #include "metrics.h"
 #include "record.h"
 #include "relay.h"
+#include "respond.h"
 #include "util.h"
 
-#define STREAM_BLOCK 1024        /* MHD's per-response buffer for streams */
 #define DRAIN_SLACK (1024 * 1024) /* over-limit body bytes read before hanging up */
 
 static void front_wake(struct request *r);
@@ -154,101 +156,6 @@ static void suspend(struct request *r)
     r->suspended = 1;
 }
 
-static void add_common_headers(struct request *r, struct MHD_Response *resp)
-{
-    MHD_add_response_header(resp, "X-Request-Id", r->id);
-}
-
-static enum MHD_Result queue_local(struct request *r)
-{
-    const char *msg = r->local_msg ? r->local_msg : "error";
-    char *json;
-    struct MHD_Response *resp;
-    enum MHD_Result ret;
-
-    if (r->local_status == 200) {
-        json = strdup("{\"status\":\"ok\"}");
-    } else {
-        json = apierr_json(r->local_status, r->local_code, msg);
-    }
-    if (json == NULL)
-        return MHD_NO;
-    resp = MHD_create_response_from_buffer_with_free_callback(strlen(json), json, free);
-    if (resp == NULL) {
-        free(json);
-        return MHD_NO;
-    }
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
-    if (r->local_retry_after > 0) {
-        char ra[24];
-        snprintf(ra, sizeof ra, "%ld", r->local_retry_after);
-        MHD_add_response_header(resp, "Retry-After", ra);
-    }
-    if (r->local_status == 405 && r->route != NULL)
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW,
-                                strcmp(r->route->method, "GET") == 0 ? "GET, HEAD" : r->route->method);
-    add_common_headers(r, resp);
-    r->status = r->local_status;
-    r->committed = 1;
-    if (r->t_first == 0)
-        r->t_first = util_mono_ns();
-    ret = MHD_queue_response(r->conn, r->local_status, resp);
-    MHD_destroy_response(resp);
-    return ret;
-}
-
-static ssize_t stream_reader(void *cls, uint64_t pos, char *out, size_t max)
-{
-    struct request *r = cls;
-    size_t n;
-    (void)pos;
-
-    if ((n = relay_read(r, out, max)) > 0)
-        return (ssize_t)n;
-    if (r->upstream_done)
-        return MHD_CONTENT_READER_END_OF_STREAM;
-    suspend(r);
-    return 0;
-}
-
-static void free_buffer_base(void *base)
-{
-    free(base);
-}
-
-static enum MHD_Result queue_upstream(struct request *r)
-{
-    struct MHD_Response *resp;
-    enum MHD_Result ret;
-
-    if (r->streaming) {
-        resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, STREAM_BLOCK, stream_reader, r,
-                                                 NULL);
-    } else {
-        /* Hand the body buffer to MHD: no copy. */
-        char *base;
-        const char *head;
-        size_t len;
-        relay_take_body(r, &base, &head, &len);
-        resp = MHD_create_response_from_buffer_with_free_callback_cls(len, (void *)head,
-                                                                      free_buffer_base, base);
-        if (resp == NULL)
-            free(base);
-    }
-    if (resp == NULL)
-        return MHD_NO;
-    for (size_t i = 0; i < r->n_rhdrs; i++)
-        MHD_add_response_header(resp, r->rhdrs[i].name, r->rhdrs[i].value);
-    add_common_headers(r, resp);
-    r->status = (unsigned)r->at.status;
-    r->committed = 1;
-    if (!r->streaming && r->t_first == 0)
-        r->t_first = util_mono_ns();
-    ret = MHD_queue_response(r->conn, (unsigned)r->at.status, resp);
-    MHD_destroy_response(resp);
-    return ret;
-}
-
 /* MHD hands us the path and the parsed arguments: rebuild the query string
  * for GET routes (e.g. /generation?id=...). */
 static enum MHD_Result add_arg(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
@@ -273,128 +180,22 @@ static enum MHD_Result add_arg(void *cls, enum MHD_ValueKind kind, const char *k
     return MHD_YES;
 }
 
-static enum MHD_Result queue_json(struct request *r, unsigned status, char *text, const char *ctype)
-{
-    struct MHD_Response *resp;
-    enum MHD_Result ret;
-
-    if (text == NULL)
-        return MHD_NO;
-    resp = MHD_create_response_from_buffer_with_free_callback(strlen(text), text, free);
-    if (resp == NULL) {
-        free(text);
-        return MHD_NO;
-    }
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
-    add_common_headers(r, resp);
-    r->status = status;
-    r->committed = 1;
-    ret = MHD_queue_response(r->conn, status, resp);
-    MHD_destroy_response(resp);
-    return ret;
-}
-
-/* RFC 9110 5.6.2: a header name is a token. */
-static int is_tchar(unsigned char c)
-{
-    return isalnum(c) || (c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL);
-}
-
-struct head_check {
-    const char *bad;            /* why the request is refused, NULL while fine */
-    int n_length, n_host, has_te;
-    size_t max_gap;             /* most blanks between a colon and its value */
-};
-
-/* libmicrohttpd 0.9.75 glues an obsolete folded line ("Foo: a" CRLF " b")
- * onto the header's name ("Foob: a"), which no look at the name or value can
- * tell from a real "Foob" header.  But a header parsed from one line lies in
- * the read buffer as it came: the name, the NUL that replaced the colon,
- * blanks, the value.  A glued name was copied elsewhere in the connection's
- * memory pool, so its value is not right behind it. */
-static int parsed_from_one_line(const char *key, const char *value, size_t max_gap)
-{
-    size_t klen = strlen(key);
-    uintptr_t end = (uintptr_t)key + klen + 1, v = (uintptr_t)value;
-
-    if (v < end || v - end > max_gap)
-        return 0;
-    for (const char *p = key + klen + 1; p < value; p++)
-        if (*p != ' ' && *p != '\t')
-            return 0;
-    return 1;
-}
-
-static enum MHD_Result check_header(void *cls, enum MHD_ValueKind kind, const char *key,
-                                    const char *value)
-{
-    struct head_check *hc = cls;
-    (void)kind;
-
-    if (key[0] == '\0')
-        hc->bad = "a request header has an empty name";
-    if (hc->bad == NULL && value != NULL && !parsed_from_one_line(key, value, hc->max_gap))
-        hc->bad = "a request header is folded over several lines (obsolete, RFC 9112 5.2)";
-    for (const char *p = key; hc->bad == NULL && *p != '\0'; p++)
-        if (!is_tchar((unsigned char)*p))
-            hc->bad = "a request header name is not a token (RFC 9110): no spaces, no control bytes";
-    for (const char *p = value ? value : ""; hc->bad == NULL && *p != '\0'; p++) {
-        unsigned char c = (unsigned char)*p;
-        if ((c < 0x20 && c != '\t') || c == 0x7f)
-            hc->bad = "a request header value holds a control byte (CR, LF, NUL, ...)";
-    }
-    if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0) {
-        hc->n_length++;
-        if (value == NULL || value[0] == '\0' || strspn(value, "0123456789") != strlen(value))
-            hc->bad = "Content-Length must be a decimal number";
-    } else if (strcasecmp(key, MHD_HTTP_HEADER_HOST) == 0) {
-        hc->n_host++;
-    } else if (strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING) == 0) {
-        hc->has_te = 1;
-    }
-    return hc->bad == NULL ? MHD_YES : MHD_NO;
-}
-
-/* libmicrohttpd passes on what it cannot frame safely: header names with
- * blanks or folded lines glued on, bare CR inside values, several
- * Content-Lengths (the first wins and the rest of the body would be read as
- * the next request), Content-Length beside chunked.  Anything upstream or a
- * later hop could read differently is refused here, before the body, and
- * never forwarded.  0 fine, -1 refused (400 set). */
+/* A head that libmicrohttpd cannot frame safely is refused: headcheck.c. */
 static int check_head(struct request *r, const char *version)
 {
-    struct head_check hc;
+    const char *bad = headcheck(r->conn, version, (size_t)r->cfg->limits_max_header_bytes + 4096);
 
-    memset(&hc, 0, sizeof hc);
-    hc.max_gap = (size_t)r->cfg->limits_max_header_bytes + 4096;
-    MHD_get_connection_values(r->conn, MHD_HEADER_KIND, check_header, &hc);
-    if (hc.bad == NULL && hc.n_length > 1)
-        hc.bad = "Content-Length appears more than once";
-    if (hc.bad == NULL && hc.n_length > 0 && hc.has_te)
-        hc.bad = "Content-Length and Transfer-Encoding together";
-    if (hc.bad == NULL && hc.n_host > 1)
-        hc.bad = "Host appears more than once";
-    if (hc.bad == NULL && hc.n_host == 0 && strcmp(version, MHD_HTTP_VERSION_1_1) == 0)
-        hc.bad = "an HTTP/1.1 request needs a Host header";
-    if (hc.bad == NULL)
+    if (bad == NULL)
         return 0;
-    relay_set_error(r, 400, "invalid_request", "%s", hc.bad);
+    relay_set_error(r, 400, "invalid_request", "%s", bad);
     return -1;
-}
-
-/* A local endpoint's answer (local.c): MHD takes the text. */
-static enum MHD_Result queue_reply(struct request *r)
-{
-    char *text = r->reply;
-    r->reply = NULL;
-    return queue_json(r, r->reply_status, text, r->reply_ctype);
 }
 
 /* The body is complete: answer locally, or admit it and go upstream. */
 static enum MHD_Result dispatch(struct request *r)
 {
     if (r->local_status != 0)
-        return queue_local(r);
+        return respond_local(r);
     if (r->route->kind != ROUTE_UPSTREAM) {
         /* The client was decided from the headers, before the body:
          * admit_identify().  A refused one never gets here. */
@@ -403,11 +204,11 @@ static enum MHD_Result dispatch(struct request *r)
             return MHD_YES;
         }
         if (r->reply != NULL)
-            return queue_reply(r);
-        return r->local_status != 0 ? queue_local(r) : MHD_NO;
+            return respond_reply(r);
+        return r->local_status != 0 ? respond_local(r) : MHD_NO;
     }
     if (admit_body(r) < 0)
-        return queue_local(r);
+        return respond_local(r);
     if (strcmp(r->route->method, "GET") == 0) {
         buf_t q;
         memset(&q, 0, sizeof q);
@@ -417,79 +218,15 @@ static enum MHD_Result dispatch(struct request *r)
         buf_free(&q);
     }
     if (upstream_start(r) < 0)
-        return queue_local(r);
+        return respond_local(r);
     suspend(r);
     return MHD_YES;
-}
-
-/* Slow-loris guard.  MHD's connection timeout is an inactivity timeout:
- * a client trickling one byte a second keeps a connection forever.  So each
- * connection is watched from its first byte (or from the end of its
- * previous request) until its request is complete, and one that has not
- * sent a whole request within limits.client_timeout_s is shut down; MHD
- * then sees the end of the stream and closes it as it would any other. */
-struct conn_watch {
-    struct MHD_Connection *conn;
-    int fd;
-    int receiving;              /* a request is being read */
-    int64_t since_ms;           /* monotonic: when reading it began */
-    LIST_ENTRY(conn_watch) link;
-};
-
-static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
-                          enum MHD_ConnectionNotificationCode toe)
-{
-    struct front *f = cls;
-    struct conn_watch *cw = *socket_context;
-
-    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
-        const union MHD_ConnectionInfo *ci =
-            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
-        if (ci == NULL || (cw = calloc(1, sizeof *cw)) == NULL)
-            return; /* unwatched: MHD's inactivity timeout still applies */
-        cw->conn = conn;
-        cw->fd = ci->connect_fd;
-        cw->receiving = 1;
-        cw->since_ms = util_mono_ms();
-        LIST_INSERT_HEAD(&f->watches, cw, link);
-        *socket_context = cw;
-    } else if (cw != NULL) {
-        LIST_REMOVE(cw, link);
-        free(cw);
-        *socket_context = NULL;
-    }
-}
-
-static void watch_receiving(struct MHD_Connection *conn, int receiving)
-{
-    const union MHD_ConnectionInfo *ci =
-        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-    struct conn_watch *cw = ci != NULL ? ci->socket_context : NULL;
-    if (cw != NULL) {
-        cw->receiving = receiving;
-        cw->since_ms = util_mono_ms();
-    }
-}
-
-static void check_slow_clients(struct front *f, int64_t now)
-{
-    int64_t limit = (int64_t)f->cfg->limits_client_timeout_s * 1000;
-    struct conn_watch *cw;
-
-    LIST_FOREACH(cw, &f->watches, link) {
-        if (!cw->receiving || now - cw->since_ms <= limit)
-            continue;
-        cw->receiving = 0;
-        log_info("client sent no complete request within %d s: closing its connection",
-                 f->cfg->limits_client_timeout_s);
-        shutdown(cw->fd, SHUT_RDWR);
-    }
 }
 
 static enum MHD_Result busy(struct request *r)
 {
     admit_set_busy(r);
-    return queue_local(r);
+    return respond_local(r);
 }
 
 /* The first call: route, headers, client.  Everything refused here is
@@ -513,15 +250,15 @@ static enum MHD_Result on_head(struct request *r, const char *url, const char *m
         break;
     }
     if (check_head(r, version) < 0)
-        return queue_local(r);
+        return respond_local(r);
     cl = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
     if (cl != NULL && strtoull(cl, NULL, 10) > (unsigned long long)cfg->limits_max_body_bytes) {
         relay_set_error(r, 413, "body_too_large", "request body is larger than %lld bytes",
                         cfg->limits_max_body_bytes);
-        return queue_local(r);
+        return respond_local(r);
     }
     if (r->local_status == 0 && admit_identify(r) < 0)
-        return queue_local(r);
+        return respond_local(r);
     if (r->local_status == 0 && r->route->json_body && cl != NULL &&
         admit_body_charge(r, strtoull(cl, NULL, 10)) < 0)
         return busy(r);
@@ -561,7 +298,7 @@ static enum MHD_Result on_upload(struct request *r, const char *data, size_t n)
     }
     if (r->local_status == 0 && r->route->json_body && buf_append(&r->body, data, n) < 0) {
         relay_set_error(r, 500, "out_of_memory", "orproxy is out of memory");
-        return queue_local(r);
+        return respond_local(r);
     }
     return MHD_YES;
 }
@@ -592,15 +329,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (r->resp_ready) {
         r->resp_ready = 0;
         if (r->reply != NULL)
-            return queue_reply(r);
-        return r->local_status != 0 ? queue_local(r) : queue_upstream(r);
+            return respond_reply(r);
+        return r->local_status != 0 ? respond_local(r) : respond_upstream(r);
     }
     if (r->attempts > 0 || loop_timer_armed(&r->retry) || r->usage_pending) {
         /* Woken with nothing to send yet: keep waiting. */
         suspend(r);
         return MHD_YES;
     }
-    watch_receiving(conn, 0); /* the whole request is in */
+    guard_receiving(conn, 0); /* the whole request is in */
     return dispatch(r);
 }
 
@@ -689,7 +426,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     if (r == NULL)
         return;
     *con_cls = NULL;
-    watch_receiving(conn, 1); /* a kept-alive connection's next request */
+    guard_receiving(conn, 1); /* a kept-alive connection's next request */
     r->client_done = 1;
     r->suspended = 0;
     r->conn = NULL; /* MHD frees the connection; the request may live on */
@@ -733,7 +470,7 @@ int front_start(struct front *f, int listen_fd)
     const struct orp_config *cfg = f->cfg;
 
     TAILQ_INIT(&f->live);
-    LIST_INIT(&f->watches);
+    LIST_INIT(&f->guard.watches);
     f->mhd = MHD_start_daemon(
         MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG, 0, NULL, NULL, on_request, f,
         MHD_OPTION_LISTEN_SOCKET, (MHD_socket)listen_fd, MHD_OPTION_CONNECTION_LIMIT,
@@ -742,7 +479,7 @@ int front_start(struct front *f, int listen_fd)
          * for the response headers.  It is most of what an idle or slow
          * stream costs (MHD's default is 32 KiB). */
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)cfg->limits_max_header_bytes + 4096,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, f, MHD_OPTION_NOTIFY_CONNECTION, on_connection, f,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, f, MHD_OPTION_NOTIFY_CONNECTION, guard_notify, &f->guard,
         MHD_OPTION_EXTERNAL_LOGGER, mhd_log, f,
         /* -1 is the level that answers 400 to a blank before a header's colon
          * (0.9.75 has that test reversed); 1 would close the connection
@@ -794,7 +531,7 @@ void front_tick(struct front *f, int64_t now)
         relay_keepalive(r, now, every);
     TAILQ_FOREACH(r, &f->live, link)
         check_waiting(r);
-    check_slow_clients(f, now);
+    guard_check(&f->guard, now, f->cfg->limits_client_timeout_s);
 }
 
 void front_quiesce(struct front *f)

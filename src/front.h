@@ -10,11 +10,10 @@
 #include <sys/queue.h>
 
 #include "config.h"
+#include "guard.h"
 #include "loop.h"
 #include "request.h"
 #include "upstream.h"
-
-struct conn_watch;
 
 struct front {
     int id;                      /* the worker's, for log lines */
@@ -29,7 +28,7 @@ struct front {
     TAILQ_HEAD(, request) live;  /* every live request */
     unsigned n_live;
     unsigned n_awaited;          /* requests whose client hung up, kept for their bill */
-    LIST_HEAD(, conn_watch) watches; /* client connections (slow-loris guard) */
+    struct guard guard;          /* slow-loris guard over its connections */
 };
 
 /* Starts the daemon on listen_fd and watches it from f->loop.  0 or -1. */

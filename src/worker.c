@@ -148,6 +148,8 @@ void worker_request_stop(struct worker *w)
 
 void worker_destroy(struct worker *w)
 {
+    if (w->cfg == NULL)
+        return; /* never set up: start-up failed before it */
     front_stop(&w->front);
     config_release(w->cfg); /* after MHD freed the last requests */
     w->cfg = NULL;
