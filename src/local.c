@@ -24,6 +24,7 @@
  * thread never touches the request. */
 struct usage_job {
     struct request *r;          /* read and written on r's loop only */
+    struct loop *loop;          /* r's loop */
     struct loop_task done;      /* posted back to r's loop */
     char *ledger_path;
     char *client;
@@ -80,7 +81,7 @@ static void *usage_thread(void *arg)
         STAILQ_REMOVE_HEAD(&uq.jobs, link);
         pthread_mutex_unlock(&uq.lock);
         run_query(j);
-        loop_post(j->r->loop, &j->done); /* r->loop is set once, before the job exists */
+        loop_post(j->loop, &j->done);
         pthread_mutex_lock(&uq.lock);
     }
     pthread_mutex_unlock(&uq.lock);
@@ -171,6 +172,7 @@ static int answer_usage(struct request *r)
         return 0;
     }
     j->r = r;
+    j->loop = r->loop;
     j->done.fn = usage_done;
     j->done.arg = j;
     j->ledger_path = strdup(cfg->ledger_path);
