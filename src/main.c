@@ -32,12 +32,13 @@
 #include "keys.h"
 #include "ledger.h"
 #include "log.h"
-#include "loop.h"
+#include "local.h"
 #include "metrics.h"
 #include "pricing.h"
 #include "report.h"
 #include "util.h"
 #include "version.h"
+#include "worker.h"
 
 #define DEFAULT_CONFIG "/etc/orproxy/orproxy.conf"
 
@@ -251,7 +252,7 @@ static struct orp_config *reload(struct orp_config *cur, struct worker *workers,
     struct orp_config *next;
     const char *kept;
 
-    sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu", (unsigned long long)(loop_now_ns() / 1000));
+    sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu", (unsigned long long)(util_mono_ns() / 1000));
     next = config_load_new(cur->source_path, err, sizeof err);
     if (next == NULL) {
         log_error("reload failed, keeping the running configuration: %s", err);
@@ -290,6 +291,107 @@ static int worker_socket(const struct orp_config *cfg, int activated, int *port)
     return listen_on(cfg->listen_address, port);
 }
 
+/* curl, the state directory, the ledger (budgets continue from what it
+ * says was spent already) and the housekeeping thread.  0 or -1 (logged). */
+static int open_state(struct orp_config *cfg)
+{
+    char err[1024];
+
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        log_error("curl_global_init failed");
+        return -1;
+    }
+    if (mkdir(cfg->state_dir, 0750) < 0 && errno != EEXIST) {
+        log_error("cannot create state_dir %s: %s", cfg->state_dir, strerror(errno));
+        return -1;
+    }
+    if (ledger_open(cfg, err, sizeof err) < 0) {
+        log_error("%s", err);
+        return -1;
+    }
+    ledger_seed_spend(cfg->ledger_path, access_seed_spend);
+    if (housekeeping_start(cfg) < 0) {
+        log_error("cannot start the housekeeping thread");
+        ledger_close();
+        return -1;
+    }
+    return 0;
+}
+
+static void close_state(void)
+{
+    struct ledger_stats ls;
+
+    housekeeping_stop();
+    ledger_close(); /* flushes every queued record */
+    ledger_get_stats(&ls);
+    log_info("ledger: %llu written, %llu dropped", (unsigned long long)ls.written,
+             (unsigned long long)ls.dropped);
+    pricing_shutdown();
+    curl_global_cleanup();
+}
+
+static void log_listening(const struct orp_config *cfg, int activated, int port, int nworkers)
+{
+    char upstream[512];
+
+    config_url_for_log(cfg->upstream_base_url, upstream, sizeof upstream);
+    if (activated == 1)
+        log_info("orproxy %s listening on the socket systemd passed with %d workers; "
+                 "upstream %s; upstream key %s; ledger %s",
+                 ORP_VERSION, nworkers, upstream,
+                 cfg->upstream_key ? "configured" : "MISSING", cfg->ledger_path);
+    else
+        log_info("orproxy %s listening on http://%s%s%s:%d with %d workers; upstream %s; "
+                 "upstream key %s; ledger %s",
+                 ORP_VERSION, strchr(cfg->listen_address, ':') ? "[" : "", cfg->listen_address,
+                 strchr(cfg->listen_address, ':') ? "]" : "", port, nworkers,
+                 upstream, cfg->upstream_key ? "configured" : "MISSING",
+                 cfg->ledger_path);
+}
+
+/* Signals until one says stop; returns the config then running. */
+static struct orp_config *serve(struct orp_config *cfg, const sigset_t *set, struct worker *workers,
+                                int started)
+{
+    for (;;) {
+        int sig = sigwaitinfo(set, NULL);
+        if (sig == SIGHUP) {
+            cfg = reload(cfg, workers, started);
+            continue;
+        }
+        if (sig == SIGINT || sig == SIGTERM) {
+            log_info("signal %d: stopping (in-flight requests get up to %d s)", sig,
+                     cfg->shutdown_timeout_s);
+            sd_notify(0, "STOPPING=1");
+            return cfg;
+        }
+    }
+}
+
+/* Every worker gets its socket, loop, curl multi and HTTP front (not yet
+ * its thread).  0, or 1 when one could not be set up. */
+static int setup_workers(struct orp_config *cfg, struct worker *workers, int nworkers,
+                         unsigned per_worker, int64_t watchdog_ms, int activated, int *port)
+{
+    for (int i = 0; i < nworkers; i++) {
+        struct worker *w = &workers[i];
+        w->id = i;
+        w->cfg = config_hold(cfg);
+        w->all = workers;
+        w->n_all = nworkers;
+        w->max_connections = per_worker;
+        w->watchdog_ms = watchdog_ms;
+        atomic_init(&w->pending, NULL);
+        atomic_init(&w->heartbeat_ms, util_mono_ms());
+        w->loop.epfd = w->loop.wake_fd = -1;
+        w->listen_fd = worker_socket(cfg, activated == 1, port);
+        if (w->listen_fd < 0 || worker_init(w) < 0)
+            return 1;
+    }
+    return 0;
+}
+
 static int run_daemon(struct orp_config *cfg)
 {
     int nworkers = cfg->workers > 0 ? cfg->workers : (int)sysconf(_SC_NPROCESSORS_ONLN);
@@ -326,48 +428,12 @@ static int run_daemon(struct orp_config *cfg)
     if (sd_watchdog_enabled(0, &wd_usec) <= 0)
         wd_usec = 0;
 
-    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-        log_error("curl_global_init failed");
+    if (open_state(cfg) < 0)
         return 1;
-    }
-    {
-        char err[1024];
-        if (mkdir(cfg->state_dir, 0750) < 0 && errno != EEXIST) {
-            log_error("cannot create state_dir %s: %s", cfg->state_dir, strerror(errno));
-            return 1;
-        }
-        if (ledger_open(cfg, err, sizeof err) < 0) {
-            log_error("%s", err);
-            return 1;
-        }
-        /* Budgets continue from what the ledger says was spent already. */
-        ledger_seed_spend(cfg->ledger_path, access_seed_spend);
-    }
-    if (housekeeping_start(cfg) < 0) {
-        log_error("cannot start the housekeeping thread");
-        ledger_close();
-        return 1;
-    }
     workers = calloc((size_t)nworkers, sizeof *workers);
     if (workers == NULL)
         return 1;
-    for (int i = 0; i < nworkers; i++) {
-        struct worker *w = &workers[i];
-        w->id = i;
-        w->cfg = config_hold(cfg);
-        w->all = workers;
-        w->n_all = nworkers;
-        w->max_connections = per_worker;
-        w->watchdog_ms = (int64_t)(wd_usec / 1000);
-        atomic_init(&w->pending, NULL);
-        atomic_init(&w->heartbeat_ms, loop_now_ms());
-        w->epfd = w->wake_fd = -1;
-        w->listen_fd = worker_socket(cfg, activated == 1, &port);
-        if (w->listen_fd < 0 || worker_init(w) < 0) {
-            rc = 1;
-            break;
-        }
-    }
+    rc = setup_workers(cfg, workers, nworkers, per_worker, (int64_t)(wd_usec / 1000), activated, &port);
     if (rc == 0) {
         char err[512];
         if (config_check_running(cfg, socket_is_loopback(workers[0].listen_fd), err, sizeof err) < 0) {
@@ -386,52 +452,19 @@ static int run_daemon(struct orp_config *cfg)
         }
     }
     if (rc == 0) {
-        char upstream[512];
-        config_url_for_log(cfg->upstream_base_url, upstream, sizeof upstream);
-        if (activated == 1)
-            log_info("orproxy %s listening on the socket systemd passed with %d workers; "
-                     "upstream %s; upstream key %s; ledger %s",
-                     ORP_VERSION, nworkers, upstream,
-                     cfg->upstream_key ? "configured" : "MISSING", cfg->ledger_path);
-        else
-            log_info("orproxy %s listening on http://%s%s%s:%d with %d workers; upstream %s; "
-                     "upstream key %s; ledger %s",
-                     ORP_VERSION, strchr(cfg->listen_address, ':') ? "[" : "", cfg->listen_address,
-                     strchr(cfg->listen_address, ':') ? "]" : "", port, nworkers,
-                     upstream, cfg->upstream_key ? "configured" : "MISSING",
-                     cfg->ledger_path);
+        log_listening(cfg, activated, port, nworkers);
         sd_notify(0, "READY=1\nSTATUS=serving");
-        for (;;) {
-            int sig = sigwaitinfo(&set, NULL);
-            if (sig == SIGHUP) {
-                cfg = reload(cfg, workers, started);
-                continue;
-            }
-            if (sig == SIGINT || sig == SIGTERM) {
-                log_info("signal %d: stopping (in-flight requests get up to %d s)", sig,
-                         cfg->shutdown_timeout_s);
-                sd_notify(0, "STOPPING=1");
-                break;
-            }
-        }
+        cfg = serve(cfg, &set, workers, started);
     }
     for (int i = 0; i < started; i++)
         worker_request_stop(&workers[i]);
     for (int i = 0; i < started; i++)
         pthread_join(workers[i].thread, NULL);
+    local_shutdown(); /* before the loops it answers to go away */
     for (int i = 0; i < nworkers; i++)
         worker_destroy(&workers[i]);
     free(workers);
-    housekeeping_stop();
-    ledger_close(); /* flushes every queued record */
-    {
-        struct ledger_stats ls;
-        ledger_get_stats(&ls);
-        log_info("ledger: %llu written, %llu dropped", (unsigned long long)ls.written,
-                 (unsigned long long)ls.dropped);
-    }
-    pricing_shutdown();
-    curl_global_cleanup();
+    close_state();
     config_release(cfg);
     if (rc == 0)
         log_info("stopped");

@@ -5,11 +5,15 @@
  * whole life; no other thread touches it.  It is referenced from three
  * places: MHD's con_cls, the streaming reader's closure, and the easy
  * handle's CURLOPT_PRIVATE.  It is freed in exactly one place,
- * request_maybe_free(), once the client side is finished (MHD's completion
- * callback ran) and no upstream transfer, retry timer or deferred loop
- * operation refers to it any more.  A request can outlive its connection:
- * a non-streamed request whose client hung up waits for its upstream
- * transfer, which upstream bills anyway (server.c). */
+ * front_maybe_free(), once the client side is finished (MHD's completion
+ * callback ran) and no upstream transfer, retry timer, deferred loop call
+ * or usage query refers to it any more.  A request can outlive its
+ * connection: a non-streamed request whose client hung up waits for its
+ * upstream transfer, which upstream bills anyway (doc/DESIGN.md).
+ *
+ * The modules that work on it report to each other only through the
+ * hooks in request_ops, which front.c fills in: nothing below front.c
+ * calls back into it. */
 #ifndef ORP_REQUEST_H
 #define ORP_REQUEST_H
 
@@ -19,12 +23,35 @@
 
 #include "access.h"
 #include "buf.h"
+#include "loop.h"
 #include "route.h"
 #include "sse.h"
 #include "usage.h"
 
-struct worker;
+struct front;
 struct orp_config;
+struct upstream_pool;
+struct request;
+
+/* How the lower modules (relay, upstream, local) reach the front. */
+struct request_ops {
+    /* Something for the client: resume its connection (if suspended) on
+     * the next loop turn, and free the request if nothing holds it. */
+    void (*wake)(struct request *r);
+    /* The upstream transfer of a request whose client is gone has ended. */
+    void (*settled)(struct request *r);
+};
+
+/* One upstream attempt's state: reset as a whole before each attempt. */
+struct attempt {
+    long status;                /* upstream's HTTP status, 0 before headers */
+    int got_bytes;              /* any response byte arrived */
+    int discard;                /* the body is dropped: a retry follows */
+    long retry_delay;           /* ms, for that retry */
+    int too_large;              /* response or event over its limit */
+    int sends;                  /* request sends (PREREQFUNCTION calls) */
+    int resend_blocked;         /* curl tried to re-send on its own */
+};
 
 struct hdr {            /* one upstream response header to relay */
     char *name;
@@ -32,7 +59,10 @@ struct hdr {            /* one upstream response header to relay */
 };
 
 struct request {
-    struct worker *w;
+    struct front *fr;           /* the worker's front (front.c only) */
+    struct loop *loop;
+    struct upstream_pool *pool;
+    const struct request_ops *ops;
     struct orp_config *cfg;     /* the config this request started with (held) */
     struct MHD_Connection *conn; /* NULL once client_done: MHD freed it */
     const struct route *route;
@@ -48,6 +78,10 @@ struct request {
     const char *local_code;
     char *local_msg;
     long local_retry_after;     /* Retry-After seconds on a local 429/402 */
+    char *reply;                /* a local endpoint's answer body (local.c), or NULL */
+    const char *reply_ctype;
+    unsigned reply_status;
+    int usage_pending;          /* a /v1/usage query holds the request */
     char *model;                /* the request's "model", if any */
     char **models;              /* its "models" fallback list (n_models entries) */
     size_t n_models;
@@ -65,19 +99,13 @@ struct request {
     struct curl_slist *up_headers;
     int in_multi;               /* easy is added to the worker's multi */
     int attempts;
-    long up_status;
+    struct attempt at;
     char *up_ctype;
     char *up_retry_after;
     char *gen_id;
     struct hdr *rhdrs;          /* headers to relay */
     size_t n_rhdrs, cap_rhdrs;
-    int got_bytes;              /* this attempt received any response byte */
-    int discard;                /* this attempt's body is dropped: a retry follows */
-    long retry_delay;           /* ms, for the pending retry */
     int curl_result;            /* last transfer result (CURLcode) */
-    int too_large;              /* response or event over its limit */
-    int sends;                  /* this attempt's request sends (PREREQFUNCTION calls) */
-    int resend_blocked;         /* curl tried to re-send this attempt on its own */
 
     /* relay */
     buf_t out;                  /* bytes for the client not yet handed to MHD */
@@ -105,10 +133,10 @@ struct request {
     int64_t last_relay_ms;      /* last stream byte queued for the client */
 
     /* loop bookkeeping */
-    int want_resume, want_unpause, in_deferred;
-    struct request *next_deferred;
-    int64_t retry_at;           /* != 0: waiting in the retry list */
-    struct request *prev, *next; /* the worker's list of live requests */
+    int want_resume, want_unpause;
+    struct loop_task task;      /* resume / unpause / free, on the loop */
+    struct loop_timer retry;    /* armed: waiting for the next attempt */
+    TAILQ_ENTRY(request) link;  /* the front's list of live requests */
 };
 
 #endif

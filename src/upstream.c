@@ -13,12 +13,11 @@
  * and answered with its status, so a failure while reading it can still be
  * retried or turned into a clean 502/504.
  *
- * Stream bytes go into the request's out buffer; the SSE parser says where
- * the last complete event ends, and only bytes up to there are offered to
- * the client, so our own error event never lands inside a half event.  If
- * the client reads slower than upstream writes, the transfer is paused
- * (HTTP/1.1 upstream only: pausing HTTP/2 streams misbehaves in curl 7.88)
- * and resumed from the loop once the client caught up. */
+ * Stream bytes go to the response buffer (relay.c), which offers the
+ * client only complete events.  If the client reads slower than upstream
+ * writes, the transfer is paused (HTTP/1.1 upstream only: pausing HTTP/2
+ * streams misbehaves in curl 7.88) and resumed from the loop once the
+ * client caught up.  Each attempt starts from a zeroed struct attempt. */
 #include "upstream.h"
 
 #include <stdio.h>
@@ -27,15 +26,11 @@
 #include <strings.h>
 #include <time.h>
 
-#include "apierr.h"
 #include "log.h"
 #include "metrics.h"
-#include "loop.h"
+#include "relay.h"
 #include "retry.h"
-#include "server.h"
-
-#define PAUSE_ABOVE (256 * 1024)          /* client-side backlog that pauses upstream */
-#define MAX_EVENT_BYTES (16 * 1024 * 1024) /* one SSE event larger than this is refused */
+#include "util.h"
 
 /* Request headers never forwarded: hop-by-hop (RFC 9110 7.6.1), ones curl
  * or we set ourselves, and credentials meant for someone else than
@@ -206,7 +201,7 @@ static void on_sse_event(void *ud, const char *data, size_t len, int truncated)
         return;
     }
     if (r->t_first == 0)
-        r->t_first = loop_now_ns(); /* first data event: comments are not tokens */
+        r->t_first = util_mono_ns(); /* first data event: comments are not tokens */
     if (truncated)
         return;
     /* Every chunk is parsed (the relayed bytes stay untouched): matching
@@ -232,24 +227,22 @@ static void headers_complete(struct request *r)
         clear_response_headers(r);
         return;
     }
-    r->up_status = status;
+    r->at.status = status;
     if (retry_status_retryable(status) && r->attempts < cfg->retry_max_attempts) {
         long ra = retry_after_ms(r->up_retry_after, time(NULL));
         long d = retry_delay_ms(r->attempts, cfg->retry_base_delay_ms, cfg->retry_max_delay_ms, ra,
-                                loop_rand(r->w));
+                                loop_rand(r->loop));
         if (d >= 0) {
-            r->discard = 1;
-            r->retry_delay = d;
+            r->at.discard = 1;
+            r->at.retry_delay = d;
             return;
         }
     }
     if (status >= 200 && status < 300 && r->up_ctype != NULL &&
         strncasecmp(r->up_ctype, "text/event-stream", 17) == 0) {
-        r->streaming = 1;
         metrics_streams(1);
-        r->last_relay_ms = loop_now_ms();
         sse_init(&r->sse, on_sse_event, r);
-        server_response_ready(r);
+        relay_start_stream(r, util_mono_ms());
     }
 }
 
@@ -258,7 +251,7 @@ static size_t on_header(char *buf, size_t size, size_t nitems, void *ud)
     struct request *r = ud;
     size_t len = size * nitems, nlen, vstart;
 
-    r->got_bytes = 1;
+    r->at.got_bytes = 1;
     if (len >= 5 && memcmp(buf, "HTTP/", 5) == 0) {
         clear_response_headers(r);
         return len;
@@ -286,35 +279,27 @@ static size_t on_write(char *ptr, size_t size, size_t nmemb, void *ud)
     struct request *r = ud;
     size_t len = size * nmemb;
 
-    r->got_bytes = 1;
-    if (r->discard)
+    enum relay_write wr;
+
+    r->at.got_bytes = 1;
+    if (r->at.discard)
         return len;
-    if (r->streaming) {
-        uint64_t before = r->sse.boundary;
-        if (r->ready > PAUSE_ABOVE) {
-            r->paused = 1;
-            return CURL_WRITEFUNC_PAUSE;
-        }
-        if (r->sse.total - r->sse.boundary + len > MAX_EVENT_BYTES) {
-            r->too_large = 1;
-            return 0;
-        }
-        if (buf_append(&r->out, ptr, len) < 0 || sse_feed(&r->sse, ptr, len) < 0)
-            return 0;
-        r->ready += (size_t)(r->sse.boundary - before);
-        if (r->ready > 0) {
-            r->last_relay_ms = loop_now_ms();
-            server_data_ready(r);
-        }
+    if (r->streaming)
+        wr = relay_stream_write(r, ptr, len, util_mono_ms());
+    else
+        wr = relay_body_write(r, ptr, len, (size_t)r->cfg->upstream_max_response_bytes);
+    switch (wr) {
+    case RELAY_OK:
         return len;
-    }
-    if (buf_used(&r->out) + len > (size_t)r->cfg->upstream_max_response_bytes) {
-        r->too_large = 1;
+    case RELAY_PAUSE:
+        return CURL_WRITEFUNC_PAUSE;
+    case RELAY_TOO_LARGE:
+        r->at.too_large = 1;
         return 0;
+    case RELAY_NO_MEMORY:
+        break;
     }
-    if (buf_append(&r->out, ptr, len) < 0)
-        return 0;
-    return len;
+    return 0;
 }
 
 /* curl 7.88 re-sends a request on a fresh connection, on its own, when a
@@ -332,11 +317,34 @@ static int on_prereq(void *ud, char *conn_primary_ip, char *conn_local_ip, int c
     struct request *r = ud;
     (void)conn_primary_ip, (void)conn_local_ip, (void)conn_primary_port, (void)conn_local_port;
 
-    if (++r->sends > 1) {
-        r->resend_blocked = 1;
+    if (++r->at.sends > 1) {
+        r->at.resend_blocked = 1;
         return CURL_PREREQFUNC_ABORT;
     }
     return CURL_PREREQFUNC_OK;
+}
+
+/* Easy handles are reused: curl_easy_init and its cleanup cost more than
+ * the whole proxying of a small request.  curl_easy_reset puts every option
+ * back to its default, so nothing of the previous request (its key header
+ * list, its callbacks' data) survives into the next. */
+static CURL *easy_get(struct upstream_pool *p)
+{
+    if (p->n_easy_pool > 0)
+        return p->easy_pool[--p->n_easy_pool];
+    return curl_easy_init();
+}
+
+static void easy_put(struct upstream_pool *p, CURL *e)
+{
+    if (e == NULL)
+        return;
+    if (p->n_easy_pool < (int)(sizeof p->easy_pool / sizeof p->easy_pool[0])) {
+        curl_easy_reset(e);
+        p->easy_pool[p->n_easy_pool++] = e;
+    } else {
+        curl_easy_cleanup(e);
+    }
 }
 
 static int setup_easy(struct request *r)
@@ -352,7 +360,7 @@ static int setup_easy(struct request *r)
         return -1;
     snprintf(url, cap, "%s%s%s", cfg->upstream_base_url, r->route->tail, query);
     r->up_headers = build_headers(r);
-    e = r->easy = loop_easy_get(r->w);
+    e = r->easy = easy_get(r->pool);
     if (e == NULL || r->up_headers == NULL) {
         free(url);
         return -1;
@@ -378,7 +386,7 @@ static int setup_easy(struct request *r)
     curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, loop_close_socket);
-    curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, r->w);
+    curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, r->loop);
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
     curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
     curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
@@ -391,135 +399,191 @@ static int setup_easy(struct request *r)
     return 0;
 }
 
-int upstream_start(struct request *r)
+static void transfer_done(struct request *r, CURLcode res);
+
+static void on_curl_done(CURL *easy, CURLcode res)
 {
-    if (r->easy == NULL && setup_easy(r) < 0) {
-        server_fail(r, 500, "out_of_memory", "orproxy could not set up the upstream request");
+    struct request *r = NULL;
+
+    curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&r);
+    r->in_multi = 0;
+    transfer_done(r, res);
+}
+
+int upstream_pool_init(struct upstream_pool *p, struct loop *l)
+{
+    memset(p, 0, sizeof *p);
+    p->loop = l;
+    p->multi = curl_multi_init();
+    if (p->multi == NULL)
         return -1;
-    }
+    loop_attach_multi(l, p->multi, on_curl_done);
+    /* Keep enough idle upstream connections for the worker's share of
+     * clients, so bursts reuse them instead of reconnecting. */
+    curl_multi_setopt(p->multi, CURLMOPT_MAXCONNECTS, 256L);
+    return 0;
+}
+
+void upstream_pool_destroy(struct upstream_pool *p)
+{
+    while (p->n_easy_pool > 0)
+        curl_easy_cleanup(p->easy_pool[--p->n_easy_pool]);
+    if (p->multi != NULL)
+        curl_multi_cleanup(p->multi);
+    p->multi = NULL;
+}
+
+/* One attempt: everything of the previous one is dropped as a whole. */
+static int attempt_start(struct request *r)
+{
     clear_response_headers(r);
-    buf_reset(&r->out);
-    r->up_status = 0;
-    r->got_bytes = 0;
-    r->discard = 0;
-    r->too_large = 0;
-    r->sends = 0;
-    r->resend_blocked = 0;
+    relay_reset(r);
+    memset(&r->at, 0, sizeof r->at);
     r->attempts++;
-    if (curl_multi_add_handle(r->w->multi, r->easy) != CURLM_OK) {
-        server_fail(r, 500, "internal_error", "orproxy could not start the upstream request");
+    if (curl_multi_add_handle(r->pool->multi, r->easy) != CURLM_OK) {
+        relay_fail(r, 500, "internal_error", "orproxy could not start the upstream request");
         return -1;
     }
     r->in_multi = 1;
     return 0;
 }
 
+int upstream_start(struct request *r)
+{
+    if (setup_easy(r) < 0) {
+        relay_fail(r, 500, "out_of_memory", "orproxy could not set up the upstream request");
+        return -1;
+    }
+    return attempt_start(r);
+}
+
+static void retry_due(void *arg)
+{
+    attempt_start(arg);
+}
+
 static void schedule_retry(struct request *r, long delay, const char *why)
 {
     log_info("request id=%s attempt=%d failed (%s), retrying in %ld ms", r->id, r->attempts, why,
              delay);
-    loop_retry_at(r, loop_now_ms() + delay);
+    r->retry.fn = retry_due;
+    r->retry.arg = r;
+    loop_timer_set(r->loop, &r->retry, util_mono_ms() + delay);
 }
 
-/* After commit: end the stream with an error event instead of [DONE]. */
-static void stream_fail(struct request *r, const char *msg)
+/* After commit: the stream ends with an error event or cleanly. */
+static void stream_done(struct request *r, CURLcode res)
 {
-    char *ev = apierr_sse_event(502, "upstream_stream_error", msg);
+    char msg[256];
 
-    r->out.len = r->out.off + r->ready; /* drop a half-received event */
-    if (ev != NULL && buf_appendz(&r->out, ev) == 0)
-        r->ready += strlen(ev);
-    free(ev);
-    r->upstream_done = 1;
-    server_data_ready(r);
+    if (res == CURLE_OPERATION_TIMEDOUT) {
+        snprintf(msg, sizeof msg, "upstream sent nothing for %d s", r->cfg->upstream_idle_timeout_s);
+        relay_end_stream(r, 502, "upstream_stream_error", msg);
+    } else if (r->at.too_large) {
+        relay_end_stream(r, 502, "upstream_stream_error", "upstream sent an event larger than 16 MiB");
+    } else if (res != CURLE_OK) {
+        snprintf(msg, sizeof msg, "upstream connection failed mid-stream: %s",
+                 curl_easy_strerror(res));
+        relay_end_stream(r, 502, "upstream_stream_error", msg);
+    } else if (!r->saw_done && !r->saw_error_event) {
+        relay_end_stream(r, 502, "upstream_stream_error", "upstream ended the stream without [DONE]");
+    } else {
+        relay_end_stream(r, 0, NULL, NULL);
+    }
 }
 
-void upstream_transfer_done(struct request *r, CURLcode res)
+/* Before commit, a transfer that failed: retry, or answer 502/504. */
+static void buffered_failed(struct request *r, CURLcode res)
 {
     const struct orp_config *cfg = r->cfg;
     char msg[256];
 
-    if (r->resend_blocked && res == CURLE_ABORTED_BY_CALLBACK)
+    if (!r->at.too_large && r->attempts < cfg->retry_max_attempts &&
+        retry_transport_retryable((int)res, r->at.got_bytes)) {
+        long d = retry_delay_ms(r->attempts, cfg->retry_base_delay_ms, cfg->retry_max_delay_ms, -1,
+                                loop_rand(r->loop));
+        schedule_retry(r, d, curl_easy_strerror(res));
+        return;
+    }
+    r->upstream_done = 1;
+    if (r->at.too_large) {
+        snprintf(msg, sizeof msg, "upstream response is larger than %lld bytes",
+                 cfg->upstream_max_response_bytes);
+        relay_fail(r, 502, "upstream_response_too_large", msg);
+    } else if (res == CURLE_OPERATION_TIMEDOUT) {
+        snprintf(msg, sizeof msg, "upstream did not answer in time (attempts: %d)", r->attempts);
+        relay_fail(r, 504, "upstream_timeout", msg);
+    } else {
+        snprintf(msg, sizeof msg, "upstream unreachable: %s (attempts: %d)", curl_easy_strerror(res),
+                 r->attempts);
+        relay_fail(r, 502, "upstream_unreachable", msg);
+    }
+}
+
+static void transfer_done(struct request *r, CURLcode res)
+{
+    if (r->at.resend_blocked && res == CURLE_ABORTED_BY_CALLBACK)
         res = CURLE_GOT_NOTHING; /* see on_prereq */
     r->curl_result = (int)res;
     if (r->client_gone || r->client_done) {
         /* Nobody waits for this answer any more: no retry; keep only its
          * usage, which is what upstream bills. */
         r->upstream_done = 1;
-        if (res == CURLE_OK && !r->discard && r->up_ctype != NULL &&
+        if (res == CURLE_OK && !r->at.discard && r->up_ctype != NULL &&
             strstr(r->up_ctype, "json") != NULL)
             usage_parse(buf_head(&r->out), buf_used(&r->out), &r->ui);
-        server_upstream_settled(r);
+        r->ops->settled(r);
         return;
     }
-    if (r->discard) {
+    if (r->at.discard) {
         char why[32];
-        snprintf(why, sizeof why, "status %ld", r->up_status);
-        schedule_retry(r, r->retry_delay, why);
+        snprintf(why, sizeof why, "status %ld", r->at.status);
+        schedule_retry(r, r->at.retry_delay, why);
         return;
     }
     if (r->streaming) {
-        if (res == CURLE_OPERATION_TIMEDOUT) {
-            snprintf(msg, sizeof msg, "upstream sent nothing for %d s", cfg->upstream_idle_timeout_s);
-            stream_fail(r, msg);
-        } else if (r->too_large) {
-            stream_fail(r, "upstream sent an event larger than 16 MiB");
-        } else if (res != CURLE_OK) {
-            snprintf(msg, sizeof msg, "upstream connection failed mid-stream: %s",
-                     curl_easy_strerror(res));
-            stream_fail(r, msg);
-        } else if (!r->saw_done && !r->saw_error_event) {
-            stream_fail(r, "upstream ended the stream without [DONE]");
-        } else {
-            r->out.len = r->out.off + r->ready;
-            r->upstream_done = 1;
-            server_data_ready(r);
-        }
+        stream_done(r, res);
         return;
     }
     if (res != CURLE_OK) {
-        if (!r->too_large && r->attempts < cfg->retry_max_attempts &&
-            retry_transport_retryable((int)res, r->got_bytes)) {
-            long d = retry_delay_ms(r->attempts, cfg->retry_base_delay_ms, cfg->retry_max_delay_ms,
-                                    -1, loop_rand(r->w));
-            schedule_retry(r, d, curl_easy_strerror(res));
-            return;
-        }
-        r->upstream_done = 1;
-        if (r->too_large) {
-            snprintf(msg, sizeof msg, "upstream response is larger than %lld bytes",
-                     cfg->upstream_max_response_bytes);
-            server_fail(r, 502, "upstream_response_too_large", msg);
-        } else if (res == CURLE_OPERATION_TIMEDOUT) {
-            snprintf(msg, sizeof msg, "upstream did not answer in time (attempts: %d)", r->attempts);
-            server_fail(r, 504, "upstream_timeout", msg);
-        } else {
-            snprintf(msg, sizeof msg, "upstream unreachable: %s (attempts: %d)",
-                     curl_easy_strerror(res), r->attempts);
-            server_fail(r, 502, "upstream_unreachable", msg);
-        }
+        buffered_failed(r, res);
         return;
     }
     r->upstream_done = 1;
     if (r->up_ctype != NULL && strstr(r->up_ctype, "json") != NULL)
         usage_parse(buf_head(&r->out), buf_used(&r->out), &r->ui);
-    server_response_ready(r);
+    relay_ready(r);
+}
+
+void upstream_cancel_retry(struct request *r)
+{
+    loop_timer_cancel(r->loop, &r->retry);
 }
 
 void upstream_abort(struct request *r)
 {
     if (r->in_multi) {
-        curl_multi_remove_handle(r->w->multi, r->easy);
+        curl_multi_remove_handle(r->pool->multi, r->easy);
         r->in_multi = 0;
     }
+    upstream_cancel_retry(r);
     r->upstream_done = 1;
+}
+
+void upstream_unpause(struct request *r)
+{
+    if (r->paused && r->in_multi) {
+        r->paused = 0;
+        /* May call the write callback, which may pause again. */
+        curl_easy_pause(r->easy, CURLPAUSE_CONT);
+    }
 }
 
 void upstream_free(struct request *r)
 {
     if (r->in_multi)
         upstream_abort(r);
-    loop_easy_put(r->w, r->easy);
+    easy_put(r->pool, r->easy);
     r->easy = NULL;
     /* The header list holds the upstream key: wipe it before freeing. */
     for (struct curl_slist *h = r->up_headers; h != NULL; h = h->next)

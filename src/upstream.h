@@ -1,20 +1,39 @@
 /* upstream.h - one request's transfers to OpenRouter through the worker's
  * curl multi handle: building the forwarded request, reading the answer,
- * retry decisions before commit, SSE relay bookkeeping after. */
+ * attempts and retry decisions before commit.  What it learns goes to the
+ * response buffer (relay.h); a request whose client is gone is reported
+ * through the request's ops->settled hook. */
 #ifndef ORP_UPSTREAM_H
 #define ORP_UPSTREAM_H
 
 #include <curl/curl.h>
 
+#include "loop.h"
 #include "request.h"
 
-/* Starts (or restarts, for a retry) the upstream transfer.  0 or -1 (the
- * request has then been failed locally). */
+/* A worker's curl side: its multi handle, driven by its loop, and its idle
+ * easy handles. */
+struct upstream_pool {
+    CURLM *multi;
+    struct loop *loop;
+    CURL *easy_pool[64];         /* idle easy handles, reset, for reuse */
+    int n_easy_pool;
+};
+
+int upstream_pool_init(struct upstream_pool *p, struct loop *l);
+void upstream_pool_destroy(struct upstream_pool *p);
+
+/* Starts the first upstream attempt.  0 or -1 (the request has then been
+ * failed locally: relay_fail). */
 int upstream_start(struct request *r);
-/* The loop saw CURLMSG_DONE for r (the handle is already removed). */
-void upstream_transfer_done(struct request *r, CURLcode res);
-/* The client is gone or we are shutting down: stop the transfer now. */
+/* The client is gone or we are shutting down: stop the transfer and any
+ * pending retry now. */
 void upstream_abort(struct request *r);
+/* Drops a pending retry only (it has not reached upstream: it costs nothing). */
+void upstream_cancel_retry(struct request *r);
+/* The client caught up: resume a paused transfer (loop turn only, never
+ * inside a curl callback). */
+void upstream_unpause(struct request *r);
 /* Releases the easy handle and everything upstream-related. */
 void upstream_free(struct request *r);
 
