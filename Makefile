@@ -123,9 +123,12 @@ soak-plain: $(BUILD)/orproxy $(BUILD)/fake_openrouter $(BUILD)/soak_load
 # Benchmark (bench/): direct vs nginx vs orproxy on loopback, about 6 minutes; prints a
 # table of every figure next to its target and writes $(BUILD)/bench/results.json.
 # bench-smoke is the ~15-second run make check does so the benchmark cannot rot.
+# BENCH_BEFORE=path/to/an/older/orproxy adds that build as a column, measured in the same
+# rounds (before/after comparisons of a change).
 BENCH_TOOLS := $(BUILD)/bench/fakeup $(BUILD)/bench/streamload
 BENCH_RUN = ulimit -n $$(ulimit -Hn) && python3 bench/run.py --orproxy $(BUILD)/orproxy \
-	  --fakeup $(BUILD)/bench/fakeup --streamload $(BUILD)/bench/streamload --workdir $(BUILD)/bench
+	  --fakeup $(BUILD)/bench/fakeup --streamload $(BUILD)/bench/streamload --workdir $(BUILD)/bench \
+	  $(if $(BENCH_BEFORE),--before $(BENCH_BEFORE))
 
 $(BUILD)/bench/%: bench/%.c | $(BUILD)/bench
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $<

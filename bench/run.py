@@ -28,6 +28,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PATHS = ("direct", "nginx", "orproxy")
+ORPROXIES = ("before", "orproxy")  # "before": an earlier build, with --before
 KIB = 1024
 
 
@@ -106,6 +107,9 @@ class Bench:
         self.dir = os.path.abspath(tempfile.mkdtemp(prefix="orproxy-bench-", dir=args.workdir))
         self.procs = []
         self.ports = {}
+        # Every path is measured in each round, one after the other.
+        self.paths = ["direct", "nginx"] + (["before"] if args.before else []) + ["orproxy"]
+        self.orp = {}
 
     # ---- processes -------------------------------------------------------
     def spawn(self, name, argv, env=None, **kw):
@@ -127,15 +131,24 @@ class Bench:
         self.nginx = self.spawn("nginx", [self.a.nginx, "-p", self.dir, "-c", conf])
         wait_port(np_, self.nginx)
 
-        op = self.ports["orproxy"] = free_port()
-        conf = os.path.join(self.dir, "orproxy.conf")
-        os.makedirs(os.path.join(self.dir, "state"), exist_ok=True)
+        for name in ORPROXIES:
+            if name in self.paths:
+                self.start_orproxy(name, fp)
+        self.orproxy = self.orp["orproxy"]
+
+    def start_orproxy(self, name, fake_port):
+        op = self.ports[name] = free_port()
+        conf = os.path.join(self.dir, name + ".conf")
+        state = os.path.join(self.dir, "state-" + name)
+        os.makedirs(state, exist_ok=True)
         with open(conf, "w") as f:
-            f.write(ORPROXY_CONF.format(dir=self.dir, port=op, fake=fp, workers=self.a.workers))
+            f.write(ORPROXY_CONF.format(state=state, port=op, fake=fake_port,
+                                        workers=self.a.workers))
         env = dict(os.environ, OPENROUTER_API_KEY="sk-or-v1-bench-upstream-key")
         env.pop("STATE_DIRECTORY", None)
-        self.orproxy = self.spawn("orproxy", [self.a.orproxy, "-c", conf], env=env)
-        wait_port(op, self.orproxy)
+        binary = self.a.before if name == "before" else self.a.orproxy
+        self.orp[name] = self.spawn(name, [binary, "-c", conf], env=env)
+        wait_port(op, self.orp[name])
 
     def stop(self):
         for p in reversed(self.procs):
@@ -153,12 +166,12 @@ class Bench:
 
     def url(self, path):
         port = self.ports[path]
-        if path == "orproxy":
+        if path in ORPROXIES:
             return "http://127.0.0.1:%d/v1/chat/completions" % port
         return "http://127.0.0.1:%d/api/v1/chat/completions" % port
 
     def stream_path(self, path):
-        return "/v1/chat/completions" if path == "orproxy" else "/api/v1/chat/completions"
+        return "/v1/chat/completions" if path in ORPROXIES else "/api/v1/chat/completions"
 
     # ---- load tools ------------------------------------------------------
     def wrk(self, path, conns, seconds):
@@ -190,7 +203,7 @@ class Bench:
         return r
 
     def pid(self, path):
-        return {"direct": self.fake, "nginx": self.nginx, "orproxy": self.orproxy}[path].pid
+        return {"direct": self.fake, "nginx": self.nginx, **self.orp}[path].pid
 
     def settle(self, seconds=None):
         time.sleep(self.a.settle if seconds is None else seconds)
@@ -203,14 +216,15 @@ def med(rs, key):
 def run(b, a):
     res = {"config": {"smoke": a.smoke, "workers": a.workers, "rounds": a.rounds,
                       "duration_s": a.duration, "cores": os.cpu_count()}}
-    paths_all = list(PATHS)
+    paths_all = list(b.paths)
+    res["paths"] = paths_all
 
     b.settle(a.idle_settle)
-    s = proc_status(b.orproxy.pid)
-    res["idle"] = {"orproxy": s, "nginx_kib": group_rss(b.nginx.pid),
-                   "fake_kib": proc_status(b.fake.pid)["VmRSS"]}
-    log("idle: orproxy VmRSS %d KiB (anon %d, file %d), %d fds" %
-        (s["VmRSS"], s["RssAnon"], s["RssFile"], s["fds"]))
+    res["idle"] = {"nginx_kib": group_rss(b.nginx.pid), "fake_kib": proc_status(b.fake.pid)["VmRSS"]}
+    for name, proc in b.orp.items():
+        s = res["idle"][name] = proc_status(proc.pid)
+        log("idle: %s VmRSS %d KiB (anon %d, file %d), %d fds" %
+            (name, s["VmRSS"], s["RssAnon"], s["RssFile"], s["fds"]))
 
     # warm every path (connections, page cache, orproxy's price table)
     if not a.smoke:
@@ -309,21 +323,26 @@ def run(b, a):
 
     # 6. RSS after the load stops (orproxy trims its heap after 2 s idle)
     b.settle(a.idle_settle)
-    s = proc_status(b.orproxy.pid)
-    res["after"] = {"orproxy": s, "nginx_kib": group_rss(b.nginx.pid)}
-    log("after: orproxy VmRSS %d KiB (anon %d, file %d), %d fds" %
-        (s["VmRSS"], s["RssAnon"], s["RssFile"], s["fds"]))
+    res["after"] = {"nginx_kib": group_rss(b.nginx.pid)}
+    for name, proc in b.orp.items():
+        s = res["after"][name] = proc_status(proc.pid)
+        log("after: %s VmRSS %d KiB (anon %d, file %d), %d fds" %
+            (name, s["VmRSS"], s["RssAnon"], s["RssFile"], s["fds"]))
     return res
 
 
 def table(res, a):
-    """Returns (text, failures): failures are paths that did not work at all."""
+    """Returns (text, checks): the figures of every path side by side, and whether
+    orproxy (the build under test) met each target.  With --before, the earlier
+    build's column sits next to it, measured in the same rounds."""
     L, S, T, SL = res["latency_c1"], res["streaming"], res["throughput_c64"], res["slow"]
+    paths = res["paths"]
     rows, checks = [], []
 
-    def row(fig, direct, nginx, orp, target, met):
-        rows.append((fig, direct, nginx, orp, target, "" if met is None else
-                     ("yes" if met else "NO")))
+    def row(fig, cell, target="", met=None, base=None):
+        """cell(p) gives path p's text; base, if given, is direct's (the baseline)."""
+        cells = [base if (base is not None and p == "direct") else cell(p) for p in paths]
+        rows.append([fig] + cells + [target, "" if met is None else ("yes" if met else "NO")])
         if met is not None:
             checks.append(met)
 
@@ -331,59 +350,55 @@ def table(res, a):
         return d[p][key] - d["direct"][key]
 
     us = lambda v: "%.0f us" % v
-    row("added latency p50, c=1", us(L["direct"]["p50_us"]) + " (base)",
-        us(added(L, "nginx", "p50_us")), us(added(L, "orproxy", "p50_us")), "<= nginx",
-        added(L, "orproxy", "p50_us") <= added(L, "nginx", "p50_us"))
-    row("added latency p99, c=1", us(L["direct"]["p99_us"]) + " (base)",
-        us(added(L, "nginx", "p99_us")), us(added(L, "orproxy", "p99_us")), "<= nginx",
-        added(L, "orproxy", "p99_us") <= added(L, "nginx", "p99_us"))
-    ratio = T["orproxy"]["rps"] / T["nginx"]["rps"] if T["nginx"]["rps"] else 0
-    row("throughput c=64 (req/s)", "%.0f" % T["direct"]["rps"], "%.0f" % T["nginx"]["rps"],
-        "%.0f (x%.2f)" % (T["orproxy"]["rps"], ratio), "orproxy/nginx >= 1.0", ratio >= 1.0)
-    row("p99 at c=64", us(T["direct"]["p99_us"]), us(T["nginx"]["p99_us"]),
-        us(T["orproxy"]["p99_us"]), "", None)
+    row("added latency p50, c=1", lambda p: us(added(L, p, "p50_us")), "<= nginx",
+        added(L, "orproxy", "p50_us") <= added(L, "nginx", "p50_us"),
+        base=us(L["direct"]["p50_us"]) + " (base)")
+    row("added latency p99, c=1", lambda p: us(added(L, p, "p99_us")), "<= nginx",
+        added(L, "orproxy", "p99_us") <= added(L, "nginx", "p99_us"),
+        base=us(L["direct"]["p99_us"]) + " (base)")
+    ratio = lambda p: T[p]["rps"] / T["nginx"]["rps"] if T["nginx"]["rps"] else 0
+    row("throughput c=64 (req/s)",
+        lambda p: "%.0f" % T[p]["rps"] + (" (x%.2f)" % ratio(p) if p in ORPROXIES else ""),
+        "orproxy/nginx >= 1.0", ratio("orproxy") >= 1.0)
+    row("p99 at c=64", lambda p: us(T[p]["p99_us"]))
     for c, v in res["sweep"].items():
-        row("  sweep c=%s (req/s)" % c, "%.0f" % v["direct"]["rps"], "%.0f" % v["nginx"]["rps"],
-            "%.0f" % v["orproxy"]["rps"], "", None)
-    t_o, t_n = added(S, "orproxy", "ttfc_p50_us"), added(S, "nginx", "ttfc_p50_us")
-    row("added time to 1st chunk p50", us(S["direct"]["ttfc_p50_us"]) + " (base)", us(t_n),
-        us(t_o), "<= 100 us", t_o <= 100)
-    g_o, g_n = added(S, "orproxy", "gap_p50_us"), added(S, "nginx", "gap_p50_us")
-    row("added inter-chunk gap p50", us(S["direct"]["gap_p50_us"]) + " (base)", us(g_n), us(g_o),
-        "", None)
-    g_o, g_n = added(S, "orproxy", "gap_p99_us"), added(S, "nginx", "gap_p99_us")
-    row("added inter-chunk gap p99", us(S["direct"]["gap_p99_us"]) + " (base)", us(g_n), us(g_o),
-        "<= 200 us", g_o <= 200)
+        row("  sweep c=%s (req/s)" % c, lambda p, v=v: "%.0f" % v[p]["rps"])
+    row("added time to 1st chunk p50", lambda p: us(added(S, p, "ttfc_p50_us")), "<= 100 us",
+        added(S, "orproxy", "ttfc_p50_us") <= 100, base=us(S["direct"]["ttfc_p50_us"]) + " (base)")
+    row("added inter-chunk gap p50", lambda p: us(added(S, p, "gap_p50_us")),
+        base=us(S["direct"]["gap_p50_us"]) + " (base)")
+    row("added inter-chunk gap p99", lambda p: us(added(S, p, "gap_p99_us")), "<= 200 us",
+        added(S, "orproxy", "gap_p99_us") <= 200, base=us(S["direct"]["gap_p99_us"]) + " (base)")
     row("chunk transit p50 / p99",
-        "%d / %d us" % (S["direct"]["transit_p50_us"], S["direct"]["transit_p99_us"]),
-        "%d / %d us" % (S["nginx"]["transit_p50_us"], S["nginx"]["transit_p99_us"]),
-        "%d / %d us" % (S["orproxy"]["transit_p50_us"], S["orproxy"]["transit_p99_us"]), "", None)
-    row("lost chunks (%d streams x %d, %d rounds)" % (a.stream_conc, a.stream_chunks, a.rounds), str(S["direct"]["lost"]),
-        str(S["nginx"]["lost"]), str(S["orproxy"]["lost"]), "0", S["orproxy"]["lost"] == 0)
+        lambda p: "%d / %d us" % (S[p]["transit_p50_us"], S[p]["transit_p99_us"]))
+    row("lost chunks (%d streams x %d, %d rounds)" % (a.stream_conc, a.stream_chunks, a.rounds),
+        lambda p: str(S[p]["lost"]), "0", S["orproxy"]["lost"] == 0)
     su = res["sustained"]
-    cap = " (max tried)" if su["orproxy"]["best"] == a.levels[-1] else ""
-    row("20 ms streams sustained", str(su["direct"]["best"]), str(su["nginx"]["best"]),
-        str(su["orproxy"]["best"]) + cap, ">= %d, 0 lost" % a.sustain_target,
-        su["orproxy"]["best"] >= a.sustain_target)
-    row("%d streams paced %d ms complete" % (a.slow_conc, a.slow_interval), str(SL["direct"]["complete"]),
-        str(SL["nginx"]["complete"]), str(SL["orproxy"]["complete"]), "all",
-        SL["orproxy"]["complete"] == a.slow_conc)
+    row("20 ms streams sustained",
+        lambda p: str(su[p]["best"]) + (" (max tried)" if p in ORPROXIES and
+                                        su[p]["best"] == a.levels[-1] else ""),
+        ">= %d, 0 lost" % a.sustain_target, su["orproxy"]["best"] >= a.sustain_target)
+    row("%d streams paced %d ms complete" % (a.slow_conc, a.slow_interval),
+        lambda p: str(SL[p]["complete"]), "all", SL["orproxy"]["complete"] == a.slow_conc)
     kib = lambda v: "%.1f KiB" % (v / KIB)
-    row("RSS per slow stream", kib(SL["direct"]["bytes_per_stream"]),
-        kib(SL["nginx"]["bytes_per_stream"]), kib(SL["orproxy"]["bytes_per_stream"]),
-        "<= 32 KiB", SL["orproxy"]["bytes_per_stream"] <= 32 * KIB)
-    idle = res["idle"]["orproxy"]
-    row("idle RSS (orproxy: anon + file)", "%d KiB" % res["idle"]["fake_kib"],
-        "%d KiB" % res["idle"]["nginx_kib"],
-        "%d KiB (%d + %d)" % (idle["VmRSS"], idle["RssAnon"], idle["RssFile"]), "<= 8 MiB",
-        idle["VmRSS"] <= 8 * KIB)
-    aft = res["after"]["orproxy"]
-    row("RSS after load (orproxy: anon + file)", "", "%d KiB" % res["after"]["nginx_kib"],
-        "%d KiB (%d + %d)" % (aft["VmRSS"], aft["RssAnon"], aft["RssFile"]), "", None)
+    row("RSS per slow stream", lambda p: kib(SL[p]["bytes_per_stream"]), "<= 32 KiB",
+        SL["orproxy"]["bytes_per_stream"] <= 32 * KIB)
 
-    head = ("figure", "direct", "nginx", "orproxy", "target", "met")
-    w = [max(len(str(r[i])) for r in rows + [head]) for i in range(6)]
-    fmt = lambda r: "| " + " | ".join(str(r[i]).ljust(w[i]) for i in range(6)) + " |"
+    def rss(when, p):
+        if p in ORPROXIES:
+            r = res[when][p]
+            return "%d KiB (%d + %d)" % (r["VmRSS"], r["RssAnon"], r["RssFile"])
+        if p == "nginx":
+            return "%d KiB" % res[when]["nginx_kib"]
+        return "%d KiB" % res[when]["fake_kib"] if when == "idle" else ""
+    row("idle RSS (orproxy: anon + file)", lambda p: rss("idle", p), "<= 8 MiB",
+        res["idle"]["orproxy"]["VmRSS"] <= 8 * KIB)
+    row("RSS after load (orproxy: anon + file)", lambda p: rss("after", p))
+
+    head = ["figure"] + paths + ["target", "met"]
+    n = len(head)
+    w = [max(len(str(r[i])) for r in rows + [head]) for i in range(n)]
+    fmt = lambda r: "| " + " | ".join(str(r[i]).ljust(w[i]) for i in range(n)) + " |"
     lines = [fmt(head), "|" + "|".join("-" * (x + 2) for x in w) + "|"] + [fmt(r) for r in rows]
     return "\n".join(lines), checks
 
@@ -423,13 +438,15 @@ upstream = {{ base_url = "http://127.0.0.1:{fake}/api/v1"; api_key_env = "OPENRO
 limits = {{ max_connections = 20000; }};
 workers = {workers};
 log = {{ level = "info"; }};
-state_dir = "{dir}/state";
+state_dir = "{state}";
 """
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--orproxy", required=True)
+    ap.add_argument("--before", default=None,
+                    help="an earlier orproxy build, measured in the same rounds as --orproxy")
     ap.add_argument("--fakeup", required=True)
     ap.add_argument("--streamload", required=True)
     ap.add_argument("--wrk", default="wrk")
@@ -464,6 +481,8 @@ def main():
     finally:
         b.stop()
     res["orproxy_exit"] = b.orproxy.returncode
+    if "before" in b.orp:
+        res["before_exit"] = b.orp["before"].returncode
     res["wall_s"] = round(time.time() - t0, 1)
     text, checks = table(res, a)
     res["table"] = text
@@ -475,7 +494,7 @@ def main():
     if not a.smoke:
         shutil.rmtree(b.dir, ignore_errors=True)
     # A benchmark reports; it fails only when a path did not work at all.
-    broken = [p for p in PATHS if res["streaming"][p]["lost"] or res["latency_c1"][p]["errors"]]
+    broken = [p for p in b.paths if res["streaming"][p]["lost"] or res["latency_c1"][p]["errors"]]
     if res["orproxy_exit"] != 0:
         broken.append("orproxy exit %s" % res["orproxy_exit"])
     if broken:
