@@ -3,6 +3,7 @@
 #include <check.h>
 #include <math.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -536,6 +537,7 @@ END_TEST
 struct reader {
     pthread_t th;
     atomic_int *stop;
+    atomic_long *seen; /* hits of all readers, for the main thread to wait on */
     long lookups, hits, torn;
 };
 
@@ -550,6 +552,7 @@ static void *reader_main(void *arg)
         r->lookups++;
         if (pricing_current_lookup(r->lookups % 2 ? "m/x" : "m/x:nitro", &p) == 0) {
             r->hits++;
+            atomic_fetch_add(r->seen, 1);
             if (p.completion != 2 * p.prompt || p.prompt <= 0)
                 r->torn++;
         }
@@ -562,11 +565,12 @@ START_TEST(test_pricing_current_replace_while_four_threads_look_up)
 {
     struct reader rd[4];
     atomic_int stop = 0;
+    atomic_long seen = 0;
     long hits = 0;
 
     pricing_shutdown();
     for (int i = 0; i < 4; i++) {
-        rd[i] = (struct reader){.stop = &stop};
+        rd[i] = (struct reader){.stop = &stop, .seen = &seen};
         ck_assert_int_eq(pthread_create(&rd[i].th, NULL, reader_main, &rd[i]), 0);
     }
     for (int k = 1; k <= 1000; k++) {
@@ -577,6 +581,10 @@ START_TEST(test_pricing_current_replace_while_four_threads_look_up)
                  k, 2 * k);
         pricing_set_current(table(json));
     }
+    /* On a busy machine the readers may not have run yet: let one find
+     * the last table before stopping them. */
+    while (atomic_load(&seen) == 0)
+        sched_yield();
     atomic_store(&stop, 1);
     for (int i = 0; i < 4; i++) {
         pthread_join(rd[i].th, NULL);
