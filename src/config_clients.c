@@ -124,6 +124,25 @@ static int valid_client_name(const char *s)
     return n > 0 && n < 64 && strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") == n;
 }
 
+/* models = ["pattern", ...]; */
+static int parse_models(struct loader *ld, config_setting_t *cs, struct orp_client *c)
+{
+    int m = config_setting_length(cs), r = 0;
+
+    if (!config_setting_is_array(cs) && !config_setting_is_list(cs))
+        return config_fail_at(ld, (int)config_setting_source_line(cs),
+                              "models must be [\"pattern\", ...]");
+    c->models = calloc((size_t)m + 1, sizeof *c->models);
+    for (int k = 0; k < m && r == 0; k++) {
+        const char *pat = config_setting_get_string_elem(cs, (unsigned)k);
+        if (pat == NULL)
+            r = config_fail_at(ld, (int)config_setting_source_line(cs), "models must be strings");
+        else
+            c->models[c->n_models++] = strdup(pat);
+    }
+    return r;
+}
+
 static int parse_client(struct loader *ld, config_setting_t *g, struct orp_client *c)
 {
     int n = config_setting_length(g), line = (int)config_setting_source_line(g), have_key = 0;
@@ -150,22 +169,9 @@ static int parse_client(struct loader *ld, config_setting_t *g, struct orp_clien
             r = get_str(ld, cs, "upstream_key_env", &key_env);
         else if (strcmp(nm, "upstream_key_file") == 0)
             r = get_str(ld, cs, "upstream_key_file", &key_file);
-        else if (strcmp(nm, "models") == 0) {
-            int m = config_setting_length(cs);
-            r = 0;
-            if (!config_setting_is_array(cs) && !config_setting_is_list(cs)) {
-                r = config_fail_at(ld, (int)config_setting_source_line(cs), "models must be [\"pattern\", ...]");
-            } else {
-                c->models = calloc((size_t)m + 1, sizeof *c->models);
-                for (int k = 0; k < m && r == 0; k++) {
-                    const char *pat = config_setting_get_string_elem(cs, (unsigned)k);
-                    if (pat == NULL)
-                        r = config_fail_at(ld, (int)config_setting_source_line(cs), "models must be strings");
-                    else
-                        c->models[c->n_models++] = strdup(pat);
-                }
-            }
-        } else if (strcmp(nm, "aliases") == 0)
+        else if (strcmp(nm, "models") == 0)
+            r = parse_models(ld, cs, c);
+        else if (strcmp(nm, "aliases") == 0)
             r = config_parse_aliases(ld, cs, "aliases", &c->aliases, &c->n_aliases);
         else if (strcmp(nm, "defaults") == 0)
             r = parse_defaults(ld, cs, &c->defaults);

@@ -301,16 +301,49 @@ static void render_hist(buf_t *b, const char *name, const char *route, const str
     printf_to(b, "\"} %llu\n", h->count);
 }
 
-int metrics_render(buf_t *b)
+/* The gauges, and what the ledger and housekeeping threads report. */
+static void render_others(buf_t *b, const struct tables *M)
 {
     struct ledger_stats ls;
     struct housekeeping_stats hs;
+
+    ledger_get_stats(&ls);
+    housekeeping_get_stats(&hs);
+    printf_to(b, "# HELP orproxy_active_connections Requests in progress.\n"
+                 "# TYPE orproxy_active_connections gauge\norproxy_active_connections %ld\n",
+              M->conns);
+    printf_to(b, "# HELP orproxy_active_streams Streams being relayed.\n"
+                 "# TYPE orproxy_active_streams gauge\norproxy_active_streams %ld\n",
+              M->streams);
+    printf_to(b, "# HELP orproxy_ledger_queue_depth Ledger records waiting for the writer.\n"
+                 "# TYPE orproxy_ledger_queue_depth gauge\norproxy_ledger_queue_depth %llu\n",
+              (unsigned long long)ls.queue_depth);
+    printf_to(b, "# HELP orproxy_ledger_written_total Ledger records committed.\n"
+                 "# TYPE orproxy_ledger_written_total counter\norproxy_ledger_written_total %llu\n",
+              (unsigned long long)ls.written);
+    printf_to(b, "# HELP orproxy_ledger_dropped_total Ledger records lost (queue full or "
+                 "database error).\n# TYPE orproxy_ledger_dropped_total counter\n"
+                 "orproxy_ledger_dropped_total %llu\n",
+              (unsigned long long)ls.dropped);
+    printf_to(b, "# HELP orproxy_reconcile_pending Aborted streams whose cost is still being "
+                 "asked of upstream (GET /generation).\n"
+                 "# TYPE orproxy_reconcile_pending gauge\norproxy_reconcile_pending %zu\n",
+              hs.pending);
+    printf_to(b, "# HELP orproxy_reconcile_total Reconciliations ended: answered (cost from "
+                 "upstream), given_up (the estimate stays), dropped (queue full).\n"
+                 "# TYPE orproxy_reconcile_total counter\n"
+                 "orproxy_reconcile_total{result=\"answered\"} %llu\n"
+                 "orproxy_reconcile_total{result=\"given_up\"} %llu\n"
+                 "orproxy_reconcile_total{result=\"dropped\"} %llu\n",
+              hs.answered, hs.given_up, hs.dropped);
+}
+
+int metrics_render(buf_t *b)
+{
     struct tables *M = tables_sum();
 
     if (M == NULL)
         return -1;
-    ledger_get_stats(&ls);
-    housekeeping_get_stats(&hs);
     printf_to(b, "# HELP orproxy_build_info Build information.\n# TYPE orproxy_build_info gauge\n"
                  "orproxy_build_info{version=\"%s\"} 1\n", ORP_VERSION);
     printf_to(b, "# HELP orproxy_requests_total Finished API requests.\n"
@@ -363,33 +396,7 @@ int metrics_render(buf_t *b)
                  "orproxy_config_reloads_total{result=\"failed\"} %llu\n",
               (unsigned long long)atomic_load(&reload_ok),
               (unsigned long long)atomic_load(&reload_failed));
-    printf_to(b, "# HELP orproxy_active_connections Requests in progress.\n"
-                 "# TYPE orproxy_active_connections gauge\norproxy_active_connections %ld\n",
-              M->conns);
-    printf_to(b, "# HELP orproxy_active_streams Streams being relayed.\n"
-                 "# TYPE orproxy_active_streams gauge\norproxy_active_streams %ld\n",
-              M->streams);
-    printf_to(b, "# HELP orproxy_ledger_queue_depth Ledger records waiting for the writer.\n"
-                 "# TYPE orproxy_ledger_queue_depth gauge\norproxy_ledger_queue_depth %llu\n",
-              (unsigned long long)ls.queue_depth);
-    printf_to(b, "# HELP orproxy_ledger_written_total Ledger records committed.\n"
-                 "# TYPE orproxy_ledger_written_total counter\norproxy_ledger_written_total %llu\n",
-              (unsigned long long)ls.written);
-    printf_to(b, "# HELP orproxy_ledger_dropped_total Ledger records lost (queue full or "
-                 "database error).\n# TYPE orproxy_ledger_dropped_total counter\n"
-                 "orproxy_ledger_dropped_total %llu\n",
-              (unsigned long long)ls.dropped);
-    printf_to(b, "# HELP orproxy_reconcile_pending Aborted streams whose cost is still being "
-                 "asked of upstream (GET /generation).\n"
-                 "# TYPE orproxy_reconcile_pending gauge\norproxy_reconcile_pending %zu\n",
-              hs.pending);
-    printf_to(b, "# HELP orproxy_reconcile_total Reconciliations ended: answered (cost from "
-                 "upstream), given_up (the estimate stays), dropped (queue full).\n"
-                 "# TYPE orproxy_reconcile_total counter\n"
-                 "orproxy_reconcile_total{result=\"answered\"} %llu\n"
-                 "orproxy_reconcile_total{result=\"given_up\"} %llu\n"
-                 "orproxy_reconcile_total{result=\"dropped\"} %llu\n",
-              hs.answered, hs.given_up, hs.dropped);
+    render_others(b, M);
     free(M);
     return 0;
 }
