@@ -200,7 +200,7 @@ static int parse_client(struct loader *ld, config_setting_t *g, struct orp_clien
         goto done;
     }
     if (key_file != NULL && key_file[0] != '\0') {
-        if (config_read_key_file(key_file, &c->upstream_key) < 0 || c->upstream_key == NULL) {
+        if (config_read_key_file(ld, key_file, &c->upstream_key) < 0 || c->upstream_key == NULL) {
             config_fail_at(ld, line, "client '%s': upstream_key_file: cannot read '%s': %s", c->name,
                     key_file, c->upstream_key == NULL && errno == 0 ? "empty" : strerror(errno));
             goto done;

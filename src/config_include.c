@@ -25,7 +25,7 @@ int config_check_includes(struct loader *ld, const char *file, int depth)
     struct stat st;
     FILE *f;
 
-    if (depth > 10 || (f = config_open(file)) == NULL) /* libconfig reports both */
+    if (depth > 10 || (f = ld->open(file)) == NULL) /* libconfig reports both */
         return 0;
     while (rc == 0 && getline(&line, &cap, f) >= 0) {
         const char *p = line + strspn(line, " \t");

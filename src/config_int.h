@@ -11,9 +11,14 @@
  *   config_keys.c     the upstream keys: key files, credentials, environment
  *   config_reload.c   heap configs by reference, and what a reload may change
  *
- * Every file the loader reads is opened through config_open() in config.c,
- * so the fuzz target's copy of config.o (fopen renamed, see the Makefile)
- * covers them all. */
+ *   config_err.c      the loader's messages ("FILE:LINE: message")
+ *
+ * config.c calls down into the others and none calls back: what they
+ * need of the loader (where each setting was written, how to open a file)
+ * travels in struct loader.  Every file the loader reads is opened through
+ * loader->open, which config.c sets to its one fopen call, so the fuzz
+ * target's copy of config.o (fopen renamed, see the Makefile) covers them
+ * all. */
 #ifndef ORP_CONFIG_INT_H
 #define ORP_CONFIG_INT_H
 
@@ -71,6 +76,7 @@ static inline const void *field_of(const struct orp_config *cfg, const struct se
 /* ---- the loader's state (config_load) ---- */
 
 struct where {
+    const char *name; /* the setting's dotted name */
     const char *file; /* libconfig's copy; valid until config_destroy() */
     int line;         /* 0 = not in the file (the default) */
 };
@@ -80,8 +86,12 @@ struct loader {
     const char *cur_file; /* the file the next message names (an @include), NULL = file */
     char *err;
     size_t errlen;
-    struct where *set_at; /* one per row of the settings table */
+    struct where *set_at; /* where each row of the settings table was written */
+    int n_set_at;
+    FILE *(*open)(const char *path); /* fopen(path, "r"), see config.c */
 };
+
+/* config_err.c */
 
 /* "FILE:LINE: message", or "FILE: message" when there is no line.  -1. */
 int config_fail_at(struct loader *ld, int line, const char *fmt, ...)
@@ -91,15 +101,10 @@ int config_fail_at(struct loader *ld, int line, const char *fmt, ...)
  * file becomes the one the next message names. */
 int config_line_of(struct loader *ld, const char *name);
 
-/* fopen(path, "r"): the one place the loader opens a file. */
-FILE *config_open(const char *path);
-
-/* Frees a string after overwriting it (keys). */
-void config_free_secret(char **p);
-
 /* config_value.c */
 int config_parse_usd(struct loader *ld, config_setting_t *cs, const char *name, long long *out);
-long long config_int_as_written(const char *file, int line, const char *leaf, int libval);
+long long config_int_as_written(struct loader *ld, const char *file, int line, const char *leaf,
+                                int libval);
 
 /* config_include.c */
 int config_check_includes(struct loader *ld, const char *file, int depth);
@@ -111,7 +116,9 @@ int config_parse_clients(struct loader *ld, struct orp_config *cfg, config_setti
 
 /* config_keys.c */
 char *config_trimmed_dup(const char *s);
-int config_read_key_file(const char *path, char **key);
+int config_read_key_file(struct loader *ld, const char *path, char **key);
+/* Frees a string after overwriting it (keys). */
+void config_free_secret(char **p);
 int config_resolve_key(struct loader *ld, struct orp_config *cfg);
 
 #endif

@@ -11,6 +11,15 @@
 
 /* A copy of the first non-blank line of s without its surrounding
  * whitespace, or NULL when there is none (or no memory). */
+void config_free_secret(char **p)
+{
+    if (*p != NULL) {
+        explicit_bzero(*p, strlen(*p));
+        free(*p);
+        *p = NULL;
+    }
+}
+
 char *config_trimmed_dup(const char *s)
 {
     size_t n;
@@ -24,12 +33,12 @@ char *config_trimmed_dup(const char *s)
 
 /* Reads a key: the first line of path.  0 with *key set (NULL for a blank
  * file) and errno 0, or -1 with errno (EISDIR for a directory). */
-int config_read_key_file(const char *path, char **key)
+int config_read_key_file(struct loader *ld, const char *path, char **key)
 {
     char buf[4096];
     size_t n;
     int e;
-    FILE *f = config_open(path);
+    FILE *f = ld->open(path);
 
     *key = NULL;
     if (f == NULL)
@@ -54,7 +63,7 @@ int config_resolve_key(struct loader *ld, struct orp_config *cfg)
 
     config_free_secret(&cfg->upstream_key);
     if (cfg->upstream_api_key_file[0] != '\0') {
-        if (config_read_key_file(cfg->upstream_api_key_file, &cfg->upstream_key) < 0)
+        if (config_read_key_file(ld, cfg->upstream_api_key_file, &cfg->upstream_key) < 0)
             return config_fail_at(ld, config_line_of(ld, "upstream.api_key_file"),
                            "upstream.api_key_file: cannot read '%s': %s",
                            cfg->upstream_api_key_file, strerror(errno));
@@ -68,7 +77,7 @@ int config_resolve_key(struct loader *ld, struct orp_config *cfg)
         int rc;
         if (asprintf(&path, "%s/openrouter-api-key", cred) < 0)
             return config_fail_at(ld, 0, "out of memory");
-        rc = config_read_key_file(path, &cfg->upstream_key);
+        rc = config_read_key_file(ld, path, &cfg->upstream_key);
         if (rc < 0 && errno != ENOENT) {
             ld->cur_file = NULL;
             config_fail_at(ld, 0, "cannot read credential '%s': %s", path, strerror(errno));

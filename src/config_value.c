@@ -153,7 +153,8 @@ static long long literal_on_line(const char *text, const char *leaf, int libval)
  * A literal only counts if its low 32 bits are what libconfig read, so a
  * lookalike cannot be taken by mistake; when none is found, libconfig's
  * value stands (it is right for anything that fits in 32 bits). */
-long long config_int_as_written(const char *file, int line, const char *leaf, int libval)
+long long config_int_as_written(struct loader *ld, const char *file, int line, const char *leaf,
+                                int libval)
 {
     char *text = NULL;
     size_t cap = 0;
@@ -161,7 +162,7 @@ long long config_int_as_written(const char *file, int line, const char *leaf, in
     int n = 0;
     FILE *f;
 
-    if (file == NULL || line <= 0 || (f = config_open(file)) == NULL)
+    if (file == NULL || line <= 0 || (f = ld->open(file)) == NULL)
         return libval;
     while (n < line && getline(&text, &cap, f) >= 0)
         n++;
