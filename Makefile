@@ -136,7 +136,14 @@ $(BUILD)/bench/%: bench/%.c | $(BUILD)/bench
 $(BUILD)/bench:
 	mkdir -p $@
 
-.PHONY: bench bench-smoke deps-bench
+# bench-locks: what each lock an API request takes costs, alone and contended (doc/DESIGN.md).
+$(BUILD)/bench/locks: bench/locks.c $(BUILD)/liborp.a | $(BUILD)/bench
+	$(CC) $(CFLAGS) $(LDFLAGS) -Isrc -o $@ $< $(BUILD)/liborp.a $(LDLIBS)
+
+.PHONY: bench bench-smoke deps-bench bench-locks
+bench-locks: $(BUILD)/bench/locks
+	$(BUILD)/bench/locks
+
 deps-bench:
 	@./scripts/deps.sh --bench
 

@@ -16,15 +16,15 @@
 #include <time.h>
 
 #include "keys.h"
-#include "policy.h"
+#include "limits.h"
 #include "pricing.h"
 #include "util.h"
 
 struct state {
     char name[64];
-    struct policy_window rpm, tpm;
+    struct limits_window rpm, tpm;
     int concurrent;
-    struct policy_budget day, month;
+    struct limits_budget day, month;
 };
 
 static struct {
@@ -49,10 +49,10 @@ static struct state *state_for(const char *name)
     }
     memset(&S.v[S.n], 0, sizeof S.v[S.n]);
     snprintf(S.v[S.n].name, sizeof S.v[S.n].name, "%s", name);
-    policy_window_init(&S.v[S.n].rpm);
-    policy_window_init(&S.v[S.n].tpm);
-    S.v[S.n].day.period = POLICY_DAY;
-    S.v[S.n].month.period = POLICY_MONTH;
+    limits_window_init(&S.v[S.n].rpm);
+    limits_window_init(&S.v[S.n].tpm);
+    S.v[S.n].day.period = LIMITS_DAY;
+    S.v[S.n].month.period = LIMITS_MONTH;
     return &S.v[S.n++];
 }
 
@@ -89,6 +89,44 @@ int access_identify(const struct orp_config *cfg, const char *authorization, str
     return -2;
 }
 
+/* Globs with '*' only, matched by the classic greedy loop with one
+ * backtrack point (the last '*'): no recursion, and linear for practical
+ * patterns. */
+static int glob_match(const char *p, const char *s)
+{
+    const char *star = NULL, *resume = NULL;
+
+    while (*s != '\0') {
+        if (*p == '*') {
+            star = p++;
+            resume = s;
+        } else if (*p == *s) {
+            p++;
+            s++;
+        } else if (star != NULL) { /* let the last '*' swallow one more character */
+            p = star + 1;
+            s = ++resume;
+        } else {
+            return 0;
+        }
+    }
+    while (*p == '*')
+        p++;
+    return *p == '\0';
+}
+
+int access_model_allowed(const char *const *patterns, size_t n, const char *model)
+{
+    if (n == 0)
+        return 1;
+    if (model == NULL)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (patterns[i] != NULL && glob_match(patterns[i], model))
+            return 1;
+    return 0;
+}
+
 int access_check_model(const struct orp_config *cfg, int client, const char *model,
                        struct access_denial *d)
 {
@@ -99,7 +137,7 @@ int access_check_model(const struct orp_config *cfg, int client, const char *mod
     if (c->n_models == 0)
         return 0;
     if (model != NULL &&
-        policy_model_allowed((const char *const *)c->models, (size_t)c->n_models, model))
+        access_model_allowed((const char *const *)c->models, (size_t)c->n_models, model))
         return 0;
     d->status = 403;
     d->code = "model_not_allowed";
@@ -136,7 +174,7 @@ static int admit_scope(struct state *st, const struct orp_limits *lim, const cha
                  who, st->concurrent);
         return -1;
     }
-    if (!policy_window_check(&st->rpm, now, lim->rpm, 1, &ra)) {
+    if (!limits_window_check(&st->rpm, now, lim->rpm, 1, &ra)) {
         d->status = 429;
         d->code = "rate_limit_rpm";
         d->retry_after_s = (long)ra;
@@ -144,8 +182,8 @@ static int admit_scope(struct state *st, const struct orp_limits *lim, const cha
                  who, lim->rpm);
         return -1;
     }
-    if (!policy_window_check(&st->tpm, now, lim->tpm, est_tokens, &ra)) {
-        policy_window_add(&st->rpm, now, -1); /* not admitted after all */
+    if (!limits_window_check(&st->tpm, now, lim->tpm, est_tokens, &ra)) {
+        limits_window_add(&st->rpm, now, -1); /* not admitted after all */
         d->status = 429;
         d->code = "rate_limit_tpm";
         d->retry_after_s = (long)ra;
@@ -156,17 +194,17 @@ static int admit_scope(struct state *st, const struct orp_limits *lim, const cha
     st->day.limit_pusd = lim->budget_day_pusd;
     st->month.limit_pusd = lim->budget_month_pusd;
     {
-        int daily = 1, ok = policy_budget_reserve(&st->day, now, est_pusd, &reset);
-        if (ok && !policy_budget_reserve(&st->month, now, est_pusd, &reset)) {
-            policy_budget_settle(&st->day, now, est_pusd, 0); /* undo the daily reservation */
+        int daily = 1, ok = limits_budget_reserve(&st->day, now, est_pusd, &reset);
+        if (ok && !limits_budget_reserve(&st->month, now, est_pusd, &reset)) {
+            limits_budget_settle(&st->day, now, est_pusd, 0); /* undo the daily reservation */
             ok = 0;
             daily = 0;
         }
         if (ok)
             goto admitted;
         char when[32], lim_s[40];
-        policy_window_add(&st->rpm, now, -1);
-        policy_window_add(&st->tpm, now, -est_tokens);
+        limits_window_add(&st->rpm, now, -1);
+        limits_window_add(&st->tpm, now, -est_tokens);
         fmt_reset(reset, when, sizeof when);
         pricing_format_usd(daily ? lim->budget_day_pusd : lim->budget_month_pusd, lim_s, sizeof lim_s);
         d->status = 402;
@@ -186,9 +224,9 @@ static void release_scope(struct state *st, int64_t now, long long est_tokens, l
                           int64_t est_pusd, int64_t cost)
 {
     st->concurrent--;
-    policy_window_add(&st->tpm, now, tokens - est_tokens);
-    policy_budget_settle(&st->day, now, est_pusd, cost);
-    policy_budget_settle(&st->month, now, est_pusd, cost);
+    limits_window_add(&st->tpm, now, tokens - est_tokens);
+    limits_budget_settle(&st->day, now, est_pusd, cost);
+    limits_budget_settle(&st->month, now, est_pusd, cost);
 }
 
 int access_admit(const struct orp_config *cfg, int client, long long est_tokens, int64_t est_pusd,
@@ -223,7 +261,7 @@ int access_admit(const struct orp_config *cfg, int client, long long est_tokens,
     if (admit_scope(glob, &cfg->limits, "this orproxy (all clients)", now, est_tokens, est_pusd, d) < 0) {
         if (cst != NULL) { /* undo the client's admission */
             release_scope(cst, now, est_tokens, 0, est_pusd, 0);
-            policy_window_add(&cst->rpm, now, -1);
+            limits_window_add(&cst->rpm, now, -1);
         }
         pthread_mutex_unlock(&S.mu);
         return -1;
@@ -261,12 +299,12 @@ void access_adjust_spend(const char *client, int64_t booked_ms, int64_t delta_pu
         return;
     pthread_mutex_lock(&S.mu);
     if (client != NULL && client[0] != '\0' && (st = state_for(client)) != NULL) {
-        policy_budget_adjust(&st->day, now, booked_ms, delta_pusd);
-        policy_budget_adjust(&st->month, now, booked_ms, delta_pusd);
+        limits_budget_adjust(&st->day, now, booked_ms, delta_pusd);
+        limits_budget_adjust(&st->month, now, booked_ms, delta_pusd);
     }
     if ((st = state_for("")) != NULL) {
-        policy_budget_adjust(&st->day, now, booked_ms, delta_pusd);
-        policy_budget_adjust(&st->month, now, booked_ms, delta_pusd);
+        limits_budget_adjust(&st->day, now, booked_ms, delta_pusd);
+        limits_budget_adjust(&st->month, now, booked_ms, delta_pusd);
     }
     pthread_mutex_unlock(&S.mu);
 }
@@ -278,8 +316,8 @@ void access_seed_spend(const char *client, int64_t day_pusd, int64_t month_pusd)
     pthread_mutex_lock(&S.mu);
     st = state_for(client ? client : "");
     if (st != NULL) {
-        policy_budget_seed(&st->day, now, day_pusd);
-        policy_budget_seed(&st->month, now, month_pusd);
+        limits_budget_seed(&st->day, now, day_pusd);
+        limits_budget_seed(&st->month, now, month_pusd);
     }
     pthread_mutex_unlock(&S.mu);
 }
@@ -310,8 +348,8 @@ char *access_key_json(const struct orp_config *cfg, int client)
     if (st != NULL) {
         int64_t dummy;
         /* roll periods over before reporting */
-        policy_budget_reserve(&st->day, now, 0, &dummy);
-        policy_budget_reserve(&st->month, now, 0, &dummy);
+        limits_budget_reserve(&st->day, now, 0, &dummy);
+        limits_budget_reserve(&st->month, now, 0, &dummy);
         day = st->day.spent_pusd;
         month = st->month.spent_pusd;
         reserved = st->month.reserved_pusd;

@@ -35,6 +35,13 @@ struct access_denial {
  * the request must be refused (d is filled: 401). */
 int access_identify(const struct orp_config *cfg, const char *authorization, struct access_denial *d);
 
+/* 1 when model matches one of the n patterns, else 0; n == 0 allows every
+ * model, a NULL model none.  In a pattern '*' matches any run of characters
+ * (also '/' and ':'), everything else itself, case-sensitively, and the
+ * whole model must match: "*:free", "anthropic/claude-3.5-*", "*".  Pure:
+ * no lock, safe from any thread. */
+int access_model_allowed(const char *const *patterns, size_t n, const char *model);
+
 /* Model rules for the client (after aliases).  0 allowed, -1 refused (403). */
 int access_check_model(const struct orp_config *cfg, int client, const char *model,
                        struct access_denial *d);

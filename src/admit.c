@@ -7,7 +7,7 @@
 
 #include "body.h"
 #include "config.h"
-#include "policy.h"
+#include "bodyedit.h"
 #include "pricing.h"
 #include "relay.h"
 
@@ -149,49 +149,26 @@ int admit_identify(struct request *r)
     return 0;
 }
 
-static int defaults_any(const struct orp_defaults *d)
-{
-    return d->model != NULL || d->system_prompt != NULL || d->has_temperature || d->has_top_p ||
-           d->has_max_tokens || d->has_frequency_penalty || d->has_presence_penalty;
-}
-
 /* Aliases (the client's, then the global ones) and the client's defaults,
  * applied to the body.  The body stays byte for byte when nothing applies. */
 static void edit_body(struct request *r)
 {
     const struct orp_config *cfg = r->cfg;
     const struct orp_client *c = r->client >= 0 ? &cfg->clients[r->client] : NULL;
-    int n = cfg->n_aliases + (c ? c->n_aliases : 0), k = 0, changed = 0;
-    const char **from = NULL, **to = NULL;
-    struct policy_edits e;
+    const struct bodyedit e = {
+        .aliases = c != NULL ? c->aliases : NULL,
+        .n_aliases = c != NULL ? (size_t)c->n_aliases : 0,
+        .more_aliases = cfg->aliases,
+        .n_more_aliases = (size_t)cfg->n_aliases,
+        .defaults = c != NULL ? &c->defaults : NULL,
+    };
     char err[128], *nb;
+    int changed = 0;
 
     /* Nothing to apply: skip the second parse (the common case). */
-    if (n == 0 && (c == NULL || !defaults_any(&c->defaults)))
+    if (!bodyedit_needed(&e))
         return;
-    from = calloc((size_t)n + 1, sizeof *from);
-    to = calloc((size_t)n + 1, sizeof *to);
-    if (from == NULL || to == NULL)
-        goto done;
-    for (int i = 0; c != NULL && i < c->n_aliases; i++, k++)
-        from[k] = c->aliases[i].from, to[k] = c->aliases[i].to;
-    for (int i = 0; i < cfg->n_aliases; i++, k++)
-        from[k] = cfg->aliases[i].from, to[k] = cfg->aliases[i].to;
-    memset(&e, 0, sizeof e);
-    e.alias_from = from;
-    e.alias_to = to;
-    e.n_aliases = (size_t)n;
-    if (c != NULL) {
-        const struct orp_defaults *d = &c->defaults;
-        e.default_model = d->model;
-        e.system_prompt = d->system_prompt;
-        e.has_temperature = d->has_temperature, e.temperature = d->temperature;
-        e.has_top_p = d->has_top_p, e.top_p = d->top_p;
-        e.has_max_tokens = d->has_max_tokens, e.max_tokens = d->max_tokens;
-        e.has_frequency_penalty = d->has_frequency_penalty, e.frequency_penalty = d->frequency_penalty;
-        e.has_presence_penalty = d->has_presence_penalty, e.presence_penalty = d->presence_penalty;
-    }
-    nb = policy_apply_body(buf_head(&r->body), buf_used(&r->body), &e, err, sizeof err, &changed);
+    nb = bodyedit_apply(buf_head(&r->body), buf_used(&r->body), &e, err, sizeof err, &changed);
     if (nb != NULL && changed) {
         buf_reset(&r->body);
         buf_appendz(&r->body, nb);
@@ -201,9 +178,6 @@ static void edit_body(struct request *r)
         parse_body(r); /* the model (and max_tokens) the upstream will see */
     }
     free(nb);
-done:
-    free(from);
-    free(to);
 }
 
 /* Tokens and dollars this request may use at most, for limits and budget

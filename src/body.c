@@ -6,7 +6,7 @@
  * pass over the root's members counts them.  For the same reason bytes
  * after the object are refused: `{"model":"a"} {"model":"b"}` would be
  * checked as "a", while an upstream parser that reads values one by one
- * might take "b" (policy_apply_body refuses such a body as well).  The same
+ * might take "b" (bodyedit_apply refuses such a body as well).  The same
  * holds for "models", the fallback list: OpenRouter may serve any entry,
  * so a list the rules cannot read (not an array of strings) is refused.  A
  * "model" (or a fallback) that is not valid UTF-8, or holds control

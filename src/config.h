@@ -12,18 +12,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 
-/* A model name an app uses, mapped to an OpenRouter id. */
-struct orp_alias {
-    char *from, *to;
-};
-
-/* Request defaults applied only where the request leaves a field out. */
-struct orp_defaults {
-    char *model, *system_prompt;
-    int has_temperature, has_top_p, has_max_tokens, has_frequency_penalty, has_presence_penalty;
-    double temperature, top_p, frequency_penalty, presence_penalty;
-    long max_tokens;
-};
+#include "bodyedit.h" /* struct bodyedit_alias, struct bodyedit_defaults */
 
 /* Limits and budgets; 0 = none.  Budgets in picodollars. */
 struct orp_limits {
@@ -41,9 +30,9 @@ struct orp_client {
     int pass_through_keys;
     char **models;                 /* allowed model patterns; none = all */
     int n_models;
-    struct orp_alias *aliases;
+    struct bodyedit_alias *aliases;
     int n_aliases;
-    struct orp_defaults defaults;
+    struct bodyedit_defaults defaults;
     struct orp_limits limits;
     int line;                      /* where it is defined, for messages */
 };
@@ -82,7 +71,7 @@ struct orp_config {
 
     /* Not in the scalar table: parsed from their own blocks. */
     struct orp_limits limits;      /* limits.rpm/tpm/max_concurrent/budget_usd_* (global) */
-    struct orp_alias *aliases;     /* aliases = ( ["app-name", "vendor/model"], ... ); */
+    struct bodyedit_alias *aliases;     /* aliases = ( ["app-name", "vendor/model"], ... ); */
     int n_aliases;
     struct orp_client *clients;    /* clients = ( { name = ...; ... }, ... ); */
     int n_clients;

@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <time.h>
 
 #include "access.h"
@@ -46,8 +47,9 @@ struct rec_item {
     char *key;              /* the upstream key it went with (secret, owned) */
     int tries;
     int64_t due_ms;
-    struct rec_item *next;
+    TAILQ_ENTRY(rec_item) link;
 };
+TAILQ_HEAD(rec_list, rec_item);
 
 static struct {
     pthread_mutex_t mu;
@@ -56,14 +58,15 @@ static struct {
     int running, stopping;
     struct orp_config *cfg;       /* held; replaced on reload */
     char cache_path[4096];
-    struct rec_item *items;
+    struct rec_list items;        /* waiting; newest and retried first */
     size_t n_items;
     int busy;                     /* an item is being asked about (off the list) */
     struct housekeeping_stats st; /* under mu */
     CURL *easy;                   /* the thread's own; reused, so is its connection */
     int64_t next_refresh_ms;
-    int price_loaded;
-} H = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+} H = {.mu = PTHREAD_MUTEX_INITIALIZER,
+       .cv = PTHREAD_COND_INITIALIZER,
+       .items = TAILQ_HEAD_INITIALIZER(H.items)};
 
 static void rec_item_free(struct rec_item *it)
 {
@@ -152,7 +155,6 @@ static void refresh_prices(const struct orp_config *cfg)
         log_warn("pricing: cannot save the price cache %s", H.cache_path);
     log_info("pricing: %zu model prices loaded from upstream", pricing_table_size(t));
     pricing_set_current(t);
-    H.price_loaded = 1;
     H.next_refresh_ms = util_wall_ms() + (int64_t)cfg->pricing_refresh_s * 1000;
 }
 
@@ -193,15 +195,68 @@ static int reconcile_one(const struct orp_config *cfg, struct rec_item *it)
     return done;
 }
 
+/* Caller holds H.mu, which is dropped while upstream is asked.  Asks about
+ * it (already off the list); puts it back for a later try unless it is
+ * done or the thread is stopping. */
+static void run_item(struct rec_item *it)
+{
+    struct orp_config *cfg = config_hold(H.cfg);
+    int done;
+
+    H.busy = 1;
+    it->tries++;
+    pthread_mutex_unlock(&H.mu);
+    done = reconcile_one(cfg, it);
+    config_release(cfg);
+    pthread_mutex_lock(&H.mu);
+    H.busy = 0;
+    if (done == 1)
+        H.st.answered++;
+    else if (done == 2)
+        H.st.given_up++;
+    if (done || H.stopping) {
+        rec_item_free(it);
+        return;
+    }
+    it->due_ms = util_wall_ms() + reconcile_delays_s[it->tries] * 1000;
+    TAILQ_INSERT_HEAD(&H.items, it, link);
+    H.n_items++;
+}
+
+/* Caller holds H.mu.  Runs every item that is due; returns when the
+ * earliest of the others is due (or `next` if that is sooner). */
+static int64_t run_due_items(int64_t next)
+{
+    int64_t now = util_wall_ms();
+    struct rec_item *it = TAILQ_FIRST(&H.items);
+
+    while (it != NULL) {
+        if (it->due_ms <= now) {
+            TAILQ_REMOVE(&H.items, it, link);
+            H.n_items--;
+            run_item(it);
+            it = TAILQ_FIRST(&H.items); /* the list changed while unlocked */
+            now = util_wall_ms();
+            continue;
+        }
+        if (it->due_ms < next)
+            next = it->due_ms;
+        it = TAILQ_NEXT(it, link);
+    }
+    return next;
+}
+
 static void *hk_main(void *arg)
 {
+    struct rec_item *it;
+
     (void)arg;
     pthread_mutex_lock(&H.mu);
     while (!H.stopping) {
-        int64_t now = util_wall_ms(), next = H.next_refresh_ms;
-        struct rec_item **pp, *it;
+        int64_t next, wait;
+        struct timespec ts;
 
-        if (H.cfg->upstream_key != NULL && now >= H.next_refresh_ms) {
+        if (H.cfg->upstream_key != NULL && util_wall_ms() >= H.next_refresh_ms) {
             struct orp_config *cfg = config_hold(H.cfg);
             pthread_mutex_unlock(&H.mu);
             refresh_prices(cfg);
@@ -209,53 +264,17 @@ static void *hk_main(void *arg)
             pthread_mutex_lock(&H.mu);
             continue;
         }
-        for (pp = &H.items; (it = *pp) != NULL;) {
-            if (it->due_ms <= now) {
-                int done;
-                struct orp_config *cfg = config_hold(H.cfg);
-                *pp = it->next;
-                H.n_items--;
-                H.busy = 1;
-                it->tries++;
-                pthread_mutex_unlock(&H.mu);
-                done = reconcile_one(cfg, it);
-                config_release(cfg);
-                pthread_mutex_lock(&H.mu);
-                H.busy = 0;
-                if (done == 1)
-                    H.st.answered++;
-                else if (done == 2)
-                    H.st.given_up++;
-                if (done || H.stopping) {
-                    rec_item_free(it);
-                } else {
-                    it->due_ms = util_wall_ms() + reconcile_delays_s[it->tries] * 1000;
-                    it->next = H.items;
-                    H.items = it;
-                    H.n_items++;
-                }
-                pp = &H.items; /* the list changed while unlocked */
-                now = util_wall_ms();
-                continue;
-            }
-            if (it->due_ms < next)
-                next = it->due_ms;
-            pp = &it->next;
-        }
-        {
-            struct timespec ts;
-            int64_t wait = next - util_wall_ms();
-            if (wait < 10)
-                wait = 10;
-            if (wait > 1000)
-                wait = 1000;
-            ts = util_wall_after_ms(wait);
-            pthread_cond_timedwait(&H.cv, &H.mu, &ts);
-        }
+        next = run_due_items(H.next_refresh_ms);
+        wait = next - util_wall_ms();
+        if (wait < 10)
+            wait = 10;
+        if (wait > 1000)
+            wait = 1000;
+        ts = util_wall_after_ms(wait);
+        pthread_cond_timedwait(&H.cv, &H.mu, &ts);
     }
-    while (H.items != NULL) {
-        struct rec_item *it = H.items;
-        H.items = it->next;
+    while ((it = TAILQ_FIRST(&H.items)) != NULL) {
+        TAILQ_REMOVE(&H.items, it, link);
         rec_item_free(it);
     }
     H.n_items = 0;
@@ -279,7 +298,6 @@ int housekeeping_start(struct orp_config *cfg)
         log_info("pricing: %zu model prices from the cache %s", pricing_table_size(t),
                  H.cache_path);
         pricing_set_current(t);
-        H.price_loaded = 1;
     }
     H.next_refresh_ms = 0;
     H.stopping = 0;
@@ -320,8 +338,7 @@ void housekeeping_reconcile(const char *gen_id, const char *client, int64_t book
         log_warn("reconcile: queue full; %s keeps its local estimate", gen_id);
         return;
     }
-    it->next = H.items;
-    H.items = it;
+    TAILQ_INSERT_HEAD(&H.items, it, link);
     H.n_items++;
     pthread_mutex_unlock(&H.mu);
     pthread_cond_signal(&H.cv);
@@ -333,11 +350,6 @@ void housekeeping_get_stats(struct housekeeping_stats *out)
     *out = H.st;
     out->pending = H.n_items + (size_t)H.busy;
     pthread_mutex_unlock(&H.mu);
-}
-
-int housekeeping_prices_loaded(void)
-{
-    return H.price_loaded;
 }
 
 void housekeeping_stop(void)

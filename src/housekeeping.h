@@ -27,8 +27,6 @@ struct housekeeping_stats {
     unsigned long long dropped;    /* not queued (queue full, or stopping) */
 };
 void housekeeping_get_stats(struct housekeeping_stats *out);
-/* A price table (cached or fetched) is in force. */
-int housekeeping_prices_loaded(void);
 void housekeeping_stop(void);
 
 #endif

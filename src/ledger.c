@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -47,14 +48,15 @@ enum op { OP_INSERT, OP_UPDATE_COST };
 struct item {
     enum op op;
     struct ledger_record rec;    /* OP_INSERT; for OP_UPDATE_COST: generation_id, cost */
-    struct item *next;
+    STAILQ_ENTRY(item) link;
 };
+STAILQ_HEAD(item_list, item);
 
 static struct {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     pthread_t thread;
-    struct item *head, *tail;
+    struct item_list q; /* FIFO: submitted, not yet taken by the writer */
     size_t count, max;
     size_t inflight; /* records the writer holds (being written or awaiting retry) */
     int flush_ms;
@@ -64,7 +66,9 @@ static struct {
     FILE *jsonl;
     atomic_uint_fast64_t submitted, written, dropped;
     atomic_int healthy;
-} L = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+} L = {.mu = PTHREAD_MUTEX_INITIALIZER,
+       .cv = PTHREAD_COND_INITIALIZER,
+       .q = STAILQ_HEAD_INITIALIZER(L.q)};
 
 const char *ledger_cost_source_name(enum cost_source s)
 {
@@ -262,21 +266,21 @@ static int permanent_error(int code)
  * still the caller's to free).  BATCH_RETRY: nothing was committed; *list
  * holds what to try again (a record refused for itself has been unlinked,
  * freed and counted as dropped). */
-static enum batch_rc write_batch(struct item **list, size_t *n)
+static enum batch_rc write_batch(struct item_list *list, size_t *n)
 {
-    struct item *it, **link;
+    struct item *it;
     size_t ok = 0;
     char *msg = NULL;
 
     if (sqlite3_exec(L.db, "BEGIN IMMEDIATE", NULL, NULL, &msg) != SQLITE_OK)
         goto fail;
-    for (link = list; (it = *link) != NULL; link = &it->next) {
+    STAILQ_FOREACH(it, list, link) {
         if ((it->op == OP_INSERT ? insert_one(&it->rec) : update_one(&it->rec)) < 0) {
             int code = sqlite3_extended_errcode(L.db);
             msg = sqlite3_mprintf("%s", sqlite3_errmsg(L.db));
             sqlite3_exec(L.db, "ROLLBACK", NULL, NULL, NULL);
             if (permanent_error(code)) {
-                *link = it->next;
+                STAILQ_REMOVE(list, it, item, link);
                 (*n)--;
                 atomic_fetch_add(&L.dropped, 1);
                 log_error("ledger: record %s refused: %s (dropped; counted in "
@@ -299,7 +303,7 @@ static enum batch_rc write_batch(struct item **list, size_t *n)
     if (!atomic_exchange(&L.healthy, 1))
         log_info("ledger: writing again");
     if (L.jsonl != NULL) {
-        for (it = *list; it != NULL; it = it->next)
+        STAILQ_FOREACH(it, list, link)
             if (it->op == OP_INSERT)
                 jsonl_write(&it->rec);
         fflush(L.jsonl);
@@ -313,31 +317,23 @@ fail:
     return BATCH_RETRY;
 }
 
-static void free_list(struct item *list)
+static void free_list(struct item_list *list)
 {
-    struct item *nx;
+    struct item *it;
 
-    for (; list != NULL; list = nx) {
-        nx = list->next;
-        free(list);
+    while ((it = STAILQ_FIRST(list)) != NULL) {
+        STAILQ_REMOVE_HEAD(list, link);
+        free(it);
     }
 }
 
 /* Called with L.mu held.  Puts a batch that could not be written back at
  * the head of the FIFO, ahead of anything submitted since, so rows keep
  * their order. */
-static void requeue(struct item *list, size_t n)
+static void requeue(struct item_list *list, size_t n)
 {
-    struct item *last = list;
-
-    if (list == NULL)
-        return;
-    while (last->next != NULL)
-        last = last->next;
-    last->next = L.head;
-    L.head = list;
-    if (L.tail == NULL)
-        L.tail = last;
+    STAILQ_CONCAT(list, &L.q); /* list, then what came since */
+    STAILQ_CONCAT(&L.q, list);
     L.count += n;
 }
 
@@ -349,7 +345,7 @@ static void *writer_main(void *arg)
     (void)arg;
     pthread_mutex_lock(&L.mu);
     for (;;) {
-        struct item *list;
+        struct item_list list = STAILQ_HEAD_INITIALIZER(list);
         size_t n;
 
         if (backoff_ms > 0) {
@@ -364,20 +360,18 @@ static void *writer_main(void *arg)
         }
         if (L.stopping && give_up_ms == 0)
             give_up_ms = util_mono_ms() + CLOSE_RETRY_MS;
-        list = L.head;
+        STAILQ_CONCAT(&list, &L.q); /* takes them all; L.q is empty again */
         n = L.count;
-        L.head = L.tail = NULL;
         L.count = 0;
-        if (list == NULL && L.stopping)
+        if (STAILQ_EMPTY(&list) && L.stopping)
             break;
         L.inflight = n;
         pthread_mutex_unlock(&L.mu);
-        if (list != NULL && write_batch(&list, &n) == BATCH_DONE) {
-            free_list(list);
-            list = NULL;
+        if (!STAILQ_EMPTY(&list) && write_batch(&list, &n) == BATCH_DONE) {
+            free_list(&list);
             n = 0;
             backoff_ms = 0;
-        } else if (list != NULL) {
+        } else if (!STAILQ_EMPTY(&list)) {
             backoff_ms = backoff_ms == 0 ? RETRY_MIN_MS
                          : backoff_ms >= RETRY_MAX_MS / 2 ? RETRY_MAX_MS
                                                           : backoff_ms * 2;
@@ -386,14 +380,13 @@ static void *writer_main(void *arg)
                 log_error("ledger: still cannot write at shutdown, %zu records dropped "
                           "(counted in orproxy_ledger_dropped_total)",
                           n);
-                free_list(list);
-                list = NULL;
+                free_list(&list);
                 n = 0;
             }
         }
         pthread_mutex_lock(&L.mu);
         L.inflight = 0;
-        requeue(list, n);
+        requeue(&list, n);
     }
     pthread_mutex_unlock(&L.mu);
     return NULL;
@@ -412,11 +405,7 @@ static int enqueue(struct item *it)
                   "orproxy_ledger_dropped_total)");
         return -1;
     }
-    if (L.tail != NULL)
-        L.tail->next = it;
-    else
-        L.head = it;
-    L.tail = it;
+    STAILQ_INSERT_TAIL(&L.q, it, link);
     L.count++;
     wake = L.count == BATCH_WAKE;
     pthread_mutex_unlock(&L.mu);
@@ -436,7 +425,6 @@ int ledger_submit(const struct ledger_record *rec)
     }
     it->op = OP_INSERT;
     it->rec = *rec;
-    it->next = NULL;
     return enqueue(it);
 }
 

@@ -80,11 +80,6 @@ int log_enabled(enum log_level lvl)
     return (int)lvl <= cur_level;
 }
 
-int log_is_json(void)
-{
-    return use_json;
-}
-
 /* Length (1 to 4) of the well-formed UTF-8 character at s, 0 if s does not
  * start one.  Messages may quote what a client sent, and neither a JSON log
  * nor a terminal should get invalid UTF-8 from it.  Stops at the NUL: it is

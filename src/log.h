@@ -16,7 +16,6 @@ int log_enabled(enum log_level lvl);
  * PIPE_BUF bytes collected): an event loop calls log_flush before it sleeps. */
 void log_batch_begin(void);
 void log_flush(void);
-int log_is_json(void);
 
 void log_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -3,7 +3,17 @@
  * Label sets are kept in small fixed tables searched linearly: a few
  * routes and statuses, and at most MAX_SERIES (model, client) pairs; past
  * that, new models are counted under model="other" so a client sending
- * random model names cannot grow memory without bound. */
+ * random model names cannot grow memory without bound.
+ *
+ * No process-wide lock on the request path: each thread that records a
+ * request gets its own shard (the tables below, about 100 KB), created on
+ * its first call and kept for the process's life, and only that thread
+ * writes it.  The shard's mutex is therefore taken by its owner and, for a
+ * moment, by a scrape, which sums the shards into one set of tables with
+ * the same cap (so a scrape shows at most MAX_SERIES series per table,
+ * whatever the number of workers).  Sums are exact: every count is added
+ * under its shard's lock.  The series' order in the text follows the
+ * shards', which Prometheus does not care about. */
 #include "metrics.h"
 
 #include "housekeeping.h"
@@ -15,6 +25,7 @@
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define MAX_SERIES 256
@@ -45,37 +56,67 @@ struct route_hist {
     struct hist dur, ttfb;
 };
 
-static struct {
-    pthread_mutex_t mu;
+struct tables {
     struct req_series req[MAX_SERIES];
     int n_req;
     struct use_series use[MAX_SERIES];
     int n_use;
     struct route_hist rh[16];
     int n_rh;
-    unsigned long long attempts, retries, reload_ok, reload_failed;
-} M = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    unsigned long long attempts, retries;
+    long conns, streams; /* gauges: this thread's share (either sign) */
+};
 
-static atomic_long conns, streams;
+/* One thread's counters.  Written by its owner only, under mu. */
+struct shard {
+    pthread_mutex_t mu;
+    struct tables t;
+    struct shard *next; /* the list of all shards; never shrinks */
+};
+
+static pthread_mutex_t shards_mu = PTHREAD_MUTEX_INITIALIZER; /* guards shards (the list) */
+static struct shard *shards;
+static _Thread_local struct shard *mine;
+static struct shard fallback = {.mu = PTHREAD_MUTEX_INITIALIZER}; /* when calloc fails */
+static atomic_ullong reload_ok, reload_failed;
+
+/* This thread's shard, created on its first call. */
+static struct shard *my_shard(void)
+{
+    struct shard *s = mine;
+
+    if (s != NULL)
+        return s;
+    s = calloc(1, sizeof *s);
+    if (s == NULL)
+        return mine = &fallback; /* shared: still exact, under its mutex */
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_mutex_lock(&shards_mu);
+    s->next = shards;
+    shards = s;
+    pthread_mutex_unlock(&shards_mu);
+    return mine = s;
+}
 
 void metrics_connections(int delta)
 {
-    atomic_fetch_add(&conns, delta);
+    struct shard *s = my_shard();
+    pthread_mutex_lock(&s->mu);
+    s->t.conns += delta;
+    pthread_mutex_unlock(&s->mu);
 }
 
 void metrics_streams(int delta)
 {
-    atomic_fetch_add(&streams, delta);
+    struct shard *s = my_shard();
+    pthread_mutex_lock(&s->mu);
+    s->t.streams += delta;
+    pthread_mutex_unlock(&s->mu);
 }
 
 void metrics_reload(int ok)
 {
-    pthread_mutex_lock(&M.mu);
-    if (ok)
-        M.reload_ok++;
-    else
-        M.reload_failed++;
-    pthread_mutex_unlock(&M.mu);
+    atomic_fetch_add(ok ? &reload_ok : &reload_failed, 1);
 }
 
 static void hist_add(struct hist *h, double v)
@@ -87,67 +128,125 @@ static void hist_add(struct hist *h, double v)
     h->sum += v;
 }
 
-static struct req_series *req_slot(const char *route, int status, const char *model)
+static struct req_series *req_slot(struct tables *M, const char *route, int status,
+                                   const char *model)
 {
-    for (int i = 0; i < M.n_req; i++)
-        if (M.req[i].status == status && strcmp(M.req[i].route, route) == 0 &&
-            strcmp(M.req[i].model, model) == 0)
-            return &M.req[i];
-    if (M.n_req == MAX_SERIES)
-        return strcmp(model, "other") ? req_slot(route, status, "other") : &M.req[MAX_SERIES - 1];
-    utf8_copy(M.req[M.n_req].route, sizeof M.req[0].route, route);
-    utf8_copy(M.req[M.n_req].model, sizeof M.req[0].model, model);
-    M.req[M.n_req].status = status;
-    return &M.req[M.n_req++];
+    for (int i = 0; i < M->n_req; i++)
+        if (M->req[i].status == status && strcmp(M->req[i].route, route) == 0 &&
+            strcmp(M->req[i].model, model) == 0)
+            return &M->req[i];
+    if (M->n_req == MAX_SERIES)
+        return strcmp(model, "other") ? req_slot(M, route, status, "other")
+                                      : &M->req[MAX_SERIES - 1];
+    utf8_copy(M->req[M->n_req].route, sizeof M->req[0].route, route);
+    utf8_copy(M->req[M->n_req].model, sizeof M->req[0].model, model);
+    M->req[M->n_req].status = status;
+    return &M->req[M->n_req++];
 }
 
-static struct use_series *use_slot(const char *model, const char *client)
+static struct use_series *use_slot(struct tables *M, const char *model, const char *client)
 {
-    for (int i = 0; i < M.n_use; i++)
-        if (strcmp(M.use[i].model, model) == 0 && strcmp(M.use[i].client, client) == 0)
-            return &M.use[i];
-    if (M.n_use == MAX_SERIES)
-        return strcmp(model, "other") ? use_slot("other", client) : &M.use[MAX_SERIES - 1];
-    utf8_copy(M.use[M.n_use].model, sizeof M.use[0].model, model);
-    utf8_copy(M.use[M.n_use].client, sizeof M.use[0].client, client);
-    return &M.use[M.n_use++];
+    for (int i = 0; i < M->n_use; i++)
+        if (strcmp(M->use[i].model, model) == 0 && strcmp(M->use[i].client, client) == 0)
+            return &M->use[i];
+    if (M->n_use == MAX_SERIES)
+        return strcmp(model, "other") ? use_slot(M, "other", client) : &M->use[MAX_SERIES - 1];
+    utf8_copy(M->use[M->n_use].model, sizeof M->use[0].model, model);
+    utf8_copy(M->use[M->n_use].client, sizeof M->use[0].client, client);
+    return &M->use[M->n_use++];
 }
 
-static struct route_hist *route_slot(const char *route)
+static struct route_hist *route_slot(struct tables *M, const char *route)
 {
-    for (int i = 0; i < M.n_rh; i++)
-        if (strcmp(M.rh[i].route, route) == 0)
-            return &M.rh[i];
-    if (M.n_rh == (int)(sizeof M.rh / sizeof M.rh[0]))
-        return &M.rh[M.n_rh - 1];
-    utf8_copy(M.rh[M.n_rh].route, sizeof M.rh[0].route, route);
-    return &M.rh[M.n_rh++];
+    for (int i = 0; i < M->n_rh; i++)
+        if (strcmp(M->rh[i].route, route) == 0)
+            return &M->rh[i];
+    if (M->n_rh == (int)(sizeof M->rh / sizeof M->rh[0]))
+        return &M->rh[M->n_rh - 1];
+    utf8_copy(M->rh[M->n_rh].route, sizeof M->rh[0].route, route);
+    return &M->rh[M->n_rh++];
 }
 
 void metrics_observe(const struct ledger_record *rec)
 {
-    char model[sizeof M.req[0].model];
+    char model[sizeof ((struct req_series *)0)->model];
+    struct shard *s = my_shard();
+    struct tables *M = &s->t;
     struct route_hist *rh;
 
     /* The label as it will be stored, so that lookups compare like with like. */
     utf8_copy(model, sizeof model,
               rec->served_model[0] ? rec->served_model : rec->model[0] ? rec->model : "none");
-    pthread_mutex_lock(&M.mu);
-    req_slot(rec->route, rec->status, model)->n++;
+    pthread_mutex_lock(&s->mu);
+    req_slot(M, rec->route, rec->status, model)->n++;
     if (rec->prompt_tokens || rec->completion_tokens || rec->cost_pusd) {
-        struct use_series *u = use_slot(model, rec->client[0] ? rec->client : "anonymous");
+        struct use_series *u = use_slot(M, model, rec->client[0] ? rec->client : "anonymous");
         u->prompt += (unsigned long long)rec->prompt_tokens;
         u->completion += (unsigned long long)rec->completion_tokens;
         u->cost_pusd = pricing_add_pusd(u->cost_pusd, rec->cost_pusd);
     }
-    M.attempts += (unsigned long long)rec->attempts;
+    M->attempts += (unsigned long long)rec->attempts;
     if (rec->attempts > 1)
-        M.retries += (unsigned long long)rec->attempts - 1;
-    rh = route_slot(rec->route);
+        M->retries += (unsigned long long)rec->attempts - 1;
+    rh = route_slot(M, rec->route);
     hist_add(&rh->dur, rec->latency_ms / 1000.0);
     if (rec->ttfb_ms >= 0)
         hist_add(&rh->ttfb, rec->ttfb_ms / 1000.0);
-    pthread_mutex_unlock(&M.mu);
+    pthread_mutex_unlock(&s->mu);
+}
+
+static void hist_merge(struct hist *into, const struct hist *h)
+{
+    for (int i = 0; i < NBUCKETS; i++)
+        into->b[i] += h->b[i];
+    into->count += h->count;
+    into->sum += h->sum;
+}
+
+/* Adds shard tables t into the sum M, series by series, with the same cap
+ * (and the same fold into "other") as one shard has. */
+static void tables_merge(struct tables *M, const struct tables *t)
+{
+    for (int i = 0; i < t->n_req; i++)
+        req_slot(M, t->req[i].route, t->req[i].status, t->req[i].model)->n += t->req[i].n;
+    for (int i = 0; i < t->n_use; i++) {
+        struct use_series *u = use_slot(M, t->use[i].model, t->use[i].client);
+        u->prompt += t->use[i].prompt;
+        u->completion += t->use[i].completion;
+        u->cost_pusd = pricing_add_pusd(u->cost_pusd, t->use[i].cost_pusd);
+    }
+    for (int i = 0; i < t->n_rh; i++) {
+        struct route_hist *rh = route_slot(M, t->rh[i].route);
+        hist_merge(&rh->dur, &t->rh[i].dur);
+        hist_merge(&rh->ttfb, &t->rh[i].ttfb);
+    }
+    M->attempts += t->attempts;
+    M->retries += t->retries;
+    M->conns += t->conns;
+    M->streams += t->streams;
+}
+
+/* The sum of every shard, in a malloc'd tables (NULL: no memory). */
+static struct tables *tables_sum(void)
+{
+    struct tables *M = calloc(1, sizeof *M);
+    struct shard *list;
+
+    if (M == NULL)
+        return NULL;
+    pthread_mutex_lock(&shards_mu);
+    list = shards;
+    pthread_mutex_unlock(&shards_mu);
+    /* Shards are only ever pushed at the head: the list from here on is fixed. */
+    for (struct shard *s = list; s != NULL; s = s->next) {
+        pthread_mutex_lock(&s->mu);
+        tables_merge(M, &s->t);
+        pthread_mutex_unlock(&s->mu);
+    }
+    pthread_mutex_lock(&fallback.mu);
+    tables_merge(M, &fallback.t);
+    pthread_mutex_unlock(&fallback.mu);
+    return M;
 }
 
 /* Label values are client-controlled (model names): escape per the format.
@@ -199,72 +298,20 @@ static void render_hist(buf_t *b, const char *name, const char *route, const str
     printf_to(b, "\"} %llu\n", h->count);
 }
 
-int metrics_render(buf_t *b)
+/* The gauges, and what the ledger and housekeeping threads report. */
+static void render_others(buf_t *b, const struct tables *M)
 {
     struct ledger_stats ls;
     struct housekeeping_stats hs;
 
     ledger_get_stats(&ls);
     housekeeping_get_stats(&hs);
-    pthread_mutex_lock(&M.mu);
-    printf_to(b, "# HELP orproxy_build_info Build information.\n# TYPE orproxy_build_info gauge\n"
-                 "orproxy_build_info{version=\"%s\"} 1\n", ORP_VERSION);
-    printf_to(b, "# HELP orproxy_requests_total Finished API requests.\n"
-                 "# TYPE orproxy_requests_total counter\n");
-    for (int i = 0; i < M.n_req; i++) {
-        printf_to(b, "orproxy_requests_total{route=\"");
-        label(b, M.req[i].route);
-        printf_to(b, "\",status=\"%d\",model=\"", M.req[i].status);
-        label(b, M.req[i].model);
-        printf_to(b, "\"} %llu\n", M.req[i].n);
-    }
-    printf_to(b, "# HELP orproxy_upstream_attempts_total Upstream attempts made.\n"
-                 "# TYPE orproxy_upstream_attempts_total counter\n"
-                 "orproxy_upstream_attempts_total %llu\n", M.attempts);
-    printf_to(b, "# HELP orproxy_upstream_retries_total Upstream attempts that were retries.\n"
-                 "# TYPE orproxy_upstream_retries_total counter\n"
-                 "orproxy_upstream_retries_total %llu\n", M.retries);
-    printf_to(b, "# HELP orproxy_request_duration_seconds Time from request to its end.\n"
-                 "# TYPE orproxy_request_duration_seconds histogram\n");
-    for (int i = 0; i < M.n_rh; i++)
-        render_hist(b, "orproxy_request_duration_seconds", M.rh[i].route, &M.rh[i].dur);
-    printf_to(b, "# HELP orproxy_time_to_first_byte_seconds Time to the first byte (first data "
-                 "event for streams).\n# TYPE orproxy_time_to_first_byte_seconds histogram\n");
-    for (int i = 0; i < M.n_rh; i++)
-        render_hist(b, "orproxy_time_to_first_byte_seconds", M.rh[i].route, &M.rh[i].ttfb);
-    printf_to(b, "# HELP orproxy_tokens_total Tokens by model, client and kind.\n"
-                 "# TYPE orproxy_tokens_total counter\n");
-    for (int i = 0; i < M.n_use; i++) {
-        for (int k = 0; k < 2; k++) {
-            printf_to(b, "orproxy_tokens_total{model=\"");
-            label(b, M.use[i].model);
-            printf_to(b, "\",client=\"");
-            label(b, M.use[i].client);
-            printf_to(b, "\",kind=\"%s\"} %llu\n", k ? "completion" : "prompt",
-                      k ? M.use[i].completion : M.use[i].prompt);
-        }
-    }
-    printf_to(b, "# HELP orproxy_cost_usd_total Cost in USD by model and client.\n"
-                 "# TYPE orproxy_cost_usd_total counter\n");
-    for (int i = 0; i < M.n_use; i++) {
-        printf_to(b, "orproxy_cost_usd_total{model=\"");
-        label(b, M.use[i].model);
-        printf_to(b, "\",client=\"");
-        label(b, M.use[i].client);
-        printf_to(b, "\"} %.12f\n", (double)M.use[i].cost_pusd / 1e12);
-    }
-    printf_to(b, "# HELP orproxy_config_reloads_total Configuration reloads (SIGHUP).\n"
-                 "# TYPE orproxy_config_reloads_total counter\n"
-                 "orproxy_config_reloads_total{result=\"ok\"} %llu\n"
-                 "orproxy_config_reloads_total{result=\"failed\"} %llu\n",
-              M.reload_ok, M.reload_failed);
-    pthread_mutex_unlock(&M.mu);
     printf_to(b, "# HELP orproxy_active_connections Requests in progress.\n"
                  "# TYPE orproxy_active_connections gauge\norproxy_active_connections %ld\n",
-              atomic_load(&conns));
+              M->conns);
     printf_to(b, "# HELP orproxy_active_streams Streams being relayed.\n"
                  "# TYPE orproxy_active_streams gauge\norproxy_active_streams %ld\n",
-              atomic_load(&streams));
+              M->streams);
     printf_to(b, "# HELP orproxy_ledger_queue_depth Ledger records waiting for the writer.\n"
                  "# TYPE orproxy_ledger_queue_depth gauge\norproxy_ledger_queue_depth %llu\n",
               (unsigned long long)ls.queue_depth);
@@ -286,5 +333,67 @@ int metrics_render(buf_t *b)
                  "orproxy_reconcile_total{result=\"given_up\"} %llu\n"
                  "orproxy_reconcile_total{result=\"dropped\"} %llu\n",
               hs.answered, hs.given_up, hs.dropped);
+}
+
+int metrics_render(buf_t *b)
+{
+    struct tables *M = tables_sum();
+
+    if (M == NULL)
+        return -1;
+    printf_to(b, "# HELP orproxy_build_info Build information.\n# TYPE orproxy_build_info gauge\n"
+                 "orproxy_build_info{version=\"%s\"} 1\n", ORP_VERSION);
+    printf_to(b, "# HELP orproxy_requests_total Finished API requests.\n"
+                 "# TYPE orproxy_requests_total counter\n");
+    for (int i = 0; i < M->n_req; i++) {
+        printf_to(b, "orproxy_requests_total{route=\"");
+        label(b, M->req[i].route);
+        printf_to(b, "\",status=\"%d\",model=\"", M->req[i].status);
+        label(b, M->req[i].model);
+        printf_to(b, "\"} %llu\n", M->req[i].n);
+    }
+    printf_to(b, "# HELP orproxy_upstream_attempts_total Upstream attempts made.\n"
+                 "# TYPE orproxy_upstream_attempts_total counter\n"
+                 "orproxy_upstream_attempts_total %llu\n", M->attempts);
+    printf_to(b, "# HELP orproxy_upstream_retries_total Upstream attempts that were retries.\n"
+                 "# TYPE orproxy_upstream_retries_total counter\n"
+                 "orproxy_upstream_retries_total %llu\n", M->retries);
+    printf_to(b, "# HELP orproxy_request_duration_seconds Time from request to its end.\n"
+                 "# TYPE orproxy_request_duration_seconds histogram\n");
+    for (int i = 0; i < M->n_rh; i++)
+        render_hist(b, "orproxy_request_duration_seconds", M->rh[i].route, &M->rh[i].dur);
+    printf_to(b, "# HELP orproxy_time_to_first_byte_seconds Time to the first byte (first data "
+                 "event for streams).\n# TYPE orproxy_time_to_first_byte_seconds histogram\n");
+    for (int i = 0; i < M->n_rh; i++)
+        render_hist(b, "orproxy_time_to_first_byte_seconds", M->rh[i].route, &M->rh[i].ttfb);
+    printf_to(b, "# HELP orproxy_tokens_total Tokens by model, client and kind.\n"
+                 "# TYPE orproxy_tokens_total counter\n");
+    for (int i = 0; i < M->n_use; i++) {
+        for (int k = 0; k < 2; k++) {
+            printf_to(b, "orproxy_tokens_total{model=\"");
+            label(b, M->use[i].model);
+            printf_to(b, "\",client=\"");
+            label(b, M->use[i].client);
+            printf_to(b, "\",kind=\"%s\"} %llu\n", k ? "completion" : "prompt",
+                      k ? M->use[i].completion : M->use[i].prompt);
+        }
+    }
+    printf_to(b, "# HELP orproxy_cost_usd_total Cost in USD by model and client.\n"
+                 "# TYPE orproxy_cost_usd_total counter\n");
+    for (int i = 0; i < M->n_use; i++) {
+        printf_to(b, "orproxy_cost_usd_total{model=\"");
+        label(b, M->use[i].model);
+        printf_to(b, "\",client=\"");
+        label(b, M->use[i].client);
+        printf_to(b, "\"} %.12f\n", (double)M->use[i].cost_pusd / 1e12);
+    }
+    printf_to(b, "# HELP orproxy_config_reloads_total Configuration reloads (SIGHUP).\n"
+                 "# TYPE orproxy_config_reloads_total counter\n"
+                 "orproxy_config_reloads_total{result=\"ok\"} %llu\n"
+                 "orproxy_config_reloads_total{result=\"failed\"} %llu\n",
+              (unsigned long long)atomic_load(&reload_ok),
+              (unsigned long long)atomic_load(&reload_failed));
+    render_others(b, M);
+    free(M);
     return 0;
 }

@@ -129,7 +129,7 @@ START_TEST(test_body_model_not_clean_utf8_refused)
 END_TEST
 
 /* Found by fuzzing (tests/fuzz/regress/request/trailing_object): the front
- * accepted what followed the object while policy_apply_body refused it,
+ * accepted what followed the object while bodyedit_apply refused it,
  * so the original bytes, second object and all, went upstream. */
 START_TEST(test_body_bytes_after_the_object_refused)
 {

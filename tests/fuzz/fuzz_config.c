@@ -12,7 +12,9 @@
  * on the machine, so '@' is turned into '#' (a comment) before writing,
  * and this target links a copy of config.o whose fopen calls are renamed
  * to fuzz_fopen (objcopy --redefine-sym, see the Makefile): they reach
- * only the config file itself; any other path fails with ENOENT.
+ * only the config file itself; any other path fails with ENOENT.  The
+ * other config_*.c files open files only through the loader's open hook,
+ * which is config.o's one fopen (see config_int.h).
  * The environment variables the loader reads are cleared once at start. */
 #include <errno.h>
 #include <stdint.h>

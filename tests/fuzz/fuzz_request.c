@@ -4,7 +4,7 @@
         FUZZ_CHECK(utf8_is_clean_name(f.model, strlen(f.model)));
     if (out == NULL || br == BODY_DUPLICATE_MODEL || br == BODY_INVALID_MODEL ||
         br == BODY_BAD_MODELS) {
- * (policy_apply_body: aliases, defaults, system prompt).
+ * (bodyedit_apply: aliases, defaults, system prompt).
  *
  * Input, one field a line: the URL path; the method; model patterns,
  * blank-separated; aliases "from=to", blank-separated; the default model
@@ -17,7 +17,7 @@
  * default make of the original, its numbers are the original's in the
  * same order, and the edits are idempotent (applying
  * them again, aliases aside, changes nothing); a body that is not an
- * object is refused by both body_parse and policy_apply_body. */
+ * object is refused by both body_parse and bodyedit_apply. */
 #include <cjson/cJSON.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -25,7 +25,8 @@
 
 #include "body.h"
 #include "fuzz.h"
-#include "policy.h"
+#include "access.h"
+#include "bodyedit.h"
 #include "route.h"
 #include "utf8.h"
 
@@ -66,7 +67,7 @@ static void check_route(const char *url, const char *method)
         FUZZ_CHECK(rr == ROUTE_BAD_METHOD && strcmp(method, r->method) != 0);
 }
 
-static void parse_defaults(char *s, struct policy_edits *e)
+static void parse_defaults(char *s, struct bodyedit_defaults *e)
 {
     char *v[MAXV];
     size_t n = words(s, v);
@@ -103,13 +104,13 @@ static size_t numbers(const cJSON *node, double *v, size_t n, size_t max)
 
 /* The model the edits should give: the body's own, or the default when it
  * has none, then renamed by the first alias that matches. */
-static const char *expected_model(const cJSON *root, const struct policy_edits *e)
+static const char *expected_model(const cJSON *root, const struct bodyedit *e)
 {
     const cJSON *m = cJSON_GetObjectItemCaseSensitive(root, "model");
     const char *name;
 
     if (m == NULL)
-        name = e->default_model;
+        name = e->defaults != NULL ? e->defaults->model : NULL;
     else if (cJSON_IsString(m))
         name = m->valuestring;
     else
@@ -117,12 +118,15 @@ static const char *expected_model(const cJSON *root, const struct policy_edits *
     if (name == NULL)
         return NULL;
     for (size_t i = 0; i < e->n_aliases; i++)
-        if (strcmp(name, e->alias_from[i]) == 0)
-            return e->alias_to[i];
+        if (strcmp(name, e->aliases[i].from) == 0)
+            return e->aliases[i].to;
+    for (size_t i = 0; i < e->n_more_aliases; i++)
+        if (strcmp(name, e->more_aliases[i].from) == 0)
+            return e->more_aliases[i].to;
     return name;
 }
 
-static void check_body(const char *body, size_t len, const struct policy_edits *e,
+static void check_body(const char *body, size_t len, const struct bodyedit *e,
                        const char *const *patterns, size_t npat)
 {
     struct body_fields f, g;
@@ -130,20 +134,20 @@ static void check_body(const char *body, size_t len, const struct policy_edits *
     char err[128] = "", *out, *again;
     int changed = 0, changed2 = 0;
     cJSON *orig, *edited;
-    struct policy_edits no_alias;
+    struct bodyedit no_alias;
 
-    (void)policy_model_allowed(patterns, npat, f.model);
+    (void)access_model_allowed(patterns, npat, f.model);
     /* The fallback list is read whole or refused: every entry a string. */
     FUZZ_CHECK(br == BODY_OK || (f.models == NULL && f.n_models == 0));
     for (size_t i = 0; i < f.n_models; i++)
         FUZZ_CHECK(f.models[i] != NULL);
-    FUZZ_CHECK(policy_model_allowed(patterns, 0, f.model) == 1);
+    FUZZ_CHECK(access_model_allowed(patterns, 0, f.model) == 1);
     if (f.model != NULL)
-        FUZZ_CHECK(policy_model_allowed((const char *const[]){"*"}, 1, f.model) == 1);
+        FUZZ_CHECK(access_model_allowed((const char *const[]){"*"}, 1, f.model) == 1);
 
-    out = policy_apply_body(body, len, e, err, sizeof err, &changed);
+    out = bodyedit_apply(body, len, e, err, sizeof err, &changed);
     if (br == BODY_INVALID_JSON || br == BODY_NOT_OBJECT) {
-        /* policy_apply_body is stricter (no trailing bytes), never laxer. */
+        /* bodyedit_apply is stricter (no trailing bytes), never laxer. */
         FUZZ_CHECK(out == NULL && changed == 0 && err[0] != '\0');
         return;
     }
@@ -205,8 +209,8 @@ static void check_body(const char *body, size_t len, const struct policy_edits *
             FUZZ_CHECK(memcmp(&a[i], &b[i], sizeof a[i]) == 0);
     }
     no_alias = *e;
-    no_alias.n_aliases = 0;
-    again = policy_apply_body(out, strlen(out), &no_alias, err, sizeof err, &changed2);
+    no_alias.n_aliases = no_alias.n_more_aliases = 0;
+    again = bodyedit_apply(out, strlen(out), &no_alias, err, sizeof err, &changed2);
     FUZZ_CHECK(again == NULL && changed2 == 0);
     cJSON_Delete(orig);
     cJSON_Delete(edited);
@@ -220,28 +224,35 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct fuzz_in in = {data, size};
     char *url = fuzz_line(&in), *method = fuzz_line(&in), *pats = fuzz_line(&in);
     char *als = fuzz_line(&in), *defm = fuzz_line(&in), *sys = fuzz_line(&in);
-    char *nums = fuzz_line(&in), *body, *pv[MAXV], *av[MAXV], *from[MAXV], *to[MAXV];
+    char *nums = fuzz_line(&in), *body, *pv[MAXV], *av[MAXV];
     size_t len, npat = words(pats, pv), nal = words(als, av), k = 0;
-    struct policy_edits e;
+    struct bodyedit_alias al[MAXV];
+    struct bodyedit_defaults d;
+    struct bodyedit e;
 
     body = fuzz_rest(&in, &len, 0);
     check_route(url, method);
 
     memset(&e, 0, sizeof e);
+    memset(&d, 0, sizeof d);
     for (size_t i = 0; i < nal; i++) {
         char *eq = strchr(av[i], '=');
         if (eq == NULL)
             continue;
         *eq = '\0';
-        from[k] = av[i];
-        to[k++] = eq + 1;
+        al[k].from = av[i];
+        al[k++].to = eq + 1;
     }
-    e.alias_from = (const char *const *)from;
-    e.alias_to = (const char *const *)to;
-    e.n_aliases = k;
-    e.default_model = defm[0] != '\0' ? defm : NULL;
-    e.system_prompt = sys[0] != '\0' ? sys : NULL;
-    parse_defaults(nums, &e);
+    /* The first half as a client's aliases, the rest as the global ones:
+     * searched in that order, so the first match overall wins. */
+    e.aliases = al;
+    e.n_aliases = k / 2;
+    e.more_aliases = al + k / 2;
+    e.n_more_aliases = k - k / 2;
+    e.defaults = &d;
+    d.model = defm[0] != '\0' ? defm : NULL;
+    d.system_prompt = sys[0] != '\0' ? sys : NULL;
+    parse_defaults(nums, &d);
     check_body(body, len, &e, (const char *const *)pv, npat);
 
     free(url);

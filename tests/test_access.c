@@ -1,0 +1,102 @@
+/* Unit tests for access.c's pure part: the model patterns of a client's
+ * rules.  (The counters behind admission are exercised end to end.) */
+#include <check.h>
+#include <stdlib.h>
+
+#include "check_main.h"
+#include "access.h"
+
+/* --- model patterns --------------------------------------------------- */
+
+static int allowed(const char *pattern, const char *model)
+{
+    const char *p[1] = {pattern};
+    return access_model_allowed(p, 1, model);
+}
+
+START_TEST(test_access_model_no_patterns_allows_everything)
+{
+    ck_assert_int_eq(access_model_allowed(NULL, 0, "any/thing"), 1);
+    ck_assert_int_eq(access_model_allowed(NULL, 0, NULL), 1);
+}
+END_TEST
+
+START_TEST(test_access_model_provider_prefix_pattern)
+{
+    ck_assert_int_eq(allowed("openai/*", "openai/gpt-4o"), 1);
+    ck_assert_int_eq(allowed("openai/*", "openai/"), 1);
+    ck_assert_int_eq(allowed("openai/*", "xopenai/gpt-4o"), 0);
+    ck_assert_int_eq(allowed("openai/*", "openai"), 0);
+}
+END_TEST
+
+START_TEST(test_access_model_suffix_pattern)
+{
+    ck_assert_int_eq(allowed("*:free", "meta-llama/llama-3-8b:free"), 1);
+    ck_assert_int_eq(allowed("*:free", "meta-llama/llama-3-8b:freeish"), 0);
+    ck_assert_int_eq(allowed("*:free", "meta-llama/llama-3-8b"), 0);
+}
+END_TEST
+
+START_TEST(test_access_model_star_in_the_middle_and_several_stars)
+{
+    ck_assert_int_eq(allowed("anthropic/claude-3.5-*", "anthropic/claude-3.5-sonnet"), 1);
+    ck_assert_int_eq(allowed("anthropic/claude-3.5-*", "anthropic/claude-3-opus"), 0);
+    ck_assert_int_eq(allowed("a*b*c", "aXbYbZc"), 1); /* needs a backtrack */
+    ck_assert_int_eq(allowed("a*b*c", "aXbYbZ"), 0);
+    ck_assert_int_eq(allowed("a**c", "ac"), 1);
+}
+END_TEST
+
+START_TEST(test_access_model_star_matches_slash_colon_and_nothing)
+{
+    ck_assert_int_eq(allowed("*", "a/b:c"), 1);
+    ck_assert_int_eq(allowed("*", ""), 1);
+    ck_assert_int_eq(allowed("x*y", "x/:y"), 1);
+    ck_assert_int_eq(allowed("x*y", "xy"), 1);
+}
+END_TEST
+
+START_TEST(test_access_model_literal_whole_and_case_sensitive)
+{
+    ck_assert_int_eq(allowed("openai/gpt-4o", "openai/gpt-4o"), 1);
+    ck_assert_int_eq(allowed("openai/gpt-4o", "openai/gpt-4o-mini"), 0);
+    ck_assert_int_eq(allowed("openai/gpt-4o", "OpenAI/gpt-4o"), 0);
+    ck_assert_int_eq(allowed("openai/?pt-4o", "openai/gpt-4o"), 0); /* '?' is literal */
+}
+END_TEST
+
+START_TEST(test_access_model_any_pattern_of_several)
+{
+    const char *p[] = {"openai/*", "*:free"};
+    ck_assert_int_eq(access_model_allowed(p, 2, "x/y:free"), 1);
+    ck_assert_int_eq(access_model_allowed(p, 2, "openai/o1"), 1);
+    ck_assert_int_eq(access_model_allowed(p, 2, "x/y"), 0);
+}
+END_TEST
+
+START_TEST(test_access_model_missing_model_refused_when_patterns_set)
+{
+    ck_assert_int_eq(allowed("*", NULL), 0);
+}
+END_TEST
+
+static Suite *access_suite(void)
+{
+    Suite *s = suite_create("access");
+    TCase *pat = tcase_create("patterns");
+
+    tcase_add_test(pat, test_access_model_no_patterns_allows_everything);
+    tcase_add_test(pat, test_access_model_provider_prefix_pattern);
+    tcase_add_test(pat, test_access_model_suffix_pattern);
+    tcase_add_test(pat, test_access_model_star_in_the_middle_and_several_stars);
+    tcase_add_test(pat, test_access_model_star_matches_slash_colon_and_nothing);
+    tcase_add_test(pat, test_access_model_literal_whole_and_case_sensitive);
+    tcase_add_test(pat, test_access_model_any_pattern_of_several);
+    tcase_add_test(pat, test_access_model_missing_model_refused_when_patterns_set);
+
+    suite_add_tcase(s, pat);
+    return s;
+}
+
+CHECK_MAIN(access_suite)
