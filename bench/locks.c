@@ -3,7 +3,7 @@
  * Each row runs one of the calls a request makes, in a tight loop, first
  * on one thread (the lock uncontended) and then on two threads at once
  * (contended: every call of one thread can meet the other), and prints
- * nanoseconds per call as a Markdown table (doc/locks.md quotes it).  The
+ * nanoseconds per call as a Markdown table (doc/DESIGN.md quotes it).  The
  * calls are the real ones from liborp.a:
  *   - access_admit + access_release (access.c's mutex, taken twice);
  *   - pricing_current_lookup (the price table's read-write lock, read side);
