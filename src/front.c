@@ -15,7 +15,8 @@
  * signal; what it does to the upstream transfer, and why a non-streamed
  * request can outlive its connection, is in doc/DESIGN.md ("Hang-ups").
  * r->conn is cleared when the client is done, and nothing may touch it
- * after. */
+ * after.  The request's phase (request.h) is moved here, except for READY
+ * (relay.c) and RESPONDING (respond.c). */
 #include "front.h"
 
 #include <ctype.h>
@@ -97,11 +98,9 @@ static void maybe_free(struct request *r)
 {
     struct front *f = r->fr;
 
-    if (!r->client_done || r->in_multi || r->task.queued || loop_timer_armed(&r->retry) ||
+    if (r->phase != PHASE_FINISHED || r->in_multi || r->task.queued || loop_timer_armed(&r->retry) ||
         r->usage_pending)
         return;
-    if (r->awaited)
-        f->n_awaited--;
     TAILQ_REMOVE(&f->live, r, link);
     f->n_live--;
     metrics_connections(-1);
@@ -145,7 +144,7 @@ static void front_wake(struct request *r)
     if (r->suspended) {
         r->want_resume = 1;
         loop_defer(r->loop, &r->task);
-    } else if (r->client_done) {
+    } else if (r->conn == NULL) {
         loop_defer(r->loop, &r->task); /* maybe it can be freed now */
     }
 }
@@ -200,6 +199,7 @@ static enum MHD_Result dispatch(struct request *r)
         /* The client was decided from the headers, before the body:
          * admit_identify().  A refused one never gets here. */
         if (local_answer(r) > 0) {
+            request_phase(r, PHASE_WAITING);
             suspend(r); /* /v1/usage: its answer comes from the usage thread */
             return MHD_YES;
         }
@@ -219,6 +219,7 @@ static enum MHD_Result dispatch(struct request *r)
     }
     if (upstream_start(r) < 0)
         return respond_local(r);
+    request_phase(r, PHASE_WAITING);
     suspend(r);
     return MHD_YES;
 }
@@ -271,7 +272,7 @@ static enum MHD_Result on_upload(struct request *r, const char *data, size_t n)
     const struct orp_config *cfg = r->cfg;
 
     r->body_seen += n;
-    if (r->committed)
+    if (r->phase == PHASE_RESPONDING)
         return MHD_YES;
     if (r->body_seen > (uint64_t)cfg->limits_max_body_bytes) {
         /* A response queued mid-upload is never sent by MHD 0.9.75 (the
@@ -317,24 +318,24 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         *con_cls = r;
         return on_head(r, url, method, version);
     }
-    if (r->client_gone)
+    if (r->phase == PHASE_GONE || r->phase == PHASE_AWAITED)
         return MHD_NO; /* resumed only to be closed: see check_waiting() */
     if (*upload_data_size != 0) {
         size_t n = *upload_data_size;
         *upload_data_size = 0;
         return on_upload(r, upload_data, n);
     }
-    if (r->committed)
+    switch (r->phase) {
+    case PHASE_RECEIVING:
+        break;
+    case PHASE_WAITING: /* woken with nothing to send yet: keep waiting */
+        suspend(r);
         return MHD_YES;
-    if (r->resp_ready) {
-        r->resp_ready = 0;
+    case PHASE_READY:
         if (r->reply != NULL)
             return respond_reply(r);
         return r->local_status != 0 ? respond_local(r) : respond_upstream(r);
-    }
-    if (r->attempts > 0 || loop_timer_armed(&r->retry) || r->usage_pending) {
-        /* Woken with nothing to send yet: keep waiting. */
-        suspend(r);
+    default: /* RESPONDING: MHD is sending it */
         return MHD_YES;
     }
     guard_receiving(conn, 0); /* the whole request is in */
@@ -353,7 +354,7 @@ static int await_after_hangup(struct request *r)
     if (!r->in_multi || r->route == NULL || r->route->kind != ROUTE_UPSTREAM || r->stream_req ||
         r->streaming)
         return 0;
-    if (r->awaited)
+    if (r->phase == PHASE_AWAITED)
         return 1;
     if (r->fr->n_awaited >= r->fr->max_connections) {
         log_warn("request id=%s: client went away and %u answers are already awaited for "
@@ -361,7 +362,7 @@ static int await_after_hangup(struct request *r)
                  r->id, r->fr->n_awaited);
         return 0;
     }
-    r->awaited = 1;
+    request_phase(r, PHASE_AWAITED);
     r->fr->n_awaited++;
     return 1;
 }
@@ -384,7 +385,7 @@ static void check_waiting(struct request *r)
     const union MHD_ConnectionInfo *ci;
     struct pollfd p;
 
-    if (!r->suspended || r->committed || r->client_done || r->client_gone)
+    if (!r->suspended || (r->phase != PHASE_WAITING && r->phase != PHASE_READY))
         return;
     ci = MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
     if (ci == NULL)
@@ -396,24 +397,28 @@ static void check_waiting(struct request *r)
      * watches; do the same for the ones it cannot watch while suspended. */
     if (poll(&p, 1, 0) <= 0 || !(p.revents & (POLLRDHUP | POLLHUP | POLLERR)))
         return;
-    r->client_gone = 1;
     upstream_cancel_retry(r); /* a retry not started yet costs nothing: drop it */
     if (await_after_hangup(r)) {
         log_debug("request id=%s: client went away while waiting for upstream; upstream bills "
                   "it anyway, so its answer is awaited and dropped", r->id);
     } else {
         log_debug("request id=%s: client went away while waiting for upstream", r->id);
+        request_phase(r, PHASE_GONE);
         upstream_abort(r);
     }
     front_wake(r);
 }
 
-/* The one end of a request: log line, ledger row, budget settled. */
+/* The one end of a request: log line, ledger row, budget settled.  The
+ * record reads the phase the request ended in. */
 static void request_end(struct request *r)
 {
     if (r->status == 0)
         r->status = r->local_status;
     record_finish(r);
+    if (r->phase == PHASE_AWAITED)
+        r->fr->n_awaited--;
+    request_phase(r, PHASE_FINISHED);
     maybe_free(r);
 }
 
@@ -427,7 +432,6 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         return;
     *con_cls = NULL;
     guard_receiving(conn, 1); /* a kept-alive connection's next request */
-    r->client_done = 1;
     r->suspended = 0;
     r->conn = NULL; /* MHD frees the connection; the request may live on */
     if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK) {
@@ -435,14 +439,18 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
          * stream still had bytes to come or waiting, or MHD could not finish
          * sending a buffered upstream answer (it holds that buffer, so any
          * error while sending it means the client missed part of it). */
-        r->client_aborted = !r->committed || !r->upstream_done || r->ready > 0 ||
-                            (!r->streaming && r->local_status == 0 && r->at.status != 0);
-        if (r->client_aborted && await_after_hangup(r)) {
+        int aborted = r->phase != PHASE_RESPONDING;
+        if (!aborted) {
+            r->cut_short = !r->upstream_done || r->ready > 0 ||
+                           (!r->streaming && r->local_status == 0 && r->at.status != 0);
+            aborted = r->cut_short;
+        }
+        if (aborted && await_after_hangup(r)) {
             log_debug("request id=%s: client went away; upstream bills it anyway, so its "
                       "answer is awaited and dropped", r->id);
             return; /* front_settled() ends it */
         }
-        if (r->client_aborted && r->in_multi)
+        if (aborted && r->in_multi)
             log_debug("request id=%s: client went away, aborting upstream", r->id);
     }
     upstream_abort(r);
@@ -453,7 +461,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
  * usage, if any, is in r->ui): end the request if MHD is done with it. */
 static void front_settled(struct request *r)
 {
-    if (r->client_done)
+    if (r->conn == NULL)
         request_end(r);
     /* else the client is gone but MHD has not said so yet: on_completed() ends it */
 }
@@ -544,7 +552,8 @@ void front_quiesce(struct front *f)
 /* Shutdown: end this request now (error event or 503), no upstream left. */
 static void cancel(struct request *r, const char *why)
 {
-    int awaited = r->client_done && r->in_multi; /* a hung-up client's answer, still due */
+    /* a hung-up client's answer, still due, with MHD done with it */
+    int awaited = r->phase == PHASE_AWAITED && r->conn == NULL;
 
     upstream_abort(r);
     if (awaited) {
@@ -553,11 +562,11 @@ static void cancel(struct request *r, const char *why)
         request_end(r);
         return;
     }
-    if (r->client_done)
+    if (r->phase == PHASE_FINISHED)
         return;
     if (r->streaming)
         relay_end_stream(r, 503, "shutting_down", why);
-    else if (!r->committed)
+    else if (r->phase != PHASE_RESPONDING)
         relay_fail(r, 503, "shutting_down", why);
 }
 

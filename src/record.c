@@ -27,14 +27,24 @@ void record_token(char *dst, size_t cap, const char *s)
     dst[i] = '\0';
 }
 
-/* A client that hung up is what the request came to, whatever was decided
+/* The client left before it had the whole answer: the request ends (is
+ * recorded) in a phase before the commit, or in GONE or AWAITED, or the
+ * client cut a committed answer short.  MHD reports a clean end only after
+ * sending an answer, so an uncommitted end is always a hang-up. */
+static int client_cancelled(const struct request *r)
+{
+    return r->phase != PHASE_RESPONDING || r->cut_short;
+}
+
+/* Read at the request's end, in the phase it ended in (before FINISHED).
+ * A client that hung up is what the request came to, whatever was decided
  * before (a 413 followed by a hang-up is cancelled, in both fields). */
 struct record_class record_classify(const struct request *r)
 {
     static const char *const upstream_names[] = {"upstream_4xx", "upstream_5xx"};
     struct record_class c = {"ok", ""};
 
-    if (r->client_aborted) {
+    if (client_cancelled(r)) {
         c.outcome = "cancelled";
         c.error_class = "client_cancelled";
     } else if (r->route != NULL && r->route->kind != ROUTE_UPSTREAM) { /* answered locally */
@@ -91,7 +101,7 @@ static void account(const struct request *r, struct ledger_record *rec)
                                                u->cached_tokens, u->reasoning_tokens);
             rec->cost_source = COST_PRICING;
         }
-    } else if (r->streaming && (r->est_chars > 0 || r->client_aborted)) {
+    } else if (r->streaming && (r->est_chars > 0 || client_cancelled(r))) {
         rec->prompt_tokens = tokens_from_chars(buf_used(&r->body));
         rec->completion_tokens = tokens_from_chars(r->est_chars);
         rec->total_tokens = rec->prompt_tokens + rec->completion_tokens;

@@ -26,9 +26,12 @@ void relay_set_error(struct request *r, unsigned status, const char *code, const
     r->local_code = code;
 }
 
+/* An answer for a client still waiting for one; in GONE, AWAITED or
+ * FINISHED nobody will read it, and the phase stays. */
 void relay_ready(struct request *r)
 {
-    r->resp_ready = 1;
+    if (r->phase == PHASE_RECEIVING || r->phase == PHASE_WAITING)
+        request_phase(r, PHASE_READY);
     r->ops->wake(r);
 }
 
@@ -89,8 +92,9 @@ void relay_keepalive(struct request *r, int64_t now_ms, int64_t every_ms)
 {
     static const char ping[] = ": ping\n\n";
 
-    if (!r->streaming || r->upstream_done || r->client_done || now_ms - r->last_relay_ms < every_ms ||
-        r->sse.total != r->sse.boundary)
+    if (!r->streaming || r->upstream_done ||
+        (r->phase != PHASE_READY && r->phase != PHASE_RESPONDING) ||
+        now_ms - r->last_relay_ms < every_ms || r->sse.total != r->sse.boundary)
         return;
     if (buf_append(&r->out, ping, sizeof ping - 1) == 0) {
         r->ready += sizeof ping - 1;

@@ -13,7 +13,12 @@
  *
  * The modules that work on it report to each other only through the
  * hooks in request_ops, which front.c fills in: nothing below front.c
- * calls back into it. */
+ * calls back into it.
+ *
+ * Its life is one enum phase, moved only by request_phase() (request.c),
+ * which checks each move against the table below; doc/DESIGN.md has the
+ * same table.  The flags left in struct request are facts that do not
+ * follow the life (each says why). */
 #ifndef ORP_REQUEST_H
 #define ORP_REQUEST_H
 
@@ -30,8 +35,48 @@
 
 struct front;
 struct orp_config;
-struct upstream_pool;
+
+/* A request's life.  Allowed moves (anything else is a bug):
+ *
+ *   RECEIVING  -> WAITING     the body is in; admitted and sent upstream, or
+ *                             the /v1/usage query started (front.c dispatch)
+ *   RECEIVING  -> READY       an answer before dispatch: upstream_start
+ *                             failed, or a shutdown during the upload
+ *   RECEIVING  -> RESPONDING  refused or answered at once (respond.c)
+ *   WAITING    -> READY       an answer or a stream's start (relay_ready)
+ *   WAITING    -> GONE        the client hung up while suspended; its
+ *                             transfer is dropped (front.c check_waiting)
+ *   WAITING    -> AWAITED     the same for a non-streamed request already
+ *                             upstream: its transfer runs on for the bill
+ *   READY      -> RESPONDING  the answer is queued: the commit point
+ *   READY      -> GONE        the client hung up before the queue
+ *   RECEIVING, WAITING, READY, RESPONDING, GONE, AWAITED -> FINISHED
+ *                             logged and recorded (front.c request_end)
+ *
+ * FINISHED is final: the request waits there for its last reference
+ * (transfer, timer, deferred task, usage query) and is freed.  An answer
+ * made ready in GONE, AWAITED or FINISHED is dropped (relay_ready leaves
+ * the phase alone): nobody reads it. */
+enum phase {
+    PHASE_RECEIVING,   /* head accepted; the body is arriving */
+    PHASE_WAITING,     /* dispatched, connection suspended: upstream attempts
+                          and retries, or the usage query; nothing committed */
+    PHASE_READY,       /* an answer is ready: resume and queue it */
+    PHASE_RESPONDING,  /* committed: the answer or the stream goes out; no retry */
+    PHASE_GONE,        /* the client hung up before the commit; its transfer
+                          was dropped; MHD closes the connection */
+    PHASE_AWAITED,     /* the client hung up before the commit; the transfer
+                          of this non-streamed request runs on for its bill */
+    PHASE_FINISHED,    /* logged and recorded; waiting for the last reference */
+};
+
 struct request;
+/* Moves r to phase `to`: an error (and an assert) if the table above does
+ * not allow it. */
+void request_phase(struct request *r, enum phase to);
+const char *request_phase_name(enum phase p);
+
+struct upstream_pool;
 
 /* How the lower modules (relay, upstream, local) reach the front. */
 struct request_ops {
@@ -64,7 +109,9 @@ struct request {
     struct upstream_pool *pool;
     const struct request_ops *ops;
     struct orp_config *cfg;     /* the config this request started with (held) */
-    struct MHD_Connection *conn; /* NULL once client_done: MHD freed it */
+    enum phase phase;           /* request_phase() only */
+    struct MHD_Connection *conn; /* NULL once MHD's completion callback ran:
+                                   MHD freed it (AWAITED or FINISHED then) */
     const struct route *route;
     char id[65];
     char method[8];
@@ -81,11 +128,14 @@ struct request {
     char *reply;                /* a local endpoint's answer body (local.c), or NULL */
     const char *reply_ctype;
     unsigned reply_status;
-    int usage_pending;          /* a /v1/usage query holds the request */
+    int usage_pending;          /* a /v1/usage query holds the request: a
+                                   reference, like in_multi; it outlives the
+                                   WAITING phase if the client hangs up */
     char *model;                /* the request's "model", if any */
     char **models;              /* its "models" fallback list (n_models entries) */
     size_t n_models;
-    int stream_req;             /* the request asked for "stream": true */
+    int stream_req;             /* the request asked for "stream": true (a
+                                   fact of the request, not of its life) */
     char *user;                 /* the request's "user" field, if any */
     int client;                 /* index in cfg->clients, -1 = anonymous */
     struct access_grant grant;  /* limits/budget held until the end */
@@ -97,7 +147,9 @@ struct request {
     /* upstream side */
     CURL *easy;
     struct curl_slist *up_headers;
-    int in_multi;               /* easy is added to the worker's multi */
+    int in_multi;               /* easy is added to the worker's multi: handle
+                                   ownership, a reference that holds the
+                                   request (it spans WAITING..AWAITED) */
     int attempts;
     struct attempt at;
     char *up_ctype;
@@ -112,19 +164,25 @@ struct request {
     sse_parser sse;
     size_t ready;               /* head bytes of out that may go to the client:
                                    out = [ready][partial event held back] */
-    int streaming;              /* response is relayed as SSE */
-    int resp_ready;             /* a response is ready to queue */
-    int committed;              /* MHD_queue_response done */
-    int suspended;              /* our own flag: MHD resume on a running
-                                   connection is undefined */
-    int paused;                 /* curl transfer paused (backpressure) */
-    int upstream_done;          /* no more bytes will come from upstream */
-    int saw_done;               /* "[DONE]" seen */
-    int saw_error_event;        /* upstream sent an error event */
-    int client_done;            /* MHD completion callback ran */
-    int client_aborted;
-    int client_gone;            /* hung up while suspended, before commit */
-    int awaited;                /* client gone; upstream transfer kept for its bill */
+    /* Facts beside the phase: */
+    int streaming;              /* the kind of the answer, SSE relayed event
+                                   by event; set before the commit, kept after */
+    int suspended;              /* mirrors MHD's own connection state (MHD
+                                   resume on a running connection is
+                                   undefined); it flips within WAITING and
+                                   RESPONDING alike */
+    int paused;                 /* curl transfer paused: backpressure inside
+                                   RESPONDING (or READY) */
+    int upstream_done;          /* the upstream side is over (answer complete,
+                                   failed or aborted): before the commit for
+                                   a buffered answer, after it for a stream,
+                                   at any phase on abort; the stream reader's
+                                   end of stream */
+    int saw_done;               /* "[DONE]" seen: a fact about the stream */
+    int saw_error_event;        /* upstream sent an error event: the same */
+    int cut_short;              /* the client left a committed answer before
+                                   it had all of it (set on leaving RESPONDING;
+                                   leaving any earlier phase is a cancel anyway) */
     unsigned status;            /* status sent to the client */
     struct usage_info ui;       /* usage, served model, finish reason */
 
@@ -132,7 +190,7 @@ struct request {
     int64_t t_start, t_first, t_end;
     int64_t last_relay_ms;      /* last stream byte queued for the client */
 
-    /* loop bookkeeping */
+    /* loop bookkeeping: what the next task run does, not a phase */
     int want_resume, want_unpause;
     struct loop_task task;      /* resume / unpause / free, on the loop */
     struct loop_timer retry;    /* armed: waiting for the next attempt */

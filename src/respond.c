@@ -46,7 +46,7 @@ enum MHD_Result respond_local(struct request *r)
                                 strcmp(r->route->method, "GET") == 0 ? "GET, HEAD" : r->route->method);
     add_common_headers(r, resp);
     r->status = r->local_status;
-    r->committed = 1;
+    request_phase(r, PHASE_RESPONDING); /* the commit point */
     if (r->t_first == 0)
         r->t_first = util_mono_ns();
     ret = MHD_queue_response(r->conn, r->local_status, resp);
@@ -99,7 +99,7 @@ enum MHD_Result respond_upstream(struct request *r)
         MHD_add_response_header(resp, r->rhdrs[i].name, r->rhdrs[i].value);
     add_common_headers(r, resp);
     r->status = (unsigned)r->at.status;
-    r->committed = 1;
+    request_phase(r, PHASE_RESPONDING); /* the commit point */
     if (!r->streaming && r->t_first == 0)
         r->t_first = util_mono_ns();
     ret = MHD_queue_response(r->conn, (unsigned)r->at.status, resp);
@@ -122,7 +122,7 @@ static enum MHD_Result queue_json(struct request *r, unsigned status, char *text
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
     add_common_headers(r, resp);
     r->status = status;
-    r->committed = 1;
+    request_phase(r, PHASE_RESPONDING); /* the commit point */
     ret = MHD_queue_response(r->conn, status, resp);
     MHD_destroy_response(resp);
     return ret;

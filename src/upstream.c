@@ -525,7 +525,7 @@ static void transfer_done(struct request *r, CURLcode res)
     if (r->at.resend_blocked && res == CURLE_ABORTED_BY_CALLBACK)
         res = CURLE_GOT_NOTHING; /* see on_prereq */
     r->curl_result = (int)res;
-    if (r->client_gone || r->client_done) {
+    if (r->phase == PHASE_GONE || r->phase == PHASE_AWAITED || r->phase == PHASE_FINISHED) {
         /* Nobody waits for this answer any more: no retry; keep only its
          * usage, which is what upstream bills. */
         r->upstream_done = 1;
