@@ -23,6 +23,8 @@ CFLAGS  ?= -O2 -g
 CFLAGS  += -std=c11 -D_GNU_SOURCE $(WARN) $(PKG_CFLAGS)
 LDLIBS  += $(PKG_LIBS) -lpthread -lm
 ifeq ($(SAN),1)
+# ORP_STRICT_PHASES: a request phase change the table forbids aborts (src/request.c).
+CFLAGS  += -DORP_STRICT_PHASES
 CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 LDFLAGS += -fsanitize=address,undefined
 endif

@@ -71,8 +71,8 @@ enum phase {
 };
 
 struct request;
-/* Moves r to phase `to`: an error (and an assert) if the table above does
- * not allow it. */
+/* Moves r to phase `to`: an error logged if the table above does not allow
+ * it (and an abort in builds with ORP_STRICT_PHASES: the sanitizer build). */
 void request_phase(struct request *r, enum phase to);
 const char *request_phase_name(enum phase p);
 
