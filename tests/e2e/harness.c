@@ -1,5 +1,6 @@
 /*
- * harness.c - processes, HTTP client and fake inspection for the end-to-end tests.
+ * harness.c - processes, HTTP client, fake inspection, orproxy's outputs and raw sockets for the
+ * end-to-end tests.
  *
  * Children are started with fork+exec and die with the test (PR_SET_PDEATHSIG), so a crashed
  * test leaves no daemon behind; each gets a scratch directory that h_proc_cleanup() removes.
@@ -19,6 +20,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sqlite3.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -644,6 +646,20 @@ static int h_rm_entry(const char *path, const struct stat *sb, int flag, struct 
     return 0;
 }
 
+const char *h_orproxy_finish(struct h_proc *p, const char *secret, int timeout_ms)
+{
+    const char *why = NULL;
+    if (secret != NULL && p->log[0] != '\0' && h_log_wait(p, secret, 0))
+        why = "the secret is in its log";
+    if (p->pid > 0) {
+        if (kill(p->pid, 0) != 0)
+            why = why ? why : "orproxy is gone";
+        if (h_proc_stop(p, SIGTERM, timeout_ms) != 0)
+            why = why ? why : "it did not exit 0 on SIGTERM";
+    }
+    return why;
+}
+
 void h_proc_cleanup(struct h_proc *p)
 {
     if (p->pid > 0) {
@@ -1077,4 +1093,174 @@ int h_fake_count(int fake_port, const char *tag)
     cJSON_ArrayForEach(rec, all) n += h_tag_is(rec, tag);
     cJSON_Delete(all);
     return n;
+}
+
+/* ---- orproxy's outputs: keys, logs, the ledger, metrics ---------------------------------- */
+
+int h_key_new(const char *name, char *key, size_t keylen, char hash[65])
+{
+    const char *bin = getenv("ORP_BIN") ? getenv("ORP_BIN") : "build/orproxy";
+    const char *argv[] = {bin, "key", "new", name, NULL};
+    char *out = NULL;
+    const char *p, *h;
+    size_t n;
+    int rc = h_run(argv, &out, NULL);
+    if (rc != 0) {
+        h_warn("%s key new %s: exit %d", bin, name, rc);
+        free(out);
+        return -1;
+    }
+    p = strstr(out, "#   ");
+    h = strstr(out, "key_sha256 = \"");
+    n = p != NULL ? strcspn(p + 4, " \t\r\n") : 0;
+    if (p == NULL || h == NULL || n == 0 || n >= keylen || strlen(h + 14) < 64) {
+        h_warn("%s key new %s: no key (or one longer than %zu bytes) in: %s", bin, name, keylen - 1,
+               out);
+        free(out);
+        return -1;
+    }
+    memcpy(key, p + 4, n);
+    key[n] = '\0';
+    memcpy(hash, h + 14, 64);
+    hash[64] = '\0';
+    free(out);
+    return 0;
+}
+
+int h_log_wait(const struct h_proc *p, const char *needle, int timeout_ms)
+{
+    for (int waited = 0;; waited += 20) {
+        char *log = h_read_file(p->log);
+        int found = log != NULL && strstr(log, needle) != NULL;
+        free(log);
+        if (found)
+            return 1;
+        if (waited >= timeout_ms)
+            return 0;
+        h_sleep_ms(20);
+    }
+}
+
+char *h_db_value(const char *db_path, const char *sql, int timeout_ms)
+{
+    for (int waited = 0;; waited += 20) {
+        sqlite3 *db = NULL;
+        sqlite3_stmt *st = NULL;
+        char *out = NULL;
+        if (sqlite3_open_v2(db_path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
+            sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK &&
+            sqlite3_step(st) == SQLITE_ROW) {
+            const unsigned char *t = sqlite3_column_text(st, 0);
+            out = h_strdup(t ? (const char *)t : "NULL");
+        }
+        sqlite3_finalize(st);
+        sqlite3_close(db);
+        if (out != NULL)
+            return out;
+        if (waited >= timeout_ms)
+            return NULL;
+        h_sleep_ms(20);
+    }
+}
+
+long h_metric(int port, const char *const *headers, const char *series, long long *value)
+{
+    struct h_resp r;
+    size_t n = strlen(series);
+    long status;
+    *value = -1;
+    h_request(&r, port, "GET", "/metrics", NULL, headers, NULL);
+    status = r.status;
+    if (status == 200)
+        for (const char *p = r.body; p != NULL && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL)
+            if (strncmp(p, series, n) == 0 && p[n] == ' ') {
+                *value = strtoll(p + n + 1, NULL, 10);
+                break;
+            }
+    h_resp_free(&r);
+    return status;
+}
+
+long h_proc_kb(pid_t pid, const char *field)
+{
+    char path[64], *text, *at;
+    long kb = -1;
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    text = h_read_file(path);
+    if (text != NULL && (at = strstr(text, field)) != NULL)
+        kb = atol(at + strlen(field));
+    free(text);
+    return kb;
+}
+
+/* ---- raw sockets ------------------------------------------------------------------------- */
+
+int h_raw_connect(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+        h_warn("connect to 127.0.0.1:%d: %s", port, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+int h_raw_send(int fd, const char *data, size_t n)
+{
+    while (n > 0) {
+        ssize_t k = send(fd, data, n, MSG_NOSIGNAL);
+        if (k <= 0) {
+            h_warn("send: %s", k < 0 ? strerror(errno) : "nothing sent");
+            return -1;
+        }
+        data += k;
+        n -= (size_t)k;
+    }
+    return 0;
+}
+
+char *h_raw_read(int fd, int timeout_ms, size_t cap, int *closed)
+{
+    char *out = calloc(1, cap + 1);
+    size_t len = 0;
+    double deadline = h_now() + timeout_ms / 1000.0;
+    *closed = 0;
+    for (;;) {
+        int left = (int)((deadline - h_now()) * 1000);
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (left <= 0 || poll(&p, 1, left) <= 0)
+            break;
+        char buf[65536];
+        ssize_t k = recv(fd, buf, sizeof buf, 0);
+        if (k <= 0) {
+            *closed = 1;
+            break;
+        }
+        size_t keep = len + (size_t)k > cap ? cap - len : (size_t)k;
+        memcpy(out + len, buf, keep);
+        len += keep;
+    }
+    return out;
+}
+
+char *h_raw_read_head(int fd, int timeout_ms)
+{
+    char *out = calloc(1, 8193);
+    size_t len = 0;
+    double deadline = h_now() + timeout_ms / 1000.0;
+    while (len < 8192 && strstr(out, "\r\n\r\n") == NULL) {
+        int left = (int)((deadline - h_now()) * 1000);
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (left <= 0 || poll(&p, 1, left) <= 0)
+            break;
+        ssize_t k = recv(fd, out + len, 1, 0); /* byte by byte: never past the headers */
+        if (k <= 0)
+            break;
+        len += (size_t)k;
+    }
+    return out;
 }

@@ -1,11 +1,13 @@
 /*
- * harness.h - the end-to-end test harness: processes, HTTP client, fake upstream inspection.
+ * harness.h - the end-to-end test harness: processes, HTTP client, fake upstream inspection,
+ * orproxy's keys, logs, ledger and metrics, raw sockets.
  *
  * End-to-end tests start the fake OpenRouter (tests/fake_openrouter.c) and orproxy as child
  * processes on loopback ports, talk to them over plain HTTP/1.1 with libcurl, and then ask the
- * fake what reached it. Everything here is blocking and bounded in time; nothing needs a
- * fork-mode Check runner (use CK_NOFORK). Functions return 0 on success and -1 on failure unless
- * said otherwise; failures are explained on stderr.
+ * fake what reached it, and orproxy's log, ledger and metrics what it recorded. Everything here
+ * is blocking and bounded in time; nothing needs a fork-mode Check runner (use CK_NOFORK).
+ * Functions return 0 on success and -1 on failure unless said otherwise; failures are explained
+ * on stderr.
  *
  * Global state: h_fake_port (below), curl's global init (done once, lazily), nothing else.
  * Binaries: $FAKE_BIN (default build/fake_openrouter) and $ORP_BIN (default build/orproxy).
@@ -116,6 +118,14 @@ char *h_subst(const struct h_proc *p, const char *conf_text);
  */
 int h_proc_stop(struct h_proc *p, int sig, int timeout_ms);
 
+/*
+ * The end of a test whose orproxy must have come through it unharmed: checks that it never wrote
+ * secret (NULL: no check) to its log and, if it was started, that it is still running, then
+ * stops it (SIGTERM, up to timeout_ms) and checks that it exited 0. Returns NULL when all of
+ * that holds, else what did not (a static string: the first failure); p is stopped either way.
+ */
+const char *h_orproxy_finish(struct h_proc *p, const char *secret, int timeout_ms);
+
 /* Kills (SIGKILL) a process still running, removes p->dir, zeroes *p. Safe to call twice. */
 void h_proc_cleanup(struct h_proc *p);
 
@@ -125,6 +135,12 @@ void h_proc_cleanup(struct h_proc *p);
  * Returns the exit code, 128+N if killed by signal N, -1 on failure or timeout.
  */
 int h_run(const char *const argv[], char **out, char **err);
+
+/*
+ * A "Vm...:" line of /proc/<pid>/status in KiB, field with its colon: "VmRSS:" (resident now)
+ * or "VmHWM:" (the peak). -1 if the process or the line is not there.
+ */
+long h_proc_kb(pid_t pid, const char *field);
 
 /* ---- files ------------------------------------------------------------------------------- */
 
@@ -234,6 +250,63 @@ cJSON *h_fake_wait(int fake_port, const char *tag, const char *field, int timeou
 
 /* Number of records with that tag (tag NULL: all records), -1 if the fake did not answer. */
 int h_fake_count(int fake_port, const char *tag);
+
+/* ---- orproxy's outputs: keys, logs, the ledger, metrics ---------------------------------- */
+
+/*
+ * Runs `$ORP_BIN key new name` (h_run) and keeps what it prints: the client's secret key into
+ * key (keylen bytes with the NUL; a longer key is a failure, not cut) and its SHA-256, the
+ * key_sha256 of a clients entry, into hash (64 hex digits and a NUL).
+ */
+int h_key_new(const char *name, char *key, size_t keylen, char hash[65]);
+
+/*
+ * Polls p->log (every 20 ms, up to timeout_ms; 0 looks once) for needle. Returns 1 when the log
+ * contains it, 0 when it did not appear in time. Reports nothing: the caller asserts.
+ */
+int h_log_wait(const struct h_proc *p, const char *needle, int timeout_ms);
+
+/*
+ * The first column of the first row sql returns from the SQLite database db_path (orproxy's
+ * ledger is <dir>/state/usage.db), as text (malloc'd; "NULL" for an SQL NULL). Polls every
+ * 20 ms, up to timeout_ms (0 tries once), opening the database read-only on each try, so a
+ * row the ledger writer has not flushed yet, a database not created yet and a moment's lock
+ * are waited out. NULL when no row came in time.
+ */
+char *h_db_value(const char *db_path, const char *sql, int timeout_ms);
+
+/*
+ * GET /metrics from 127.0.0.1:port with headers (as h_request; NULL for none) and the value of
+ * one series in it: series is the whole name with its labels as orproxy prints them
+ * (e.g. orproxy_reconcile_total{result="answered"}), matched at the start of a line and
+ * followed by a blank; the value is read as an integer. Returns the HTTP status (0 when no
+ * response); *value is -1 when the series is absent or the status is not 200.
+ */
+long h_metric(int port, const char *const *headers, const char *series, long long *value);
+
+/* ---- raw sockets ------------------------------------------------------------------------- */
+
+/*
+ * For the clients libcurl would not be: exact bytes out, the answer read as it comes.
+ * h_raw_connect() returns a blocking TCP socket connected to 127.0.0.1:port (caller closes),
+ * or -1. h_raw_send() sends all n bytes (no SIGPIPE), or fails.
+ */
+int h_raw_connect(int port);
+int h_raw_send(int fd, const char *data, size_t n);
+
+/*
+ * Reads fd until the peer closes or timeout_ms pass; returns what came (malloc'd,
+ * NUL-terminated, the first cap bytes kept, the rest read and dropped) and sets *closed to
+ * whether the peer closed (or the read failed).
+ */
+char *h_raw_read(int fd, int timeout_ms, size_t cap, int *closed);
+
+/*
+ * Reads fd until a complete response header block ("\r\n\r\n"; a "100 Continue" block
+ * counts), 8 KiB or timeout_ms; byte by byte, so never past the block. Returns what came
+ * (malloc'd, NUL-terminated).
+ */
+char *h_raw_read_head(int fd, int timeout_ms);
 
 /* The main() of an end-to-end test program: runs one suite without forking
  * (the harness kills its children if the test process dies) and exits

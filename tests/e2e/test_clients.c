@@ -21,23 +21,6 @@ static struct h_proc fake, orp;
 static char alice[80], bob[80], carol[80], admin[80], dave[80];
 static char alice_h[65], bob_h[65], carol_h[65], admin_h[65], dave_h[65];
 
-/* Runs `orproxy key new NAME`, keeps the key and its hash. */
-static void new_key(const char *name, char *key, char *hash)
-{
-    const char *bin = getenv("ORP_BIN") ? getenv("ORP_BIN") : "build/orproxy";
-    const char *argv[] = {bin, "key", "new", name, NULL};
-    char *out = NULL, *p;
-    ck_assert_int_eq(h_run(argv, &out, NULL), 0);
-    p = strstr(out, "#   ");
-    ck_assert_ptr_nonnull(p);
-    sscanf(p + 4, "%79s", key);
-    p = strstr(out, "key_sha256 = \"");
-    ck_assert_ptr_nonnull(p);
-    memcpy(hash, p + 14, 64);
-    hash[64] = '\0';
-    free(out);
-}
-
 static char conf_text[8192];
 
 static const char *make_conf(const char *extra_client)
@@ -65,11 +48,11 @@ static void setup(void)
 {
     static int keys_made;
     if (!keys_made) {
-        new_key("alice", alice, alice_h);
-        new_key("bob", bob, bob_h);
-        new_key("carol", carol, carol_h);
-        new_key("root", admin, admin_h);
-        new_key("dave", dave, dave_h);
+        ck_assert_int_eq(h_key_new("alice", alice, sizeof alice, alice_h), 0);
+        ck_assert_int_eq(h_key_new("bob", bob, sizeof bob, bob_h), 0);
+        ck_assert_int_eq(h_key_new("carol", carol, sizeof carol, carol_h), 0);
+        ck_assert_int_eq(h_key_new("root", admin, sizeof admin, admin_h), 0);
+        ck_assert_int_eq(h_key_new("dave", dave, sizeof dave, dave_h), 0);
         keys_made = 1;
     }
     memset(&fake, 0, sizeof fake);

@@ -12,7 +12,6 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
-#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,26 +32,10 @@ static const char *bin(void)
     return getenv("ORP_BIN") ? getenv("ORP_BIN") : "build/orproxy";
 }
 
-/* `orproxy key new NAME`: the key and its hash. */
-static void new_key(const char *name, char *key, char *hash)
-{
-    const char *argv[] = {bin(), "key", "new", name, NULL};
-    char *out = NULL, *p;
-    ck_assert_int_eq(h_run(argv, &out, NULL), 0);
-    p = strstr(out, "#   ");
-    ck_assert_ptr_nonnull(p);
-    sscanf(p + 4, "%79s", key);
-    p = strstr(out, "key_sha256 = \"");
-    ck_assert_ptr_nonnull(p);
-    memcpy(hash, p + 14, 64);
-    hash[64] = '\0';
-    free(out);
-}
-
 static void setup(void)
 {
     if (cli_key[0] == '\0')
-        new_key("app", cli_key, cli_hash);
+        ck_assert_int_eq(h_key_new("app", cli_key, sizeof cli_key, cli_hash), 0);
     memset(&fake, 0, sizeof fake);
     memset(&orp, 0, sizeof orp);
     ck_assert_int_eq(h_fake_start(&fake, NULL), 0);
@@ -68,15 +51,7 @@ static void teardown(void)
 
 static void wait_log(const char *needle, int timeout_ms)
 {
-    for (int waited = 0; waited <= timeout_ms; waited += 20) {
-        char *log = h_read_file(orp.log);
-        int found = log != NULL && strstr(log, needle) != NULL;
-        free(log);
-        if (found)
-            return;
-        usleep(20000);
-    }
-    ck_abort_msg("no '%s' in the log", needle);
+    ck_assert_msg(h_log_wait(&orp, needle, timeout_ms), "no '%s' in the log", needle);
 }
 
 static long post(const char *key, const char *body, struct h_resp *r)
@@ -93,21 +68,9 @@ static long post(const char *key, const char *body, struct h_resp *r)
 static char *ledger_value(const char *rid, const char *col)
 {
     char sql[256], path[512];
-    char *out = NULL;
     snprintf(path, sizeof path, "%s/state/usage.db", orp.dir);
     snprintf(sql, sizeof sql, "SELECT %s FROM requests WHERE request_id = '%s'", col, rid);
-    for (int i = 0; i < 150 && out == NULL; i++) {
-        sqlite3 *db = NULL;
-        sqlite3_stmt *st = NULL;
-        if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
-            sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
-            out = strdup((const char *)sqlite3_column_text(st, 0));
-        sqlite3_finalize(st);
-        sqlite3_close(db);
-        if (out == NULL)
-            usleep(20000);
-    }
-    return out;
+    return h_db_value(path, sql, 3000);
 }
 
 /* --- item 1: a reload cannot open the key to the network ------------------------------------ */

@@ -45,27 +45,6 @@ static void teardown(void)
     h_proc_cleanup(&fake);
 }
 
-/* Waits up to timeout_ms for a row of sql (a one-column SELECT) and returns it as text
- * (malloc'd), or NULL. */
-static char *db_value_wait(const char *sql, int timeout_ms)
-{
-    char *out = NULL;
-    for (int waited = 0; out == NULL && waited <= timeout_ms; waited += 50) {
-        sqlite3 *db = NULL;
-        sqlite3_stmt *st = NULL;
-        if (sqlite3_open_v2(db_path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
-            sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
-            const unsigned char *t = sqlite3_column_text(st, 0);
-            out = strdup(t ? (const char *)t : "NULL");
-        }
-        sqlite3_finalize(st);
-        sqlite3_close(db);
-        if (out == NULL)
-            usleep(50000);
-    }
-    return out;
-}
-
 /* Rows matching where, once it reaches want or timeout_ms passes. */
 static long long db_count_wait(const char *where, long long want, int timeout_ms)
 {
@@ -73,7 +52,7 @@ static long long db_count_wait(const char *where, long long want, int timeout_ms
     long long n = -1;
     snprintf(sql, sizeof sql, "SELECT COUNT(*) FROM requests WHERE %s", where);
     for (int waited = 0; waited <= timeout_ms; waited += 100) {
-        char *v = db_value_wait(sql, 0);
+        char *v = h_db_value(db_path, sql, 0);
         n = v ? atoll(v) : -1;
         free(v);
         if (n >= want)
@@ -86,18 +65,8 @@ static long long db_count_wait(const char *where, long long want, int timeout_ms
 /* The value of a series in a /metrics scrape, -1 if absent. */
 static long long metric(const char *series)
 {
-    struct h_resp r;
-    long long v = -1;
-    size_t n = strlen(series);
-
-    h_request(&r, orp.port, "GET", "/metrics", NULL, NULL, NULL);
-    ck_assert_int_eq(r.status, 200);
-    for (const char *p = r.body; p != NULL && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL)
-        if (strncmp(p, series, n) == 0 && p[n] == ' ') {
-            v = strtoll(p + n + 1, NULL, 10);
-            break;
-        }
-    h_resp_free(&r);
+    long long v;
+    ck_assert_int_eq(h_metric(orp.port, NULL, series, &v), 200);
     return v;
 }
 
@@ -193,7 +162,7 @@ static char *row_col(const char *rid, const char *col)
 {
     char sql[512];
     snprintf(sql, sizeof sql, "SELECT %s FROM requests WHERE request_id='%s'", col, rid);
-    return db_value_wait(sql, 5000);
+    return h_db_value(db_path, sql, 5000);
 }
 
 static void assert_row(const char *rid, const char *col, const char *expect)
@@ -338,7 +307,7 @@ START_TEST(test_long_model_cut_on_character_boundary)
     ck_assert_int_eq(post(body, "U8-long"), 200);
     snprintf(where, sizeof where, "SELECT model || '|' || served_model FROM requests WHERE "
                                   "request_id='U8-long'");
-    v = db_value_wait(where, 5000);
+    v = h_db_value(db_path, where, 5000);
     ck_assert_ptr_nonnull(v);
     snprintf(body, sizeof body, "%s|%s", want, want);
     ck_assert_str_eq(v, body);
@@ -364,24 +333,6 @@ END_TEST
 
 /* ---- item 14: an absurd upstream cost ------------------------------------------------------- */
 
-/* Runs `orproxy key new NAME`; fills key (the client's secret) and its hash. */
-static void new_key(const char *name, char *key, size_t keylen, char *hash)
-{
-    const char *bin = getenv("ORP_BIN") ? getenv("ORP_BIN") : "build/orproxy";
-    const char *argv[] = {bin, "key", "new", name, NULL};
-    char *out = NULL, *p, fmt[16];
-    ck_assert_int_eq(h_run(argv, &out, NULL), 0);
-    p = strstr(out, "#   ");
-    ck_assert_ptr_nonnull(p);
-    snprintf(fmt, sizeof fmt, "%%%zus", keylen - 1);
-    ck_assert_int_eq(sscanf(p + 4, fmt, key), 1);
-    p = strstr(out, "key_sha256 = \"");
-    ck_assert_ptr_nonnull(p);
-    memcpy(hash, p + 14, 64);
-    hash[64] = '\0';
-    free(out);
-}
-
 START_TEST(test_absurd_upstream_cost_keeps_budget_enforced)
 {
     char key[80], hash[65], conf[2048], auth[128];
@@ -390,7 +341,7 @@ START_TEST(test_absurd_upstream_cost_keeps_budget_enforced)
     struct h_resp r;
     char *v;
 
-    new_key("payer", key, sizeof key, hash);
+    ck_assert_int_eq(h_key_new("payer", key, sizeof key, hash), 0);
     snprintf(auth, sizeof auth, "Authorization: Bearer %s", key);
     snprintf(conf, sizeof conf,
              "listen = { address = \"127.0.0.1\"; port = @PORT@; };\n"

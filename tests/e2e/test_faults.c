@@ -28,7 +28,6 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
-#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -79,15 +78,7 @@ static char db_path[512];
 
 static void wait_log(const struct h_proc *p, const char *needle, int timeout_ms)
 {
-    for (int waited = 0; waited <= timeout_ms; waited += 20) {
-        char *log = h_read_file(p->log);
-        int found = log != NULL && strstr(log, needle) != NULL;
-        free(log);
-        if (found)
-            return;
-        usleep(20000);
-    }
-    ck_abort_msg("no '%s' in %s", needle, p->log);
+    ck_assert_msg(h_log_wait(p, needle, timeout_ms), "no '%s' in %s", needle, p->log);
 }
 
 /* Starts the fake and an orproxy in front of it, waits for the price table,
@@ -121,17 +112,11 @@ static void start_default(void)
  * key. */
 static void teardown(void)
 {
-    char *log = h_read_file(orp.log);
-    if (log != NULL)
-        ck_assert_ptr_null(strstr(log, KEY));
-    free(log);
-    if (orp.pid > 0) {
-        ck_assert_msg(kill(orp.pid, 0) == 0, "orproxy is gone");
-        ck_assert_int_eq(h_proc_stop(&orp, SIGTERM, 10000), 0);
-    }
+    const char *why = h_orproxy_finish(&orp, KEY, 10000);
     h_proc_stop(&fake, SIGTERM, 5000);
     h_proc_cleanup(&orp);
     h_proc_cleanup(&fake);
+    ck_assert_msg(why == NULL, "orproxy: %s", why);
 }
 
 /* ---- the ledger ------------------------------------------------------------------------ */
@@ -140,22 +125,9 @@ static void teardown(void)
  * (malloc'd), waiting up to 5 s for the row to be written; NULL if none. */
 static char *db_value(const char *path, const char *col, const char *where)
 {
-    char sql[1024], *out = NULL;
+    char sql[1024];
     snprintf(sql, sizeof sql, "SELECT %s FROM requests WHERE %s", col, where);
-    for (int i = 0; i < 250 && out == NULL; i++) {
-        sqlite3 *db = NULL;
-        sqlite3_stmt *st = NULL;
-        if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
-            sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
-            const unsigned char *t = sqlite3_column_text(st, 0);
-            out = strdup(t ? (const char *)t : "NULL");
-        }
-        sqlite3_finalize(st);
-        sqlite3_close(db);
-        if (out == NULL)
-            usleep(20000);
-    }
-    return out;
+    return h_db_value(path, sql, 5000);
 }
 
 /* The ledger row of request id rid: `cols` (an SQL expression) equals expect. */
@@ -229,24 +201,17 @@ static void assert_ends_with_stream_error(const struct h_resp *r, const char *wh
     h_strv_free(ev, n);
 }
 
+/* h_raw_connect() and h_raw_send() that fail the test. */
 static int raw_connect(int port)
 {
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int fd = h_raw_connect(port);
     ck_assert_int_ge(fd, 0);
-    ck_assert_msg(connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0, "connect: %s", strerror(errno));
     return fd;
 }
 
 static void raw_send(int fd, const char *data, size_t n)
 {
-    while (n > 0) {
-        ssize_t k = send(fd, data, n, MSG_NOSIGNAL);
-        ck_assert_msg(k > 0, "send: %s", strerror(errno));
-        data += k;
-        n -= (size_t)k;
-    }
+    ck_assert_int_eq(h_raw_send(fd, data, n), 0);
 }
 
 /* A POST of body to /v1/chat/completions with X-Request-Id rid, as raw bytes
@@ -260,65 +225,6 @@ static char *raw_post(const char *rid, const char *body, const char *extra)
              "Content-Type: application/json\r\nContent-Length: %zu\r\n%s\r\n%s",
              rid, strlen(body), extra, body);
     return s;
-}
-
-/* Reads until the peer closes or timeout_ms pass; returns what came (malloc'd,
- * NUL-terminated, at most cap bytes kept) and sets *closed. */
-static char *raw_read(int fd, int timeout_ms, size_t cap, int *closed)
-{
-    char *out = calloc(1, cap + 1);
-    size_t len = 0;
-    double deadline = h_now() + timeout_ms / 1000.0;
-    *closed = 0;
-    for (;;) {
-        int left = (int)((deadline - h_now()) * 1000);
-        struct pollfd p = {.fd = fd, .events = POLLIN};
-        if (left <= 0 || poll(&p, 1, left) <= 0)
-            break;
-        char buf[65536];
-        ssize_t k = recv(fd, buf, sizeof buf, 0);
-        if (k <= 0) {
-            *closed = 1;
-            break;
-        }
-        size_t keep = len + (size_t)k > cap ? cap - len : (size_t)k;
-        memcpy(out + len, buf, keep);
-        len += keep;
-    }
-    return out;
-}
-
-/* Reads until the response's header block is complete (or timeout_ms pass)
- * and no further; returns what came (malloc'd, NUL-terminated). */
-static char *raw_read_head(int fd, int timeout_ms)
-{
-    char *out = calloc(1, 8193);
-    size_t len = 0;
-    double deadline = h_now() + timeout_ms / 1000.0;
-    while (len < 8192 && strstr(out, "\r\n\r\n") == NULL) {
-        int left = (int)((deadline - h_now()) * 1000);
-        struct pollfd p = {.fd = fd, .events = POLLIN};
-        if (left <= 0 || poll(&p, 1, left) <= 0)
-            break;
-        ssize_t k = recv(fd, out + len, 1, 0); /* byte by byte: never past the headers */
-        if (k <= 0)
-            break;
-        len += (size_t)k;
-    }
-    return out;
-}
-
-/* Resident memory of pid in KiB: field is "VmRSS:" or "VmHWM:" (the peak). */
-static long proc_kb(pid_t pid, const char *field)
-{
-    char path[64], *text, *at;
-    long kb = -1;
-    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
-    text = h_read_file(path);
-    if (text != NULL && (at = strstr(text, field)) != NULL)
-        kb = atol(at + strlen(field));
-    free(text);
-    return kb;
 }
 
 static int fd_count(pid_t pid)
@@ -522,7 +428,7 @@ START_TEST(test_gigabyte_json_answer_refused_with_bounded_memory)
     ck_assert_ptr_nonnull(strstr(r.body, "16777216"));
     ck_assert_msg(r.t_end - r.t_start < 5.0 * SLOW, "took %.2f s", r.t_end - r.t_start);
     h_resp_free(&r);
-    ck_assert_int_lt(proc_kb(orp.pid, "VmHWM:"), RSS_LIMIT_KB);
+    ck_assert_int_lt(h_proc_kb(orp.pid, "VmHWM:"), RSS_LIMIT_KB);
     rec = fake_record("gibj", "aborted");
     cJSON_Delete(rec);
     ck_assert_int_eq(h_fake_count(fake.port, "gibj"), 1);
@@ -563,7 +469,7 @@ static size_t read_stream_counting(int fd, char *tail, size_t tail_cap, long *ma
             tl = keep + n;
         }
         if (body >= next_sample) {
-            long kb = proc_kb(orp.pid, "VmRSS:");
+            long kb = h_proc_kb(orp.pid, "VmRSS:");
             if (kb > *max_rss_kb)
                 *max_rss_kb = kb;
             next_sample += 32 * MIB;
@@ -595,12 +501,12 @@ START_TEST(test_gigabyte_stream_passes_with_bounded_memory)
     got = read_stream_counting(fd, tail, sizeof tail, &max_rss);
     close(fd);
     fprintf(stderr, "test_faults: 1 GiB stream relayed in %.1f s, orproxy VmRSS max %ld KiB, VmHWM %ld KiB\n",
-            h_now() - t0, max_rss, proc_kb(orp.pid, "VmHWM:"));
+            h_now() - t0, max_rss, h_proc_kb(orp.pid, "VmHWM:"));
     ck_assert_uint_gt(got, (size_t)GIB);
     ck_assert_msg(strstr(tail, "data: [DONE]") != NULL, "stream tail: %s", tail);
     ck_assert_int_gt(max_rss, 0);
     ck_assert_int_lt(max_rss, RSS_LIMIT_KB);
-    ck_assert_int_lt(proc_kb(orp.pid, "VmHWM:"), RSS_LIMIT_KB);
+    ck_assert_int_lt(h_proc_kb(orp.pid, "VmHWM:"), RSS_LIMIT_KB);
     assert_row("F-gibstream", ROW, "200 1 ok - upstream");
     assert_row("F-gibstream", "completion_tokens", "16384");
 }
@@ -639,7 +545,7 @@ START_TEST(test_huge_event_line)
     assert_ends_with_stream_error(&r, "larger than 16 MiB");
     h_resp_free(&r);
     assert_row("F-ev17", "status||' '||outcome", "200 stream_error");
-    ck_assert_int_lt(proc_kb(orp.pid, "VmHWM:"), RSS_LIMIT_KB);
+    ck_assert_int_lt(h_proc_kb(orp.pid, "VmHWM:"), RSS_LIMIT_KB);
     assert_serves();
 }
 END_TEST
@@ -779,7 +685,7 @@ START_TEST(test_client_gone_mid_stream)
     fd = raw_connect(orp.port);
     raw_send(fd, req, strlen(req));
     free(req);
-    got = raw_read_head(fd, 5000 * SLOW);
+    got = h_raw_read_head(fd, 5000 * SLOW);
     ck_assert_msg(strncmp(got, "HTTP/1.1 200", 12) == 0, "got: %.100s", got);
     free(got);
     close(fd);
@@ -806,7 +712,7 @@ START_TEST(test_client_gone_mid_json_answer)
     setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
     raw_send(fd, req, strlen(req));
     free(req);
-    got = raw_read_head(fd, 5000 * SLOW);
+    got = h_raw_read_head(fd, 5000 * SLOW);
     ck_assert_msg(strncmp(got, "HTTP/1.1 200", 12) == 0, "got: %.100s", got);
     free(got);
     close(fd);
@@ -838,7 +744,7 @@ START_TEST(test_slow_reader_pauses_upstream)
     setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
     raw_send(fd, req, strlen(req));
     free(req);
-    got = raw_read_head(fd, 5000 * SLOW);
+    got = h_raw_read_head(fd, 5000 * SLOW);
     ck_assert_msg(strncmp(got, "HTTP/1.1 200", 12) == 0, "got: %.100s", got);
     free(got);
     /* Wait until upstream is stalled: the same count twice, 500 ms apart. */
@@ -854,7 +760,7 @@ START_TEST(test_slow_reader_pauses_upstream)
     ck_assert_msg(now_sent == prev, "upstream never stalled (%d events sent)", now_sent);
     /* 64 KiB events: what sits in socket buffers and orproxy's 256 KiB. */
     ck_assert_msg(now_sent < 1024, "%d events sent to a client that reads nothing", now_sent);
-    ck_assert_int_lt(proc_kb(orp.pid, "VmHWM:"), RSS_LIMIT_KB);
+    ck_assert_int_lt(h_proc_kb(orp.pid, "VmHWM:"), RSS_LIMIT_KB);
     close(fd);
     rec = fake_record("slowrd", "aborted");
     ck_assert_int_lt(rec_int(rec, "events_sent"), 1024);
@@ -886,13 +792,13 @@ START_TEST(test_slowloris_silent_client_times_out)
     t0 = h_now();
     assert_serves(); /* others are served while the two hold their connections */
 
-    got = raw_read(fh, 8000 * SLOW, 4096, &closed);
+    got = h_raw_read(fh, 8000 * SLOW, 4096, &closed);
     waited = h_now() - t0;
     ck_assert_msg(closed, "silent client mid-headers not closed after %.1f s", waited);
     ck_assert_msg(waited > 1.5 && waited < 4.0 * SLOW, "closed after %.2f s", waited);
     ck_assert_msg(got[0] == '\0' || strncmp(got, "HTTP/1.1 4", 10) == 0, "got: %.100s", got);
     free(got);
-    got = raw_read(fb, 8000 * SLOW, 4096, &closed);
+    got = h_raw_read(fb, 8000 * SLOW, 4096, &closed);
     ck_assert_msg(closed, "silent client mid-body not closed");
     free(got);
     close(fh);
@@ -1027,11 +933,11 @@ START_TEST(test_connection_cap_new_client_waits)
     usleep(200000);
     fd = raw_connect(orp.port); /* the kernel completes the handshake: backlog */
     raw_send(fd, req, strlen(req));
-    got = raw_read(fd, 700, 4096, &closed);
+    got = h_raw_read(fd, 700, 4096, &closed);
     ck_assert_msg(got[0] == '\0' && !closed, "answered at the cap: %.100s", got);
     free(got);
     close(held[0]);
-    got = raw_read(fd, 3000 * SLOW, 4096, &closed);
+    got = h_raw_read(fd, 3000 * SLOW, 4096, &closed);
     ck_assert_msg(strncmp(got, "HTTP/1.1 200", 12) == 0, "got: %.100s", got);
     free(got);
     close(fd);
@@ -1065,7 +971,7 @@ START_TEST(test_malformed_http)
         int fd = raw_connect(orp.port), closed;
         char *got;
         raw_send(fd, cases[i].req, strlen(cases[i].req));
-        got = raw_read(fd, 3000 * SLOW, 4096, &closed);
+        got = h_raw_read(fd, 3000 * SLOW, 4096, &closed);
         ck_assert_msg(closed, "case %zu: connection left open", i);
         ck_assert_msg(strncmp(got, cases[i].expect, strlen(cases[i].expect)) == 0 &&
                           (cases[i].expect[0] != '\0' || got[0] == '\0'),
@@ -1086,7 +992,7 @@ START_TEST(test_malformed_http)
         strcpy(big + at + n, "\r\n\r\n");
         raw_send(fd, big, strlen(big));
         free(big);
-        got = raw_read(fd, 3000 * SLOW, 4096, &closed);
+        got = h_raw_read(fd, 3000 * SLOW, 4096, &closed);
         ck_assert_msg(strncmp(got, "HTTP/1.1 431", 12) == 0, "got %.100s", got);
         free(got);
         close(fd);

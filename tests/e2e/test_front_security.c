@@ -58,34 +58,11 @@ static void start_conf(const char *conf)
 
 static void stop(void)
 {
-    char *log = h_read_file(orp.log);
-    if (log != NULL)
-        ck_assert_ptr_null(strstr(log, KEY));
-    free(log);
-    if (orp.pid > 0) {
-        ck_assert_msg(kill(orp.pid, 0) == 0, "orproxy is gone");
-        ck_assert_int_eq(h_proc_stop(&orp, SIGTERM, 10000), 0);
-    }
+    const char *why = h_orproxy_finish(&orp, KEY, 10000);
     h_proc_stop(&fake, SIGTERM, 5000);
     h_proc_cleanup(&orp);
     h_proc_cleanup(&fake);
-}
-
-/* Runs `orproxy key new NAME`: the key into key, its hash into hash. */
-static void new_key(const char *name, char *key, char *hash)
-{
-    const char *bin = getenv("ORP_BIN") ? getenv("ORP_BIN") : "build/orproxy";
-    const char *argv[] = {bin, "key", "new", name, NULL};
-    char *out = NULL, *p;
-    ck_assert_int_eq(h_run(argv, &out, NULL), 0);
-    p = strstr(out, "#   ");
-    ck_assert_ptr_nonnull(p);
-    sscanf(p + 4, "%79s", key);
-    p = strstr(out, "key_sha256 = \"");
-    ck_assert_ptr_nonnull(p);
-    memcpy(hash, p + 14, 64);
-    hash[64] = '\0';
-    free(out);
+    ck_assert_msg(why == NULL, "orproxy: %s", why);
 }
 
 static char user_key[80], user_hash[65];
@@ -96,7 +73,7 @@ static void start_keys(void)
 {
     static char conf[2048];
     if (user_key[0] == '\0')
-        new_key("user", user_key, user_hash);
+        ck_assert_int_eq(h_key_new("user", user_key, sizeof user_key, user_hash), 0);
     snprintf(conf, sizeof conf,
              "listen = { address = \"127.0.0.1\"; port = @PORT@; };\n"
              "upstream = { base_url = \"http://127.0.0.1:@FAKE@/api/v1\"; };\n"
@@ -109,67 +86,24 @@ static void start_keys(void)
 
 /* ---- raw sockets ------------------------------------------------------------------------- */
 
+/* h_raw_connect() and h_raw_send() that fail the test. */
 static int raw_connect(int port)
 {
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int fd = h_raw_connect(port);
     ck_assert_int_ge(fd, 0);
-    ck_assert_msg(connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0, "connect: %s", strerror(errno));
     return fd;
 }
 
 static void raw_send(int fd, const char *data, size_t n)
 {
-    while (n > 0) {
-        ssize_t k = send(fd, data, n, MSG_NOSIGNAL);
-        ck_assert_msg(k > 0, "send: %s", strerror(errno));
-        data += k;
-        n -= (size_t)k;
-    }
+    ck_assert_int_eq(h_raw_send(fd, data, n), 0);
 }
 
 /* Reads until the peer closes or timeout_ms pass (whatever came, malloc'd,
- * NUL-terminated; *closed says whether the peer closed). */
+ * NUL-terminated, the first 64 KiB kept; *closed says whether the peer closed). */
 static char *raw_read(int fd, int timeout_ms, int *closed)
 {
-    size_t cap = 65536, len = 0;
-    char *out = calloc(1, cap + 1);
-    double deadline = h_now() + timeout_ms / 1000.0;
-    *closed = 0;
-    while (len < cap) {
-        int left = (int)((deadline - h_now()) * 1000);
-        struct pollfd p = {.fd = fd, .events = POLLIN};
-        if (left <= 0 || poll(&p, 1, left) <= 0)
-            break;
-        ssize_t k = recv(fd, out + len, cap - len, 0);
-        if (k <= 0) {
-            *closed = 1;
-            break;
-        }
-        len += (size_t)k;
-    }
-    return out;
-}
-
-/* Reads until a complete response header block (skipping nothing: a
- * "100 Continue" block counts) or timeout_ms; byte by byte, never past it. */
-static char *raw_read_head(int fd, int timeout_ms)
-{
-    char *out = calloc(1, 8193);
-    size_t len = 0;
-    double deadline = h_now() + timeout_ms / 1000.0;
-    while (len < 8192 && strstr(out, "\r\n\r\n") == NULL) {
-        int left = (int)((deadline - h_now()) * 1000);
-        struct pollfd p = {.fd = fd, .events = POLLIN};
-        if (left <= 0 || poll(&p, 1, left) <= 0)
-            break;
-        ssize_t k = recv(fd, out + len, 1, 0);
-        if (k <= 0)
-            break;
-        len += (size_t)k;
-    }
-    return out;
+    return h_raw_read(fd, timeout_ms, 65536, closed);
 }
 
 /* The "error"."code" of a JSON error body that follows the head in text. */
@@ -181,18 +115,6 @@ static int body_has_code(const char *text, const char *code)
         return 0;
     snprintf(needle, sizeof needle, "\"code\":\"%s\"", code);
     return strstr(b, needle) != NULL;
-}
-
-static long proc_kb(pid_t pid, const char *field)
-{
-    char path[64], *text, *at;
-    long kb = -1;
-    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
-    text = h_read_file(path);
-    if (text != NULL && (at = strstr(text, field)) != NULL)
-        kb = atol(at + strlen(field));
-    free(text);
-    return kb;
 }
 
 /* ---- item 2: auth before the body, and a cap on all bodies together ------------------------ */
@@ -270,7 +192,7 @@ START_TEST(test_good_key_expect_continue_still_served)
              "Connection: close\r\n\r\n",
              user_key, strlen(body));
     raw_send(fd, req, strlen(req));
-    char *head = raw_read_head(fd, 3000 * SLOW);
+    char *head = h_raw_read_head(fd, 3000 * SLOW);
     ck_assert_msg(strncmp(head, "HTTP/1.1 100", 12) == 0, "got: %.200s", head);
     free(head);
     raw_send(fd, body, strlen(body));
@@ -298,7 +220,7 @@ START_TEST(test_keyless_bodies_do_not_grow_memory)
     int over[N] = {0};
     start_keys();
     memset(filler, ' ', sizeof filler);
-    long before = proc_kb(orp.pid, "VmHWM:");
+    long before = h_proc_kb(orp.pid, "VmHWM:");
     const char *req = "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
                       "Content-Type: application/json\r\nContent-Length: 12582912\r\n\r\n";
     for (int i = 0; i < N; i++) {
@@ -329,7 +251,7 @@ START_TEST(test_keyless_bodies_do_not_grow_memory)
     }
     ck_assert_msg(done == N, "bodies still being sent after 30 s");
     usleep(300000);
-    long after = proc_kb(orp.pid, "VmHWM:");
+    long after = h_proc_kb(orp.pid, "VmHWM:");
     for (int i = 0; i < N; i++)
         close(fds[i]);
     ck_assert_msg(before > 0 && after > 0, "no /proc figures");
@@ -386,7 +308,7 @@ START_TEST(test_total_buffered_body_is_capped)
 
     /* The first one completes; then a new request fits again. */
     raw_send(a, body, 65536);
-    got = raw_read_head(a, 5000 * SLOW);
+    got = h_raw_read_head(a, 5000 * SLOW);
     ck_assert_msg(strncmp(got, "HTTP/1.1 200", 12) == 0, "got: %.200s", got);
     free(got);
     close(a);

@@ -29,15 +29,7 @@ static char db_path[512];
 
 static void wait_log(const char *needle, int timeout_ms)
 {
-    for (int waited = 0; waited <= timeout_ms; waited += 20) {
-        char *log = h_read_file(orp.log);
-        int found = log != NULL && strstr(log, needle) != NULL;
-        free(log);
-        if (found)
-            return;
-        usleep(20000);
-    }
-    ck_abort_msg("no '%s' in the log", needle);
+    ck_assert_msg(h_log_wait(&orp, needle, timeout_ms), "no '%s' in the log", needle);
 }
 
 static void setup(void)
@@ -63,22 +55,8 @@ static void teardown(void)
 static char *db_value(const char *col, const char *where)
 {
     char sql[1024];
-    char *out = NULL;
     snprintf(sql, sizeof sql, "SELECT %s FROM requests WHERE %s", col, where);
-    for (int i = 0; i < 150 && out == NULL; i++) {
-        sqlite3 *db = NULL;
-        sqlite3_stmt *st = NULL;
-        if (sqlite3_open_v2(db_path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
-            sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
-            const unsigned char *t = sqlite3_column_text(st, 0);
-            out = strdup(t ? (const char *)t : "NULL");
-        }
-        sqlite3_finalize(st);
-        sqlite3_close(db);
-        if (out == NULL)
-            usleep(20000);
-    }
-    return out;
+    return h_db_value(db_path, sql, 3000);
 }
 
 static void assert_col(const char *where, const char *col, const char *expect)
@@ -186,18 +164,8 @@ END_TEST
 /* The value of an unlabelled or fully labelled series in a /metrics scrape, -1 if absent. */
 static long long metric(const char *series)
 {
-    struct h_resp r;
-    long long v = -1;
-    size_t n = strlen(series);
-
-    h_request(&r, orp.port, "GET", "/metrics", NULL, NULL, NULL);
-    ck_assert_int_eq(r.status, 200);
-    for (const char *p = r.body; p != NULL && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL)
-        if (strncmp(p, series, n) == 0 && p[n] == ' ') {
-            v = strtoll(p + n + 1, NULL, 10);
-            break;
-        }
-    h_resp_free(&r);
+    long long v;
+    ck_assert_int_eq(h_metric(orp.port, NULL, series, &v), 200);
     return v;
 }
 

@@ -56,17 +56,12 @@ static void teardown(void)
 
 static int log_has(const char *needle)
 {
-    char *log = h_read_file(orp.log);
-    int found = log != NULL && strstr(log, needle) != NULL;
-    free(log);
-    return found;
+    return h_log_wait(&orp, needle, 0);
 }
 
 static void wait_log(const char *needle, int timeout_ms)
 {
-    for (int waited = 0; waited <= timeout_ms && !log_has(needle); waited += 20)
-        usleep(20000);
-    ck_assert_msg(log_has(needle), "no '%s' in the log", needle);
+    ck_assert_msg(h_log_wait(&orp, needle, timeout_ms), "no '%s' in the log", needle);
 }
 
 static long get_status(const char *path, char **body)

@@ -13,7 +13,6 @@
 #include <check.h>
 #include <cjson/cJSON.h>
 #include <signal.h>
-#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,34 +31,9 @@ static char db_path[512];
 static char spender[80], owner[80], passer[80], ops[80];
 static char spender_h[65], owner_h[65], passer_h[65], ops_h[65];
 
-/* Runs `orproxy key new NAME`, keeps the key and its hash. */
-static void new_key(const char *name, char *key, char *hash)
-{
-    const char *bin = getenv("ORP_BIN") ? getenv("ORP_BIN") : "build/orproxy";
-    const char *argv[] = {bin, "key", "new", name, NULL};
-    char *out = NULL, *p;
-    ck_assert_int_eq(h_run(argv, &out, NULL), 0);
-    p = strstr(out, "#   ");
-    ck_assert_ptr_nonnull(p);
-    sscanf(p + 4, "%79s", key);
-    p = strstr(out, "key_sha256 = \"");
-    ck_assert_ptr_nonnull(p);
-    memcpy(hash, p + 14, 64);
-    hash[64] = '\0';
-    free(out);
-}
-
 static void wait_log(const char *needle, int timeout_ms)
 {
-    for (int waited = 0; waited <= timeout_ms; waited += 20) {
-        char *log = h_read_file(orp.log);
-        int found = log != NULL && strstr(log, needle) != NULL;
-        free(log);
-        if (found)
-            return;
-        usleep(20000);
-    }
-    ck_abort_msg("no '%s' in the log", needle);
+    ck_assert_msg(h_log_wait(&orp, needle, timeout_ms), "no '%s' in the log", needle);
 }
 
 /* spender: $0.01 a day, shared key.  owner: its own upstream key, $1 a
@@ -95,10 +69,10 @@ static void setup(void)
 {
     static int keys_made;
     if (!keys_made) {
-        new_key("spender", spender, spender_h);
-        new_key("owner", owner, owner_h);
-        new_key("passer", passer, passer_h);
-        new_key("ops", ops, ops_h);
+        ck_assert_int_eq(h_key_new("spender", spender, sizeof spender, spender_h), 0);
+        ck_assert_int_eq(h_key_new("owner", owner, sizeof owner, owner_h), 0);
+        ck_assert_int_eq(h_key_new("passer", passer, sizeof passer, passer_h), 0);
+        ck_assert_int_eq(h_key_new("ops", ops, sizeof ops, ops_h), 0);
         keys_made = 1;
     }
     memset(&fake, 0, sizeof fake);
@@ -155,17 +129,8 @@ static char *db_wait(const char *rid, const char *col, const char *want, int tim
     char sql[1024], *out = NULL;
     snprintf(sql, sizeof sql, "SELECT %s FROM requests WHERE request_id='%s'", col, rid);
     for (int waited = 0; waited <= timeout_ms; waited += 50) {
-        sqlite3 *db = NULL;
-        sqlite3_stmt *st = NULL;
         free(out);
-        out = NULL;
-        if (sqlite3_open_v2(db_path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
-            sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
-            const unsigned char *t = sqlite3_column_text(st, 0);
-            out = strdup(t ? (const char *)t : "NULL");
-        }
-        sqlite3_finalize(st);
-        sqlite3_close(db);
+        out = h_db_value(db_path, sql, 0);
         if (out != NULL && (want == NULL || strcmp(out, want) == 0))
             return out;
         usleep(50000);
@@ -184,16 +149,11 @@ static void assert_row(const char *rid, const char *col, const char *want, int t
 /* A series of a /metrics scrape (as the admin), -1 if absent. */
 static long long metric(const char *series)
 {
-    struct h_resp r;
-    long long v = -1;
-    size_t n = strlen(series);
-    ck_assert_int_eq(call(ops, "S-metrics", NULL, NULL, NULL, &r), 200);
-    for (const char *p = r.body; p != NULL && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL)
-        if (strncmp(p, series, n) == 0 && p[n] == ' ') {
-            v = strtoll(p + n + 1, NULL, 10);
-            break;
-        }
-    h_resp_free(&r);
+    char auth[128];
+    const char *hdrs[] = {auth, "X-Request-Id: S-metrics", NULL};
+    long long v;
+    snprintf(auth, sizeof auth, "Authorization: Bearer %s", ops);
+    ck_assert_int_eq(h_metric(orp.port, hdrs, series, &v), 200);
     return v;
 }
 
@@ -283,7 +243,6 @@ START_TEST(test_shutdown_ends_a_request_awaited_for_a_gone_client)
     struct h_resp r;
     struct h_req_opts quick = {.timeout_ms = 300};
     double t0;
-    char *log;
 
     call(spender, "S-stop",
          "{\"model\":\"openai/gpt-4o-mini\",\"max_tokens\":5,\"fake\":{\"tag\":\"stop\","
@@ -301,10 +260,7 @@ START_TEST(test_shutdown_ends_a_request_awaited_for_a_gone_client)
     ck_assert_msg(h_now() - t0 < 2.5, "shutdown took %.2f s", h_now() - t0);
     assert_row("S-stop", "status||' '||attempts||' '||outcome||' '||error_class||' '||cost_source",
                "0 1 cancelled client_cancelled none", 0);
-    log = h_read_file(orp.log);
-    ck_assert_ptr_nonnull(log);
-    ck_assert_ptr_nonnull(strstr(log, "request id=S-stop: shutting down before upstream answered"));
-    free(log);
+    ck_assert(h_log_wait(&orp, "request id=S-stop: shutting down before upstream answered", 0));
 }
 END_TEST
 
@@ -317,7 +273,6 @@ START_TEST(test_awaited_answers_are_capped_at_the_connection_limit)
     struct h_resp r;
     struct h_req_opts quick = {.timeout_ms = 300};
     char rid[32], tag[32], body[512];
-    char *log;
     int completed = 0, aborted = 0, billed = 0;
 
     h_proc_stop(&orp, SIGTERM, 10000);
@@ -359,10 +314,7 @@ START_TEST(test_awaited_answers_are_capped_at_the_connection_limit)
     ck_assert_int_eq(completed, 4);
     ck_assert_int_eq(aborted, 1);
     ck_assert_int_eq(billed, 4);
-    log = h_read_file(orp.log);
-    ck_assert_ptr_nonnull(log);
-    ck_assert_ptr_nonnull(strstr(log, "4 answers are already awaited for clients that hung up"));
-    free(log);
+    ck_assert(h_log_wait(&orp, "4 answers are already awaited for clients that hung up", 0));
 }
 END_TEST
 
