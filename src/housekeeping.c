@@ -34,6 +34,7 @@
 #include "log.h"
 #include "pricing.h"
 #include "util.h"
+#include "upcurl.h"
 
 #define RECONCILE_MAX 4096
 static const int reconcile_delays_s[] = {2, 5, 10, 20, 30}; /* ~67 s in all */
@@ -92,7 +93,7 @@ static size_t collect(char *p, size_t size, size_t n, void *ud)
  * status (0 on transport failure). */
 static long http_get(const struct orp_config *cfg, const char *tail, const char *key, buf_t *out)
 {
-    char url[4096], auth[4096];
+    char url[4096];
     struct curl_slist *hdrs = NULL;
     long status = 0;
     CURL *e = H.easy;
@@ -105,26 +106,18 @@ static long http_get(const struct orp_config *cfg, const char *tail, const char 
     snprintf(url, sizeof url, "%s%s", cfg->upstream_base_url, tail);
     if (key == NULL)
         key = cfg->upstream_key;
-    if (key != NULL) {
-        snprintf(auth, sizeof auth, "Authorization: Bearer %s", key);
-        hdrs = curl_slist_append(hdrs, auth);
-        explicit_bzero(auth, sizeof auth);
-    }
+    if (key != NULL && (hdrs = upcurl_add_auth(NULL, key)) == NULL)
+        return 0;
     curl_easy_setopt(e, CURLOPT_URL, url);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, hdrs);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, collect);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, out);
-    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT, (long)cfg->upstream_connect_timeout_s);
+    upcurl_common(e, cfg);
     curl_easy_setopt(e, CURLOPT_TIMEOUT, 30L);
-    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(e, CURLOPT_NOPROXY, "");
     if (curl_easy_perform(e) == CURLE_OK)
         curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, NULL); /* hdrs is freed; the handle lives on */
-    for (struct curl_slist *h = hdrs; h != NULL; h = h->next)
-        explicit_bzero(h->data, strlen(h->data)); /* it holds the key */
-    curl_slist_free_all(hdrs);
+    upcurl_free_headers(hdrs); /* it holds the key */
     return status;
 }
 

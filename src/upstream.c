@@ -31,6 +31,7 @@
 #include "relay.h"
 #include "retry.h"
 #include "util.h"
+#include "upcurl.h"
 
 /* Request headers never forwarded: hop-by-hop (RFC 9110 7.6.1), ones curl
  * or we set ourselves, and credentials meant for someone else than
@@ -74,7 +75,6 @@ static void add_header(struct hdr_acc *acc, const char *name, const char *value)
     if (line != NULL) {
         snprintf(line, cap, "%s: %s", name, value);
         n = curl_slist_append(acc->list, line);
-        explicit_bzero(line, cap); /* it may be the Authorization line */
         free(line);
     }
     if (n == NULL)
@@ -119,15 +119,9 @@ static struct curl_slist *build_headers(struct request *r)
 {
     const struct orp_config *cfg = r->cfg;
     struct hdr_acc acc = {r, NULL, 0};
-    size_t cap = strlen(r->up_key) + 8;
-    char *auth = malloc(cap);
 
-    if (auth == NULL)
+    if ((acc.list = upcurl_add_auth(NULL, r->up_key)) == NULL)
         return NULL;
-    snprintf(auth, cap, "Bearer %s", r->up_key);
-    add_header(&acc, "Authorization", auth);
-    explicit_bzero(auth, cap);
-    free(auth);
     MHD_get_connection_values(r->conn, MHD_HEADER_KIND, copy_client_header, &acc);
     if (r->route->json_body &&
         MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Content-Type") == NULL)
@@ -140,7 +134,7 @@ static struct curl_slist *build_headers(struct request *r)
     /* No "Expect: 100-continue" round trip. */
     add_header(&acc, "Expect", "");
     if (acc.failed) {
-        curl_slist_free_all(acc.list);
+        upcurl_free_headers(acc.list);
         return NULL;
     }
     return acc.list;
@@ -384,18 +378,15 @@ static int setup_easy(struct request *r)
     curl_easy_setopt(e, CURLOPT_HEADERDATA, r);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
-    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    upcurl_common(e, cfg);
     curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, loop_close_socket);
     curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, r->loop);
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
     curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
     curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
-    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT, (long)cfg->upstream_connect_timeout_s);
     /* Idle detection, not a total timeout: long streams are legitimate. */
     curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
     curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, (long)cfg->upstream_idle_timeout_s);
-    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(e, CURLOPT_NOPROXY, "");
     return 0;
 }
 
@@ -585,11 +576,7 @@ void upstream_free(struct request *r)
         upstream_abort(r);
     easy_put(r->pool, r->easy);
     r->easy = NULL;
-    /* The header list holds the upstream key: wipe it before freeing. */
-    for (struct curl_slist *h = r->up_headers; h != NULL; h = h->next)
-        if (strncasecmp(h->data, "Authorization:", 14) == 0)
-            explicit_bzero(h->data, strlen(h->data));
-    curl_slist_free_all(r->up_headers);
+    upcurl_free_headers(r->up_headers); /* it holds the upstream key */
     r->up_headers = NULL;
     clear_response_headers(r);
     free(r->rhdrs);
