@@ -184,7 +184,9 @@ static void check_body(const char *body, size_t len, const struct bodyedit *e,
          * name into it. */
         int unclean_alias = 0;
         for (size_t i = 0; i < e->n_aliases; i++)
-            unclean_alias |= !utf8_is_clean_name(e->alias_to[i], strlen(e->alias_to[i]));
+            unclean_alias |= !utf8_is_clean_name(e->aliases[i].to, strlen(e->aliases[i].to));
+        for (size_t i = 0; i < e->n_more_aliases; i++)
+            unclean_alias |= !utf8_is_clean_name(e->more_aliases[i].to, strlen(e->more_aliases[i].to));
         FUZZ_CHECK(unclean_alias);
         cJSON_Delete(orig);
         cJSON_Delete(edited);
