@@ -242,8 +242,12 @@ int access_admit(const struct orp_config *cfg, int client, long long est_tokens,
     limits_of(cfg, client, &lim);
     pthread_mutex_lock(&S.mu);
     glob = state_for("");
-    if (client >= 0)
+    if (client >= 0) {
         cst = state_for(cfg->clients[client].name);
+        /* A new client's state may have moved the array (realloc): find the
+         * global state again, it exists now, so nothing is allocated. */
+        glob = state_for("");
+    }
     if (glob == NULL || (client >= 0 && cst == NULL)) {
         pthread_mutex_unlock(&S.mu);
         d->status = 500;

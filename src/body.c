@@ -92,9 +92,15 @@ enum body_result body_parse(const char *text, size_t len, struct body_fields *ou
     }
     if (cJSON_IsString(item))
         out->model = strdup(item->valuestring);
-    item = cJSON_GetObjectItemCaseSensitive(root, "max_tokens");
-    if (cJSON_IsNumber(item) && item->valuedouble > 0)
-        out->max_tokens = item->valuedouble > 1e9 ? 1000000000L : (long)item->valuedouble;
+    /* OpenAI's newer name for the same cap: the larger one bounds the answer. */
+    for (int k = 0; k < 2; k++) {
+        item = cJSON_GetObjectItemCaseSensitive(root, k ? "max_completion_tokens" : "max_tokens");
+        if (cJSON_IsNumber(item) && item->valuedouble > 0) {
+            long v = item->valuedouble > 1e9 ? 1000000000L : (long)item->valuedouble;
+            if (v > out->max_tokens)
+                out->max_tokens = v;
+        }
+    }
     item = cJSON_GetObjectItemCaseSensitive(root, "user");
     if (cJSON_IsString(item))
         out->user = strdup(item->valuestring);

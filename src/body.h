@@ -24,7 +24,8 @@ struct body_fields {
     char **models;   /* the "models" fallback list, malloc'd strings, or NULL */
     size_t n_models; /* entries in models */
     char *user;      /* "user" when it is a string, malloc'd, else NULL */
-    long max_tokens; /* "max_tokens" when a number > 0 (capped at 1e9), else 0 */
+    long max_tokens; /* the larger of "max_tokens" and "max_completion_tokens" when a
+                        number > 0 (capped at 1e9), else 0 */
     int stream;      /* "stream" is true */
 };
 

@@ -64,7 +64,8 @@ static struct {
     int busy;                     /* an item is being asked about (off the list) */
     struct housekeeping_stats st; /* under mu */
     CURL *easy;                   /* the thread's own; reused, so is its connection */
-    int64_t next_refresh_ms;
+    int64_t next_refresh_ms;      /* under mu */
+    int refreshing, refresh_asked; /* a fetch runs; a reload asked for another */
 } H = {.mu = PTHREAD_MUTEX_INITIALIZER,
        .cv = PTHREAD_COND_INITIALIZER,
        .items = TAILQ_HEAD_INITIALIZER(H.items)};
@@ -121,7 +122,9 @@ static long http_get(const struct orp_config *cfg, const char *tail, const char 
     return status;
 }
 
-static void refresh_prices(const struct orp_config *cfg)
+/* Returns when to refresh next (wall ms).  Runs without H.mu: the caller
+ * stores the answer under it. */
+static int64_t refresh_prices(const struct orp_config *cfg)
 {
     buf_t b;
     char err[256];
@@ -133,22 +136,20 @@ static void refresh_prices(const struct orp_config *cfg)
     if (st != 200) {
         log_warn("pricing: GET /models failed (status %ld); keeping %zu cached prices", st,
                  pricing_current_size());
-        H.next_refresh_ms = util_wall_ms() + 60000;
         buf_free(&b);
-        return;
+        return util_wall_ms() + 60000;
     }
     t = pricing_table_from_models_json(buf_head(&b), buf_used(&b), err, sizeof err);
     buf_free(&b);
     if (t == NULL) {
         log_warn("pricing: bad /models answer: %s", err);
-        H.next_refresh_ms = util_wall_ms() + 60000;
-        return;
+        return util_wall_ms() + 60000;
     }
     if (pricing_table_save(t, H.cache_path) < 0)
         log_warn("pricing: cannot save the price cache %s", H.cache_path);
     log_info("pricing: %zu model prices loaded from upstream", pricing_table_size(t));
     pricing_set_current(t);
-    H.next_refresh_ms = util_wall_ms() + (int64_t)cfg->pricing_refresh_s * 1000;
+    return util_wall_ms() + (int64_t)cfg->pricing_refresh_s * 1000;
 }
 
 /* 1: answered, 2: given up, 0: try again later. */
@@ -251,10 +252,16 @@ static void *hk_main(void *arg)
 
         if (H.cfg->upstream_key != NULL && util_wall_ms() >= H.next_refresh_ms) {
             struct orp_config *cfg = config_hold(H.cfg);
+            int64_t due;
+            H.refreshing = 1;
             pthread_mutex_unlock(&H.mu);
-            refresh_prices(cfg);
+            due = refresh_prices(cfg);
             config_release(cfg);
             pthread_mutex_lock(&H.mu);
+            /* A reload during the fetch asked for a refresh now: keep that. */
+            if (!H.refresh_asked)
+                H.next_refresh_ms = due;
+            H.refreshing = H.refresh_asked = 0;
             continue;
         }
         next = run_due_items(H.next_refresh_ms);
@@ -368,6 +375,7 @@ void housekeeping_set_config(struct orp_config *cfg)
     old = H.cfg;
     H.cfg = config_hold(cfg);
     H.next_refresh_ms = 0; /* the upstream may have changed: refresh now */
+    H.refresh_asked = H.refreshing;
     pthread_mutex_unlock(&H.mu);
     pthread_cond_signal(&H.cv);
     config_release(old);

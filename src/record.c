@@ -101,7 +101,10 @@ static void account(const struct request *r, struct ledger_record *rec)
                                                u->cached_tokens, u->reasoning_tokens);
             rec->cost_source = COST_PRICING;
         }
-    } else if (r->streaming && (r->est_chars > 0 || client_cancelled(r))) {
+    } else if ((r->streaming && (r->est_chars > 0 || client_cancelled(r))) ||
+               (r->stream_req && r->attempts > 0 && client_cancelled(r))) {
+        /* A stream cancelled upstream, even before its first byte (upstream had
+         * the request and may bill its prompt): estimated, never free. */
         rec->prompt_tokens = tokens_from_chars(buf_used(&r->body));
         rec->completion_tokens = tokens_from_chars(r->est_chars);
         rec->total_tokens = rec->prompt_tokens + rec->completion_tokens;

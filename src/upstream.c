@@ -428,6 +428,8 @@ void upstream_pool_destroy(struct upstream_pool *p)
 static int attempt_start(struct request *r)
 {
     clear_response_headers(r);
+    free(r->gen_id); /* a failed attempt's generation is not this one's */
+    r->gen_id = NULL;
     relay_reset(r);
     memset(&r->at, 0, sizeof r->at);
     r->attempts++;

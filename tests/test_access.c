@@ -1,10 +1,48 @@
 /* Unit tests for access.c's pure part: the model patterns of a client's
  * rules.  (The counters behind admission are exercised end to end.) */
 #include <check.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "check_main.h"
 #include "access.h"
+
+/* --- admission counters ------------------------------------------------ */
+
+/* The per-client state array grows as new clients arrive (16, 32, ...):
+ * a global state found before the growth must not be used after it (a
+ * use-after-free that lost the global counts). */
+START_TEST(test_access_admit_global_counts_survive_state_growth)
+{
+    enum { N = 40 };
+    struct orp_config cfg;
+    struct orp_client clients[N];
+    struct access_grant g[N];
+    struct access_denial d;
+    char names[N][16], *json;
+
+    memset(&cfg, 0, sizeof cfg);
+    memset(clients, 0, sizeof clients);
+    for (int i = 0; i < N; i++) {
+        snprintf(names[i], sizeof names[i], "growth-%d", i);
+        clients[i].name = names[i];
+    }
+    cfg.clients = clients;
+    cfg.n_clients = N;
+    cfg.auth_mode = "keys";
+    for (int i = 0; i < N; i++)
+        ck_assert_int_eq(access_admit(&cfg, i, 10, 0, &g[i], &d), 0);
+    json = access_key_json(&cfg, -1);
+    ck_assert_ptr_nonnull(strstr(json, "\"in_progress\":40"));
+    free(json);
+    for (int i = 0; i < N; i++)
+        access_release(&cfg, &g[i], 10, 0);
+    json = access_key_json(&cfg, -1);
+    ck_assert_ptr_nonnull(strstr(json, "\"in_progress\":0"));
+    free(json);
+}
+END_TEST
 
 /* --- model patterns --------------------------------------------------- */
 
@@ -86,6 +124,7 @@ static Suite *access_suite(void)
     Suite *s = suite_create("access");
     TCase *pat = tcase_create("patterns");
 
+    tcase_add_test(pat, test_access_admit_global_counts_survive_state_growth);
     tcase_add_test(pat, test_access_model_no_patterns_allows_everything);
     tcase_add_test(pat, test_access_model_provider_prefix_pattern);
     tcase_add_test(pat, test_access_model_suffix_pattern);

@@ -71,6 +71,18 @@ START_TEST(test_body_unreadable_or_duplicate_models_refused)
 }
 END_TEST
 
+START_TEST(test_body_max_completion_tokens_counts_too)
+{
+    struct body_fields f;
+    ck_assert_int_eq(parse("{\"max_completion_tokens\":100000}", &f), BODY_OK);
+    ck_assert_int_eq(f.max_tokens, 100000);
+    body_fields_free(&f);
+    ck_assert_int_eq(parse("{\"max_tokens\":50,\"max_completion_tokens\":70}", &f), BODY_OK);
+    ck_assert_int_eq(f.max_tokens, 70);
+    body_fields_free(&f);
+}
+END_TEST
+
 START_TEST(test_body_max_tokens_capped_at_a_billion)
 {
     struct body_fields f;
@@ -161,6 +173,7 @@ static Suite *body_suite(void)
     tcase_add_test(tc, test_body_absent_or_odd_members_read_as_nothing);
     tcase_add_test(tc, test_body_reads_models_fallback_list);
     tcase_add_test(tc, test_body_unreadable_or_duplicate_models_refused);
+    tcase_add_test(tc, test_body_max_completion_tokens_counts_too);
     tcase_add_test(tc, test_body_max_tokens_capped_at_a_billion);
     tcase_add_test(tc, test_body_not_json_not_object_duplicate_model_refused);
     tcase_add_test(tc, test_body_nested_model_is_not_a_duplicate);

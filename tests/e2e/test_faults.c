@@ -628,7 +628,8 @@ END_TEST
  * (upstream would take 10 s) is dropped within about a second (the fake
  * sees its connection end long before its 10 s), not retried: closing a
  * stream stops the bill.  Row: status 0 (nothing was sent), attempts 1,
- * cancelled, client_cancelled, none.  A non-streamed request is billed
+ * cancelled, client_cancelled, estimate: upstream had the request and may
+ * bill its prompt, so the prompt is estimated (never free) and no text.  A non-streamed request is billed
  * whether anyone reads the answer or not, so its transfer runs on until
  * upstream answers (2.5 s, inside the 5 s idle timeout): the fake sends the
  * whole answer, and the row has upstream's cost with status 0, attempts 1,
@@ -662,7 +663,8 @@ START_TEST(test_client_gone_while_waiting_for_upstream)
     }
     assert_row("F-wait", ROW, "0 1 cancelled client_cancelled upstream");
     assert_row("F-wait", "cost_pusd", "123000000"); /* the fake's usage.cost, $0.000123 */
-    assert_row("F-swait", ROW, "0 1 cancelled client_cancelled none");
+    assert_row("F-swait", ROW, "0 1 cancelled client_cancelled estimate");
+    assert_row("F-swait", "prompt_tokens > 0 AND completion_tokens = 0", "1");
     ck_assert_int_eq(h_fake_count(fake.port, "wait"), 1);
     ck_assert_int_eq(h_fake_count(fake.port, "swait"), 1);
     assert_serves();
