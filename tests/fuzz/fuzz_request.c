@@ -1,10 +1,8 @@
 /* fuzz_request.c - request intake: route matching, the body checks the
  * HTTP front makes (body_parse: invalid JSON, not an object, duplicate
-    if (f.model != NULL)
-        FUZZ_CHECK(utf8_is_clean_name(f.model, strlen(f.model)));
-    if (out == NULL || br == BODY_DUPLICATE_MODEL || br == BODY_INVALID_MODEL ||
-        br == BODY_BAD_MODELS) {
- * (bodyedit_apply: aliases, defaults, system prompt).
+ * "model" or "models", a "model" that is not clean UTF-8, a "models" list
+ * that is not all clean strings), the model rules (access_model_allowed)
+ * and the body edits (bodyedit_apply: aliases, defaults, system prompt).
  *
  * Input, one field a line: the URL path; the method; model patterns,
  * blank-separated; aliases "from=to", blank-separated; the default model
