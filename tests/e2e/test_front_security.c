@@ -53,6 +53,10 @@ static void start_conf(const char *conf)
     memset(&orp, 0, sizeof orp);
     ck_assert_int_eq(h_fake_start(&fake, NULL), 0);
     ck_assert_int_eq(h_orproxy_start(&orp, conf, env_key), 0);
+    /* orproxy's own GET /models at start must not count as a forwarded request:
+     * forget the fake's records only once it has happened. */
+    ck_assert_msg(h_log_wait(&orp, "model prices loaded from upstream", 10000),
+                  "orproxy did not load its prices");
     h_fake_reset(fake.port);
 }
 
