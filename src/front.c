@@ -380,23 +380,18 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
  * upstream is noticed here (MHD cannot see it) and its connection closed;
  * its upstream transfer is dropped, or, for a non-streamed request upstream
  * bills anyway, left to finish. */
-static void check_waiting(struct request *r)
+static int waiting_fd(struct request *r)
 {
     const union MHD_ConnectionInfo *ci;
-    struct pollfd p;
 
     if (!r->suspended || (r->phase != PHASE_WAITING && r->phase != PHASE_READY))
-        return;
+        return -1;
     ci = MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
-    if (ci == NULL)
-        return;
-    memset(&p, 0, sizeof p);
-    p.fd = ci->connect_fd;
-    p.events = POLLRDHUP;
-    /* MHD treats end-of-input as the client leaving on connections it
-     * watches; do the same for the ones it cannot watch while suspended. */
-    if (poll(&p, 1, 0) <= 0 || !(p.revents & (POLLRDHUP | POLLHUP | POLLERR)))
-        return;
+    return ci == NULL ? -1 : ci->connect_fd;
+}
+
+static void hung_up_waiting(struct request *r)
+{
     upstream_cancel_retry(r); /* a retry not started yet costs nothing: drop it */
     if (await_after_hangup(r)) {
         log_debug("request id=%s: client went away while waiting for upstream; upstream bills "
@@ -407,6 +402,40 @@ static void check_waiting(struct request *r)
         upstream_abort(r);
     }
     front_wake(r);
+}
+
+/* MHD treats end-of-input as the client leaving on connections it watches;
+ * do the same for the ones it cannot watch while suspended.  One poll(2)
+ * for all of them (it was one per request: thousands of streams waiting
+ * for their first token cost thousands of syscalls a second). */
+static void check_waiting(struct front *f)
+{
+    struct request *r;
+    size_t n = 0;
+    int fd;
+
+    TAILQ_FOREACH(r, &f->live, link) {
+        if ((fd = waiting_fd(r)) < 0)
+            continue;
+        if (n == f->wait_cap) {
+            size_t cap = f->wait_cap ? f->wait_cap * 2 : 64;
+            struct pollfd *p = realloc(f->wait_pfd, cap * sizeof *p);
+            struct request **w = p ? realloc(f->wait_req, cap * sizeof *w) : NULL;
+            if (p != NULL)
+                f->wait_pfd = p;
+            if (w == NULL)
+                break; /* the rest are checked next second */
+            f->wait_req = w;
+            f->wait_cap = cap;
+        }
+        f->wait_pfd[n] = (struct pollfd){.fd = fd, .events = POLLRDHUP};
+        f->wait_req[n++] = r;
+    }
+    if (n == 0 || poll(f->wait_pfd, (nfds_t)n, 0) <= 0)
+        return;
+    for (size_t i = 0; i < n; i++)
+        if (f->wait_pfd[i].revents & (POLLRDHUP | POLLHUP | POLLERR))
+            hung_up_waiting(f->wait_req[i]);
 }
 
 /* The one end of a request: log line, ledger row, budget settled.  The
@@ -537,8 +566,7 @@ void front_tick(struct front *f, int64_t now)
      * stream.keepalive_s. */
     TAILQ_FOREACH(r, &f->live, link)
         relay_keepalive(r, now, every);
-    TAILQ_FOREACH(r, &f->live, link)
-        check_waiting(r);
+    check_waiting(f);
     guard_check(&f->guard, now, f->cfg->limits_client_timeout_s);
 }
 
@@ -596,4 +624,9 @@ void front_stop(struct front *f)
     if (f->mhd != NULL)
         MHD_stop_daemon(f->mhd);
     f->mhd = NULL;
+    free(f->wait_pfd);
+    free(f->wait_req);
+    f->wait_pfd = NULL;
+    f->wait_req = NULL;
+    f->wait_cap = 0;
 }

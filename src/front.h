@@ -6,6 +6,7 @@
 #define ORP_FRONT_H
 
 #include <microhttpd.h>
+#include <poll.h>
 #include <stdint.h>
 #include <sys/queue.h>
 
@@ -29,6 +30,9 @@ struct front {
     unsigned n_live;
     unsigned n_awaited;          /* requests whose client hung up, kept for their bill */
     struct guard guard;          /* slow-loris guard over its connections */
+    struct pollfd *wait_pfd;     /* check_waiting's poll set, reused each second */
+    struct request **wait_req;   /* the request of each wait_pfd entry */
+    size_t wait_cap;
 };
 
 /* Starts the daemon on listen_fd and watches it from f->loop.  0 or -1. */

@@ -143,6 +143,8 @@ void loop_timer_set(struct loop *l, struct loop_timer *t, int64_t at_ms)
         l->n_timers++;
     }
     t->at_ms = at_ms > 0 ? at_ms : 1;
+    if (t->at_ms < l->timers_due)
+        l->timers_due = t->at_ms;
 }
 
 void loop_timer_cancel(struct loop *l, struct loop_timer *t)
@@ -154,12 +156,20 @@ void loop_timer_cancel(struct loop *l, struct loop_timer *t)
     }
 }
 
-/* Runs due timers; returns ms until the next one, -1 if none. */
+/* Runs due timers; returns ms until the next one, -1 if none.  The list is
+ * walked only when one may be due: l->timers_due is a lower bound of every
+ * timer's time (setting a timer lowers it; cancelling one leaves it, which
+ * costs at most one early walk).  So a pass costs the same with one pending
+ * retry as with thousands (a 429 storm at thousands of streams). */
 static long run_timers(struct loop *l, int64_t now)
 {
     struct loop_timer *t;
-    long next = -1;
+    int64_t next = INT64_MAX;
 
+    if (LIST_EMPTY(&l->timers))
+        return -1;
+    if (now < l->timers_due)
+        return (long)(l->timers_due - now);
 again:
     LIST_FOREACH(t, &l->timers, link) {
         if (t->at_ms <= now) {
@@ -169,9 +179,10 @@ again:
         }
     }
     LIST_FOREACH(t, &l->timers, link)
-        if (next < 0 || t->at_ms - now < next)
-            next = (long)(t->at_ms - now);
-    return next;
+        if (t->at_ms < next)
+            next = t->at_ms;
+    l->timers_due = next;
+    return next == INT64_MAX ? -1 : (long)(next - now);
 }
 
 static struct loop_curl_src *curl_src_for(struct loop *l, curl_socket_t s);

@@ -47,6 +47,7 @@ struct loop {
     STAILQ_HEAD(, loop_task) deferred;
     LIST_HEAD(, loop_timer) timers;
     unsigned n_timers;
+    int64_t timers_due;          /* no timer is due before this (0: walk the list) */
 
     pthread_mutex_t post_lock;   /* guards posted: the one cross-thread queue */
     STAILQ_HEAD(, loop_task) posted;

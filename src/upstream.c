@@ -321,21 +321,36 @@ static int on_prereq(void *ud, char *conn_primary_ip, char *conn_local_ip, int c
 /* Easy handles are reused: curl_easy_init and its cleanup cost more than
  * the whole proxying of a small request.  curl_easy_reset puts every option
  * back to its default, so nothing of the previous request (its key header
- * list, its callbacks' data) survives into the next. */
-static CURL *easy_get(struct upstream_pool *p)
+ * list, its callbacks' data) survives into the next.
+ *
+ * A stream's receive buffer is 4 KiB instead of curl's 16 KiB: SSE events
+ * are a few hundred bytes, so a larger buffer only holds memory for the
+ * whole life of a stream (12 KiB of the 31 KiB a slow stream cost).  But
+ * curl keeps the buffer its handle was first given (Curl_preconnect
+ * allocates it once; a later, larger CURLOPT_BUFFERSIZE would overrun it),
+ * so streams and plain transfers keep separate idle handles. */
+#define UPSTREAM_STREAM_BUFFER 4096L
+
+static CURL *easy_get(struct upstream_pool *p, int stream)
 {
-    if (p->n_easy_pool > 0)
-        return p->easy_pool[--p->n_easy_pool];
-    return curl_easy_init();
+    CURL *e;
+
+    if (p->n_easy_pool[stream] > 0)
+        e = p->easy_pool[stream][--p->n_easy_pool[stream]];
+    else if ((e = curl_easy_init()) == NULL)
+        return NULL;
+    if (stream)
+        curl_easy_setopt(e, CURLOPT_BUFFERSIZE, UPSTREAM_STREAM_BUFFER);
+    return e;
 }
 
-static void easy_put(struct upstream_pool *p, CURL *e)
+static void easy_put(struct upstream_pool *p, CURL *e, int stream)
 {
     if (e == NULL)
         return;
-    if (p->n_easy_pool < (int)(sizeof p->easy_pool / sizeof p->easy_pool[0])) {
+    if (p->n_easy_pool[stream] < (int)(sizeof p->easy_pool[0] / sizeof p->easy_pool[0][0])) {
         curl_easy_reset(e);
-        p->easy_pool[p->n_easy_pool++] = e;
+        p->easy_pool[stream][p->n_easy_pool[stream]++] = e;
     } else {
         curl_easy_cleanup(e);
     }
@@ -354,7 +369,7 @@ static int setup_easy(struct request *r)
         return -1;
     snprintf(url, cap, "%s%s%s", cfg->upstream_base_url, r->route->tail, query);
     r->up_headers = build_headers(r);
-    e = r->easy = easy_get(r->pool);
+    e = r->easy = easy_get(r->pool, r->stream_req != 0);
     if (e == NULL || r->up_headers == NULL) {
         free(url);
         return -1;
@@ -417,8 +432,9 @@ int upstream_pool_init(struct upstream_pool *p, struct loop *l)
 
 void upstream_pool_destroy(struct upstream_pool *p)
 {
-    while (p->n_easy_pool > 0)
-        curl_easy_cleanup(p->easy_pool[--p->n_easy_pool]);
+    for (int k = 0; k < 2; k++)
+        while (p->n_easy_pool[k] > 0)
+            curl_easy_cleanup(p->easy_pool[k][--p->n_easy_pool[k]]);
     if (p->multi != NULL)
         curl_multi_cleanup(p->multi);
     p->multi = NULL;
@@ -576,7 +592,7 @@ void upstream_free(struct request *r)
 {
     if (r->in_multi)
         upstream_abort(r);
-    easy_put(r->pool, r->easy);
+    easy_put(r->pool, r->easy, r->stream_req != 0);
     r->easy = NULL;
     upcurl_free_headers(r->up_headers); /* it holds the upstream key */
     r->up_headers = NULL;

@@ -16,8 +16,12 @@
 struct upstream_pool {
     CURLM *multi;
     struct loop *loop;
-    CURL *easy_pool[64];         /* idle easy handles, reset, for reuse */
-    int n_easy_pool;
+    /* Idle easy handles, reset, for reuse: [0] for plain transfers (curl's
+     * default 16 KiB receive buffer), [1] for streams (UPSTREAM_STREAM_BUFFER).
+     * curl allocates a handle's receive buffer at its first transfer and
+     * keeps it, so a handle only ever serves one kind. */
+    CURL *easy_pool[2][32];
+    int n_easy_pool[2];
 };
 
 int upstream_pool_init(struct upstream_pool *p, struct loop *l);

@@ -126,6 +126,16 @@ void *worker_main(void *arg)
         /* MHD callbacks may have deferred work (a reader that drained the
          * buffer wants curl unpaused); do it now rather than a pass later. */
         loop_run_deferred(&w->loop);
+        /* MHD often has more to do at once: a response sent, the request's
+         * completion and the next request on a kept-alive connection each
+         * take one MHD_run (its timeout is then 0).  A new pass for each cost
+         * an epoll_wait(0) on the worker's set before it: 3 of the 14
+         * syscalls of a request at c=1 (strace).  Run MHD again here
+         * instead, a bounded number of times so curl's sockets wait little. */
+        for (int i = 0; i < 3 && front_timeout(&w->front) == 0; i++) {
+            front_run(&w->front, 1);
+            loop_run_deferred(&w->loop);
+        }
     }
     log_flush();
     return NULL;
