@@ -135,6 +135,10 @@ BENCH_RUN = ulimit -n $$(ulimit -Hn) && python3 bench/run.py --orproxy $(BUILD)/
 $(BUILD)/bench/%: bench/%.c | $(BUILD)/bench
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $<
 
+# The fake upstream and the stream client speak TLS too (the TLS upstream): OpenSSL.
+$(BUILD)/bench/fakeup $(BUILD)/bench/streamload: $(BUILD)/bench/%: bench/%.c | $(BUILD)/bench
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< -lssl -lcrypto
+
 $(BUILD)/bench:
 	mkdir -p $@
 
