@@ -12,13 +12,20 @@
  * GET .../models answers a one-model price list (orproxy fetches it at
  * start).  Paced sends are driven by one binary min-heap of deadlines.
  *
- * usage: fakeup PORT        (binds 127.0.0.1 only; prints "ready" when up)
+ * With --tls CERT KEY it speaks HTTPS only (OpenSSL, non-blocking: the
+ * handshake runs inside the first reads and writes; every SSE event is its
+ * own TLS record, as a real upstream sends it).
+ *
+ * usage: fakeup PORT [--tls CERT.pem KEY.pem]
+ *        (binds 127.0.0.1 only; prints "ready" when up)
  */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -34,6 +41,7 @@
 
 typedef struct conn {
     int fd;
+    SSL *ssl;         /* NULL: plaintext */
     char *in;         /* request bytes not yet consumed */
     size_t in_len, in_cap;
     char *out;        /* response bytes the socket did not take yet */
@@ -47,6 +55,7 @@ typedef struct conn {
 } conn_t;
 
 static int ep;
+static SSL_CTX *tls_ctx; /* NULL: plaintext */
 static conn_t **heap;
 static int heap_len, heap_cap;
 
@@ -55,6 +64,41 @@ static int64_t now_ns(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* write()/read() or their TLS equivalents: >0 bytes, 0 EOF (read), -1 with errno
+ * (EAGAIN: try again when the socket is ready; TLS may want the other direction,
+ * so the caller then waits for both). */
+static ssize_t io_write(conn_t *c, const void *p, size_t n)
+{
+    if (!c->ssl)
+        return write(c->fd, p, n);
+    ERR_clear_error();
+    int r = SSL_write(c->ssl, p, n > (1u << 30) ? (1 << 30) : (int)n);
+    if (r > 0)
+        return r;
+    int e = SSL_get_error(c->ssl, r);
+    errno = (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) ? EAGAIN : EPIPE;
+    return -1;
+}
+
+static ssize_t io_read(conn_t *c, void *p, size_t n)
+{
+    if (!c->ssl)
+        return read(c->fd, p, n);
+    ERR_clear_error();
+    int r = SSL_read(c->ssl, p, n > (1u << 30) ? (1 << 30) : (int)n);
+    if (r > 0)
+        return r;
+    int e = SSL_get_error(c->ssl, r);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+        errno = EAGAIN;
+        return -1;
+    }
+    if (e == SSL_ERROR_ZERO_RETURN || (e == SSL_ERROR_SYSCALL && ERR_peek_error() == 0))
+        return 0;
+    errno = EPROTO;
+    return -1;
 }
 
 static void heap_swap(int a, int b)
@@ -121,6 +165,8 @@ static void conn_close(conn_t *c)
 {
     heap_remove(c);
     epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
+    if (c->ssl)
+        SSL_free(c->ssl);
     close(c->fd);
     free(c->in);
     free(c->out);
@@ -133,7 +179,7 @@ static int conn_send(conn_t *c, const char *p, size_t n)
     if (c->out_len == c->out_off) {
         c->out_len = c->out_off = 0;
         while (n > 0) {
-            ssize_t w = write(c->fd, p, n);
+            ssize_t w = io_write(c, p, n);
             if (w < 0) {
                 if (errno == EINTR)
                     continue;
@@ -166,7 +212,7 @@ static int conn_send(conn_t *c, const char *p, size_t n)
 static int conn_flush(conn_t *c)
 {
     while (c->out_off < c->out_len) {
-        ssize_t w = write(c->fd, c->out + c->out_off, c->out_len - c->out_off);
+        ssize_t w = io_write(c, c->out + c->out_off, c->out_len - c->out_off);
         if (w < 0) {
             if (errno == EINTR)
                 continue;
@@ -326,7 +372,7 @@ static int conn_read(conn_t *c)
             if (!c->in)
                 abort();
         }
-        ssize_t r = read(c->fd, c->in + c->in_len, c->in_cap - c->in_len);
+        ssize_t r = io_read(c, c->in + c->in_len, c->in_cap - c->in_len);
         if (r == 0)
             return -1;
         if (r < 0)
@@ -339,9 +385,26 @@ static int conn_read(conn_t *c)
 
 int main(int argc, char **argv)
 {
-    if (argc != 2) {
-        fprintf(stderr, "usage: fakeup PORT\n");
+    if (argc != 2 && !(argc == 5 && strcmp(argv[2], "--tls") == 0)) {
+        fprintf(stderr, "usage: fakeup PORT [--tls CERT.pem KEY.pem]\n");
         return 2;
+    }
+    if (argc == 5) {
+        tls_ctx = SSL_CTX_new(TLS_server_method());
+        if (!tls_ctx || SSL_CTX_set_min_proto_version(tls_ctx, TLS1_2_VERSION) != 1 ||
+            SSL_CTX_use_certificate_chain_file(tls_ctx, argv[3]) != 1 ||
+            SSL_CTX_use_PrivateKey_file(tls_ctx, argv[4], SSL_FILETYPE_PEM) != 1 ||
+            SSL_CTX_check_private_key(tls_ctx) != 1) {
+            fprintf(stderr, "fakeup: cannot load %s / %s\n", argv[3], argv[4]);
+            ERR_print_errors_fp(stderr);
+            return 1;
+        }
+        /* Partial writes and a moving buffer: conn_send retries from its queue. Idle
+         * connections give their record buffers back (8000 slow streams). */
+        SSL_CTX_set_mode(tls_ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
+                                      SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+                                      SSL_MODE_RELEASE_BUFFERS);
+        SSL_CTX_set_options(tls_ctx, SSL_OP_NO_RENEGOTIATION);
     }
     signal(SIGPIPE, SIG_IGN);
     struct rlimit rl;
@@ -385,6 +448,12 @@ int main(int argc, char **argv)
                         abort();
                     nc->fd = fd;
                     nc->heap_at = -1;
+                    if (tls_ctx) {
+                        nc->ssl = SSL_new(tls_ctx);
+                        if (!nc->ssl || SSL_set_fd(nc->ssl, fd) != 1)
+                            abort();
+                        SSL_set_accept_state(nc->ssl);
+                    }
                     struct epoll_event ev = {.events = EPOLLIN, .data.ptr = nc};
                     epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
                 }
@@ -394,7 +463,9 @@ int main(int argc, char **argv)
                 conn_close(c);
                 continue;
             }
-            if ((evs[i].events & EPOLLOUT) && conn_flush(c) < 0) {
+            /* TLS may want a read before a queued write can go on. */
+            if (((evs[i].events & EPOLLOUT) || (c->ssl && c->out_off < c->out_len)) &&
+                conn_flush(c) < 0) {
                 conn_close(c);
                 continue;
             }

@@ -12,6 +12,9 @@ if [ "${1:-}" = "--test" ] || [ "${1:-}" = "--bench" ]; then
     command -v wrk >/dev/null 2>&1 || PKGS="$PKGS wrk"
     [ -x /usr/sbin/nginx ] || PKGS="$PKGS nginx-light"
     command -v python3 >/dev/null 2>&1 || PKGS="$PKGS python3"
+    # The TLS upstream (bench, tests/e2e/test_tls.c): a throwaway CA and a
+    # certificate for 127.0.0.1 made with the openssl CLI.
+    command -v openssl >/dev/null 2>&1 || PKGS="$PKGS openssl"
 fi
 if [ "${1:-}" = "--test" ]; then
     # The SDK test runs the official OpenAI Node SDK: it needs node and npm.

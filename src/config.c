@@ -34,7 +34,8 @@
 #include <sys/stat.h>
 
 
-static check_fn check_address, check_url, check_env_name, check_key_path, check_nonempty;
+static check_fn check_address, check_url, check_env_name, check_key_path, check_nonempty,
+    check_ca_file;
 
 /* Rows; a trailing `.check = f` and/or `.flags = F_RESTART` is optional. */
 #define FIELD(f) .off = offsetof(struct orp_config, f)
@@ -62,6 +63,10 @@ static const struct setting settings[] = {
       .check = check_key_path),
     S("upstream.referer", upstream_referer, "", "sent upstream as HTTP-Referer when set (app attribution)"),
     S("upstream.title", upstream_title, "", "sent upstream as X-Title when set (app attribution)"),
+    S("upstream.ca_file", upstream_ca_file, "",
+      "PEM CA bundle the upstream's certificate is verified with, in place of the system's "
+      "(\"\" = system CAs; verification is always on)",
+      .check = check_ca_file),
     I("upstream.connect_timeout_s", upstream_connect_timeout_s, 10, 1, 300,
       "seconds to establish the upstream connection"),
     I("upstream.idle_timeout_s", upstream_idle_timeout_s, 120, 1, 86400,
@@ -266,6 +271,38 @@ static const char *check_key_path(char *v, char *buf, size_t len)
     (void)len;
     if (strncmp(v, "sk-", 3) == 0)
         return "must name a file holding the key, not be the key itself";
+    return NULL;
+}
+
+/* Readable now: a missing bundle is a config error, not a 502 on every request. */
+static const char *check_ca_file(char *v, char *buf, size_t len)
+{
+    FILE *f;
+    int c, err;
+    struct stat st;
+
+    if (v[0] == '\0')
+        return NULL;
+    if (stat(v, &st) == 0 && !S_ISREG(st.st_mode)) {
+        snprintf(buf, len, "'%s' is not a regular file (a PEM CA bundle)", v);
+        return buf;
+    }
+    f = fopen(v, "r");
+    if (f == NULL) {
+        snprintf(buf, len, "cannot read '%s': %s", v, strerror(errno));
+        return buf;
+    }
+    c = fgetc(f);
+    err = ferror(f) ? errno : 0;
+    fclose(f);
+    if (err != 0) {
+        snprintf(buf, len, "cannot read '%s': %s", v, strerror(err));
+        return buf;
+    }
+    if (c == EOF) {
+        snprintf(buf, len, "'%s' is empty (a PEM CA bundle)", v);
+        return buf;
+    }
     return NULL;
 }
 

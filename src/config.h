@@ -45,6 +45,7 @@ struct orp_config {
     char *upstream_api_key_file;   /* upstream.api_key_file ("" = unset) */
     char *upstream_referer;        /* upstream.referer ("" = unset) */
     char *upstream_title;          /* upstream.title ("" = unset) */
+    char *upstream_ca_file;        /* upstream.ca_file ("" = curl's system CAs) */
     int upstream_connect_timeout_s;
     int upstream_idle_timeout_s;
     long long upstream_max_response_bytes;

@@ -37,4 +37,18 @@ void upcurl_common(CURL *e, const struct orp_config *cfg)
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT, (long)cfg->upstream_connect_timeout_s);
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(e, CURLOPT_NOPROXY, "");
+    /* Verification is never turned off; upstream.ca_file only says whom to trust. Set on
+     * every transfer (handles are reused, a reload may change or clear it): the file alone,
+     * or curl's built-in defaults back. */
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
+    if (cfg->upstream_ca_file != NULL && cfg->upstream_ca_file[0] != '\0') {
+        curl_easy_setopt(e, CURLOPT_CAINFO, cfg->upstream_ca_file);
+        curl_easy_setopt(e, CURLOPT_CAPATH, NULL);
+    } else {
+        const curl_version_info_data *v = curl_version_info(CURLVERSION_NOW);
+        int known = v->age >= CURLVERSION_NINTH;
+        curl_easy_setopt(e, CURLOPT_CAINFO, known ? v->cainfo : NULL);
+        curl_easy_setopt(e, CURLOPT_CAPATH, known ? v->capath : NULL);
+    }
 }

@@ -14,7 +14,9 @@
  * clients that hang up are noticed promptly. The only shared state is the record table (g_db),
  * guarded by one mutex; a reset bumps an epoch so late updates from old connections are dropped.
  *
- * Usage: fake_openrouter [--port N] [--require-key KEY]   (prints "PORT <n>" once listening)
+ * Usage: fake_openrouter [--port N] [--require-key KEY] [--tls-cert PEM --tls-key PEM]
+ * (prints "PORT <n>" once listening). With --tls-cert and --tls-key it serves HTTPS only
+ * (libmicrohttpd's GnuTLS), GET /_fake/requests included.
  * Paths match by suffix, so any base works. --require-key answers 401 to requests without
  * "Authorization: Bearer KEY", except GET /models, which is public upstream too.
  *
@@ -1290,9 +1292,39 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     *con_cls = NULL;
 }
 
+/* A whole small file, NUL-terminated (malloc'd), or NULL. */
+static char *read_whole(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    char *buf = NULL;
+    size_t len = 0, cap = 0, n;
+
+    if (f == NULL)
+        return NULL;
+    do {
+        if (cap - len < 4096) {
+            char *nb = realloc(buf, cap + 8192);
+            if (nb == NULL) {
+                free(buf);
+                fclose(f);
+                return NULL;
+            }
+            buf = nb;
+            cap += 8192;
+        }
+        n = fread(buf + len, 1, cap - len - 1, f);
+        len += n;
+    } while (n > 0);
+    fclose(f);
+    buf[len] = '\0';
+    return buf;
+}
+
 int main(int argc, char **argv)
 {
     long port = 0;
+    const char *tls_cert = NULL, *tls_key = NULL;
+    char *cert_pem = NULL, *key_pem = NULL;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--port") == 0 && i + 1 < argc) {
             char *end;
@@ -1303,10 +1335,24 @@ int main(int argc, char **argv)
             }
         } else if (strcmp(argv[i], "--require-key") == 0 && i + 1 < argc) {
             g_require_key = argv[++i];
+        } else if (strcmp(argv[i], "--tls-cert") == 0 && i + 1 < argc) {
+            tls_cert = argv[++i];
+        } else if (strcmp(argv[i], "--tls-key") == 0 && i + 1 < argc) {
+            tls_key = argv[++i];
         } else {
-            fprintf(stderr, "usage: fake_openrouter [--port N] [--require-key KEY]\n");
+            fprintf(stderr, "usage: fake_openrouter [--port N] [--require-key KEY] "
+                            "[--tls-cert PEM --tls-key PEM]\n");
             return 2;
         }
+    }
+    if ((tls_cert == NULL) != (tls_key == NULL)) {
+        fprintf(stderr, "fake_openrouter: --tls-cert and --tls-key go together\n");
+        return 2;
+    }
+    if (tls_cert != NULL &&
+        ((cert_pem = read_whole(tls_cert)) == NULL || (key_pem = read_whole(tls_key)) == NULL)) {
+        fprintf(stderr, "fake_openrouter: cannot read %s\n", cert_pem == NULL ? tls_cert : tls_key);
+        return 2;
     }
 
     signal(SIGPIPE, SIG_IGN);
@@ -1318,12 +1364,21 @@ int main(int argc, char **argv)
 
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    struct MHD_Daemon *d =
-        MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
-                             MHD_USE_POLL | MHD_USE_ERROR_LOG,
-                         (uint16_t)port, NULL, NULL, on_request, NULL, MHD_OPTION_SOCK_ADDR,
-                         (struct sockaddr *)&sa, MHD_OPTION_URI_LOG_CALLBACK, on_uri, NULL,
-                         MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_END);
+    unsigned int flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
+                         MHD_USE_POLL | MHD_USE_ERROR_LOG;
+    struct MHD_Daemon *d;
+    if (cert_pem != NULL)
+        d = MHD_start_daemon(flags | MHD_USE_TLS, (uint16_t)port, NULL, NULL, on_request, NULL,
+                             MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
+                             MHD_OPTION_URI_LOG_CALLBACK, on_uri, NULL,
+                             MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
+                             MHD_OPTION_HTTPS_MEM_KEY, key_pem, MHD_OPTION_HTTPS_MEM_CERT,
+                             cert_pem, MHD_OPTION_END);
+    else
+        d = MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, on_request, NULL,
+                             MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
+                             MHD_OPTION_URI_LOG_CALLBACK, on_uri, NULL,
+                             MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_END);
     if (!d) {
         fprintf(stderr, "fake_openrouter: cannot listen on 127.0.0.1:%ld\n", port);
         return 1;
@@ -1338,5 +1393,7 @@ int main(int argc, char **argv)
     atomic_store(&g_stop, 1);
     MHD_stop_daemon(d);
     db_reset();
+    free(cert_pem);
+    free(key_pem);
     return 0;
 }
