@@ -266,3 +266,38 @@ void admit_release(struct request *r)
         r->up_key = NULL;
     }
 }
+
+/* MHD hands us the path and the parsed arguments: rebuild the query string
+ * for GET routes (e.g. /generation?id=...). */
+static enum MHD_Result add_arg(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+    buf_t *b = cls;
+    char *k, *v = NULL;
+    (void)kind;
+
+    k = curl_easy_escape(NULL, key, 0);
+    if (value != NULL)
+        v = curl_easy_escape(NULL, value, 0);
+    if (k != NULL) {
+        buf_append(b, b->len == b->off ? "?" : "&", 1);
+        buf_appendz(b, k);
+        if (v != NULL) {
+            buf_append(b, "=", 1);
+            buf_appendz(b, v);
+        }
+    }
+    curl_free(k);
+    curl_free(v);
+    return MHD_YES;
+}
+
+void admit_query(struct request *r)
+{
+    buf_t q;
+
+    memset(&q, 0, sizeof q);
+    MHD_get_connection_values(r->conn, MHD_GET_ARGUMENT_KIND, add_arg, &q);
+    if (buf_used(&q) > 0)
+        r->url_query = strdup(buf_cstr(&q));
+    buf_free(&q);
+}

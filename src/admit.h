@@ -30,4 +30,8 @@ void admit_set_busy(struct request *r);
 /* Frees what admission stored in r (names, key, body reservation). */
 void admit_release(struct request *r);
 
+/* A GET route's query string, rebuilt from MHD's parsed arguments and
+ * escaped again, into r->url_query ("?a=b", or NULL when there is none). */
+void admit_query(struct request *r);
+
 #endif

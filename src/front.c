@@ -49,19 +49,6 @@ static void front_settled(struct request *r);
 static void request_task(void *arg);
 static const struct request_ops front_ops = {front_wake, front_settled};
 
-static int sane_request_id(const char *s)
-{
-    size_t n = 0;
-    if (s == NULL)
-        return 0;
-    for (; s[n] != '\0'; n++) {
-        unsigned char c = (unsigned char)s[n];
-        if (n >= 64 || !(isalnum(c) || c == '-' || c == '_' || c == '.' || c == ':'))
-            return 0;
-    }
-    return n > 0;
-}
-
 static struct request *request_new(struct front *f, struct MHD_Connection *conn, const char *method)
 {
     struct request *r = calloc(1, sizeof *r);
@@ -82,7 +69,7 @@ static struct request *request_new(struct front *f, struct MHD_Connection *conn,
     r->t_wall_ms = util_wall_ms();
     record_token(r->method, sizeof r->method, method); /* logged and quoted in errors */
     rid = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Request-Id");
-    if (sane_request_id(rid))
+    if (headcheck_request_id(rid))
         snprintf(r->id, sizeof r->id, "%s", rid);
     else
         snprintf(r->id, sizeof r->id, "req_%016" PRIx64 "%08" PRIx64, loop_rand(f->loop),
@@ -155,30 +142,6 @@ static void suspend(struct request *r)
     r->suspended = 1;
 }
 
-/* MHD hands us the path and the parsed arguments: rebuild the query string
- * for GET routes (e.g. /generation?id=...). */
-static enum MHD_Result add_arg(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
-{
-    buf_t *b = cls;
-    char *k, *v = NULL;
-    (void)kind;
-
-    k = curl_easy_escape(NULL, key, 0);
-    if (value != NULL)
-        v = curl_easy_escape(NULL, value, 0);
-    if (k != NULL) {
-        buf_append(b, b->len == b->off ? "?" : "&", 1);
-        buf_appendz(b, k);
-        if (v != NULL) {
-            buf_append(b, "=", 1);
-            buf_appendz(b, v);
-        }
-    }
-    curl_free(k);
-    curl_free(v);
-    return MHD_YES;
-}
-
 /* A head that libmicrohttpd cannot frame safely is refused: headcheck.c. */
 static int check_head(struct request *r, const char *version)
 {
@@ -209,14 +172,8 @@ static enum MHD_Result dispatch(struct request *r)
     }
     if (admit_body(r) < 0)
         return respond_local(r);
-    if (strcmp(r->route->method, "GET") == 0) {
-        buf_t q;
-        memset(&q, 0, sizeof q);
-        MHD_get_connection_values(r->conn, MHD_GET_ARGUMENT_KIND, add_arg, &q);
-        if (buf_used(&q) > 0)
-            r->url_query = strdup(buf_cstr(&q));
-        buf_free(&q);
-    }
+    if (strcmp(r->route->method, "GET") == 0)
+        admit_query(r);
     if (upstream_start(r) < 0)
         return respond_local(r);
     request_phase(r, PHASE_WAITING);

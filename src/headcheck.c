@@ -91,3 +91,15 @@ const char *headcheck(struct MHD_Connection *conn, const char *version, size_t m
     return hc.bad;
 }
 
+int headcheck_request_id(const char *s)
+{
+    size_t n = 0;
+    if (s == NULL)
+        return 0;
+    for (; s[n] != '\0'; n++) {
+        unsigned char c = (unsigned char)s[n];
+        if (n >= 64 || !(isalnum(c) || c == '-' || c == '_' || c == '.' || c == ':'))
+            return 0;
+    }
+    return n > 0;
+}

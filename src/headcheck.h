@@ -11,4 +11,8 @@
  * buffer (the connection's memory limit). */
 const char *headcheck(struct MHD_Connection *conn, const char *version, size_t max_gap);
 
+/* 1 when a client's X-Request-Id may be used as the request's id (1 to 64
+ * of [A-Za-z0-9._:-]), else 0: it is logged and stored. */
+int headcheck_request_id(const char *s);
+
 #endif
