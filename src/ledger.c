@@ -107,34 +107,52 @@ static const char insert_sql[] =
 static const char update_sql[] =
     "UPDATE requests SET cost_pusd = ?, cost_source = ? WHERE generation_id = ?";
 
-static int migrate(sqlite3 *db, char *err, size_t errlen)
+static int read_version(sqlite3 *db, int *version)
 {
     sqlite3_stmt *st;
-    int version = 0;
+
+    *version = 0;
+    if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL) != SQLITE_OK)
+        return -1;
+    if (sqlite3_step(st) == SQLITE_ROW)
+        *version = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    return 0;
+}
+
+/* Brings the schema to LEDGER_SCHEMA_VERSION in one IMMEDIATE transaction:
+ * the version is read under the write lock, so two processes opening one
+ * new ledger together migrate it once. */
+static int migrate(sqlite3 *db, char *err, size_t errlen)
+{
+    int version;
     char *msg = NULL;
 
-    if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL) != SQLITE_OK)
+    if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, &msg) != SQLITE_OK)
         goto fail;
-    if (sqlite3_step(st) == SQLITE_ROW)
-        version = sqlite3_column_int(st, 0);
-    sqlite3_finalize(st);
+    if (read_version(db, &version) < 0)
+        goto fail;
     if (version > LEDGER_SCHEMA_VERSION) {
+        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
         snprintf(err, errlen, "ledger schema version %d is newer than this orproxy (%d)", version,
                  LEDGER_SCHEMA_VERSION);
         return -1;
     }
-    if (version < 1) {
-        if (sqlite3_exec(db, "BEGIN;" LEDGER_SCHEMA_V1 "PRAGMA user_version = 1; COMMIT;", NULL,
-                         NULL, &msg) != SQLITE_OK) {
-            snprintf(err, errlen, "cannot create the ledger schema: %s", msg ? msg : "?");
-            sqlite3_free(msg);
-            return -1;
-        }
-    }
-    /* Migrations from version N to N+1 go here, each in its own transaction. */
+    if (version < 1 &&
+        sqlite3_exec(db, LEDGER_SCHEMA_V1 "PRAGMA user_version = 1;", NULL, NULL, &msg) != SQLITE_OK)
+        goto fail;
+    /* Each later version: its DDL and the data it needs moved. */
+    if (version < 2 && sqlite3_exec(db, LEDGER_SCHEMA_V2 LEDGER_ROLLUP_BACKFILL "PRAGMA user_version = 2;",
+                                    NULL, NULL, &msg) != SQLITE_OK)
+        goto fail;
+    if (sqlite3_exec(db, "COMMIT", NULL, NULL, &msg) != SQLITE_OK)
+        goto fail;
     return 0;
 fail:
-    snprintf(err, errlen, "cannot read the ledger schema version: %s", sqlite3_errmsg(db));
+    snprintf(err, errlen, "cannot bring the ledger schema to version %d: %s", LEDGER_SCHEMA_VERSION,
+             msg ? msg : sqlite3_errmsg(db));
+    sqlite3_free(msg);
+    sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
     return -1;
 }
 

@@ -30,7 +30,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define LEDGER_SCHEMA_VERSION 1
+#define LEDGER_SCHEMA_VERSION 2
 
 /* Version 1 of the schema; migrations to later versions go in ledger.c. */
 #define LEDGER_SCHEMA_V1                                                        \
@@ -63,6 +63,102 @@
     " outcome TEXT);"                                                          \
     "CREATE INDEX IF NOT EXISTS requests_started ON requests(started_ms);"     \
     "CREATE INDEX IF NOT EXISTS requests_gen ON requests(generation_id);"
+
+/* Version 2: what the console needs (issue 13).
+ *
+ * rollup_hour: one row per UTC hour, client, model and cost source, kept
+ * up to date by triggers in the same transaction as the rows it sums, so
+ * the overview and the time series read a few thousand rollup rows, never
+ * the raw table.  model '' = none.  errors = rows with status >= 400.
+ *
+ * clients: the managed clients (created through /admin/v1/clients, not the
+ * config file).  Only key hashes are kept.  old_key_sha256 works until
+ * old_key_until_ms (a rotation's grace period).  models and defaults are
+ * JSON texts (an array of patterns; an object shaped like a config client's
+ * defaults).  expires_ms NULL = never.  A revoked client's row is kept with
+ * revoked_ms set (its ledger rows still name it) and its keys cleared.
+ *
+ * alerts_sent: one row per budget alert (client '' = all traffic; budget
+ * 'day' | 'month' | 'expiry'; period '2026-12-01' | '2026-12' | the expiry
+ * date; threshold in percent, 0 for expiry).  sent_ms NULL = crossed but not
+ * delivered yet: retried, also after a restart.  The primary key makes an
+ * alert fire once per budget, period and threshold. */
+#define LEDGER_SCHEMA_V2                                                        \
+    "CREATE TABLE IF NOT EXISTS rollup_hour ("                                 \
+    " hour_ms INTEGER NOT NULL,"                                               \
+    " client TEXT NOT NULL,"                                                   \
+    " model TEXT NOT NULL,"                                                    \
+    " cost_source TEXT NOT NULL,"                                              \
+    " requests INTEGER NOT NULL DEFAULT 0,"                                    \
+    " errors INTEGER NOT NULL DEFAULT 0,"                                      \
+    " prompt_tokens INTEGER NOT NULL DEFAULT 0,"                               \
+    " completion_tokens INTEGER NOT NULL DEFAULT 0,"                           \
+    " cached_tokens INTEGER NOT NULL DEFAULT 0,"                               \
+    " reasoning_tokens INTEGER NOT NULL DEFAULT 0,"                            \
+    " cost_pusd INTEGER NOT NULL DEFAULT 0,"                                   \
+    " PRIMARY KEY (hour_ms, client, model, cost_source)) WITHOUT ROWID;"       \
+    "CREATE TRIGGER IF NOT EXISTS requests_rollup_insert AFTER INSERT ON requests BEGIN" \
+    " INSERT INTO rollup_hour VALUES (NEW.started_ms - NEW.started_ms % 3600000,"      \
+    "  NEW.client, COALESCE(NEW.model, ''), NEW.cost_source, 1, NEW.status >= 400,"   \
+    "  NEW.prompt_tokens, NEW.completion_tokens, NEW.cached_tokens,"          \
+    "  NEW.reasoning_tokens, NEW.cost_pusd)"                                   \
+    " ON CONFLICT (hour_ms, client, model, cost_source) DO UPDATE SET"        \
+    "  requests = requests + 1, errors = errors + excluded.errors,"           \
+    "  prompt_tokens = prompt_tokens + excluded.prompt_tokens,"               \
+    "  completion_tokens = completion_tokens + excluded.completion_tokens,"   \
+    "  cached_tokens = cached_tokens + excluded.cached_tokens,"               \
+    "  reasoning_tokens = reasoning_tokens + excluded.reasoning_tokens,"      \
+    "  cost_pusd = cost_pusd + excluded.cost_pusd;"                           \
+    " END;"                                                                    \
+    /* A reconciled cost moves the row's cost (and maybe its source). */       \
+    "CREATE TRIGGER IF NOT EXISTS requests_rollup_update"                      \
+    " AFTER UPDATE OF cost_pusd, cost_source ON requests BEGIN"                \
+    " UPDATE rollup_hour SET cost_pusd = cost_pusd - OLD.cost_pusd"            \
+    "  WHERE hour_ms = OLD.started_ms - OLD.started_ms % 3600000"              \
+    "  AND client = OLD.client AND model = COALESCE(OLD.model, '')"            \
+    "  AND cost_source = OLD.cost_source;"                                     \
+    " INSERT INTO rollup_hour (hour_ms, client, model, cost_source, cost_pusd)" \
+    "  VALUES (NEW.started_ms - NEW.started_ms % 3600000, NEW.client,"        \
+    "  COALESCE(NEW.model, ''), NEW.cost_source, NEW.cost_pusd)"               \
+    "  ON CONFLICT (hour_ms, client, model, cost_source) DO UPDATE SET"       \
+    "  cost_pusd = cost_pusd + excluded.cost_pusd;"                           \
+    " END;"                                                                    \
+    "CREATE TABLE IF NOT EXISTS clients ("                                     \
+    " name TEXT PRIMARY KEY,"                                                  \
+    " key_sha256 BLOB,"                                                        \
+    " old_key_sha256 BLOB,"                                                    \
+    " old_key_until_ms INTEGER,"                                               \
+    " admin INTEGER NOT NULL DEFAULT 0,"                                       \
+    " models TEXT NOT NULL DEFAULT '[]',"                                      \
+    " rpm INTEGER NOT NULL DEFAULT 0,"                                         \
+    " tpm INTEGER NOT NULL DEFAULT 0,"                                         \
+    " max_concurrent INTEGER NOT NULL DEFAULT 0,"                              \
+    " budget_day_pusd INTEGER NOT NULL DEFAULT 0,"                             \
+    " budget_month_pusd INTEGER NOT NULL DEFAULT 0,"                           \
+    " expires_ms INTEGER,"                                                     \
+    " defaults TEXT NOT NULL DEFAULT '{}',"                                    \
+    " created_ms INTEGER NOT NULL,"                                            \
+    " updated_ms INTEGER NOT NULL,"                                            \
+    " revoked_ms INTEGER);"                                                    \
+    "CREATE TABLE IF NOT EXISTS alerts_sent ("                                 \
+    " client TEXT NOT NULL,"                                                   \
+    " budget TEXT NOT NULL,"                                                   \
+    " period TEXT NOT NULL,"                                                   \
+    " threshold INTEGER NOT NULL,"                                             \
+    " spent_pusd INTEGER NOT NULL DEFAULT 0,"                                  \
+    " limit_pusd INTEGER NOT NULL DEFAULT 0,"                                  \
+    " crossed_ms INTEGER NOT NULL,"                                            \
+    " sent_ms INTEGER,"                                                        \
+    " PRIMARY KEY (client, budget, period, threshold)) WITHOUT ROWID;"
+
+/* Fills rollup_hour from the rows already written (the move to version 2
+ * of a ledger that has rows). */
+#define LEDGER_ROLLUP_BACKFILL                                                  \
+    "INSERT INTO rollup_hour SELECT started_ms - started_ms % 3600000, client,"  \
+    " COALESCE(model, ''), cost_source, COUNT(*), SUM(status >= 400),"         \
+    " SUM(prompt_tokens), SUM(completion_tokens), SUM(cached_tokens),"         \
+    " SUM(reasoning_tokens), SUM(cost_pusd) FROM requests"                     \
+    " GROUP BY 1, 2, 3, 4;"
 
 enum cost_source { COST_NONE = 0, COST_UPSTREAM, COST_PRICING, COST_ESTIMATE };
 
