@@ -230,21 +230,16 @@ void config_int_list_default(const char *text, struct orp_int_list *out)
  * not a base URL), and it is never quoted back (it may hold a token). */
 const char *config_check_webhook_url(char *v, char *buf, size_t len)
 {
-    const char *host;
+    const char *sep = strstr(v, "://");
 
     (void)buf;
     (void)len;
     if (v[0] == '\0')
         return NULL;
-    if (strncmp(v, "http://", 7) == 0)
-        host = v + 7;
-    else if (strncmp(v, "https://", 8) == 0)
-        host = v + 8;
-    else
+    if (sep == NULL || !((sep - v == 4 && strncmp(v, "http", 4) == 0) ||
+                         (sep - v == 5 && strncmp(v, "https", 5) == 0)))
         return "must be \"\" (off) or start with http:// or https://";
-    if (*host == '\0' || *host == '/' || *host == '?' || *host == '#')
+    if (strchr("/?#", sep[3]) != NULL) /* also the end of v */
         return "must name a host after http:// or https://";
-    if (strpbrk(v, " \t") != NULL)
-        return "must not contain spaces";
-    return NULL;
+    return strpbrk(v, " \t") != NULL ? "must not contain spaces" : NULL;
 }
