@@ -388,3 +388,39 @@ char *access_key_json(const struct orp_config *cfg, int client)
     cJSON_Delete(root);
     return out;
 }
+
+/* Caller holds S.mu. */
+static void snapshot_scope(struct access_budget *b, const char *name, const struct orp_limits *lim,
+                           int64_t now)
+{
+    struct state *st = state_for(name);
+    int64_t dummy;
+
+    memset(b, 0, sizeof *b);
+    snprintf(b->name, sizeof b->name, "%s", name);
+    b->day_limit_pusd = lim->budget_day_pusd;
+    b->month_limit_pusd = lim->budget_month_pusd;
+    if (st != NULL) {
+        limits_budget_reserve(&st->day, now, 0, &dummy); /* roll periods over */
+        limits_budget_reserve(&st->month, now, 0, &dummy);
+        b->day_spent_pusd = st->day.spent_pusd;
+        b->month_spent_pusd = st->month.spent_pusd;
+    }
+}
+
+struct access_budget *access_budget_snapshot(const struct orp_config *cfg, int64_t now_ms,
+                                             size_t *n)
+{
+    struct access_budget *v = calloc((size_t)cfg->n_clients + 1, sizeof *v);
+
+    *n = 0;
+    if (v == NULL)
+        return NULL;
+    pthread_mutex_lock(&S.mu);
+    snapshot_scope(&v[0], "", &cfg->limits, now_ms);
+    for (int i = 0; i < cfg->n_clients; i++)
+        snapshot_scope(&v[i + 1], cfg->clients[i].name, &cfg->clients[i].limits, now_ms);
+    pthread_mutex_unlock(&S.mu);
+    *n = (size_t)cfg->n_clients + 1;
+    return v;
+}

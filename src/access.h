@@ -65,6 +65,20 @@ void access_adjust_spend(const char *client, int64_t booked_ms, int64_t delta_pu
 /* Start-up: spend so far this UTC day and month, from the ledger. */
 void access_seed_spend(const char *client, int64_t day_pusd, int64_t month_pusd);
 
+/* One budget scope for the alerts thread: limits (0 = none) from the config
+ * in use, spend so far in the UTC day and month holding the snapshot's time. */
+struct access_budget {
+    char name[64];              /* client name; "" = all traffic */
+    int64_t day_limit_pusd, day_spent_pusd;
+    int64_t month_limit_pusd, month_spent_pusd;
+};
+
+/* All traffic's budgets (first), then each of cfg's clients', as of now_ms
+ * (periods rolled over first): a malloc'd array of *n, NULL when out of
+ * memory.  Takes the access mutex once, for copies only. */
+struct access_budget *access_budget_snapshot(const struct orp_config *cfg, int64_t now_ms,
+                                             size_t *n);
+
 /* For GET /v1/key: the client's limits, budgets and usage so far, as a
  * malloc'd JSON text shaped like OpenRouter's /key data object. */
 char *access_key_json(const struct orp_config *cfg, int client);

@@ -48,6 +48,8 @@ static check_fn check_address, check_url, check_env_name, check_key_path, check_
 #define E(n, f, def, vals, h, ...)                                                                 \
     {.name = n, .type = T_ENUM, FIELD(f), .def_str = def, .values = vals, .help = h, __VA_ARGS__}
 #define U(n, f, h, ...) {.name = n, .type = T_USD, FIELD(f), .help = h, __VA_ARGS__}
+#define IL(n, f, def, lo, hi, h)                                                                   \
+    {.name = n, .type = T_INTLIST, FIELD(f), .def_str = def, .min = lo, .max = hi, .help = h}
 
 static const struct setting settings[] = {
     S("listen.address", listen_address, "127.0.0.1", "IP address to listen on (IPv4 or IPv6 literal)",
@@ -127,6 +129,14 @@ static const struct setting settings[] = {
       .flags = F_RESTART),
     I("pricing.refresh_s", pricing_refresh_s, 21600, 60, 604800,
       "how often the price table is fetched from GET {base_url}/models"),
+    S("alerts.webhook_url", alerts_webhook_url, "",
+      "budget and key-expiry alerts are POSTed here (\"\" = off; http:// or https://)",
+      .check = config_check_webhook_url),
+    IL("alerts.thresholds_pct", alerts_thresholds_pct, "[50, 80, 100]", 1, 1000,
+       "percentages of a budget that each fire one alert when its spend first reaches them in "
+       "a day or month (ascending, no repeats)"),
+    E("alerts.format", alerts_format, "json", "json|slack",
+      "alert body: json (orproxy's own fields) or slack (an incoming webhook's {\"text\"})"),
 };
 
 #define NSETTINGS ((int)(sizeof settings / sizeof settings[0]))
@@ -175,6 +185,9 @@ void config_defaults(struct orp_config *cfg)
         case T_INT64:
         case T_USD:
             *int64_at(cfg, s) = s->def_num;
+            break;
+        case T_INTLIST:
+            config_int_list_default(s->def_str, list_at(cfg, s));
             break;
         }
     }
@@ -412,6 +425,8 @@ static int apply(struct loader *ld, struct orp_config *cfg, const struct setting
     }
     case T_USD:
         return config_parse_usd(ld, cs, s->name, int64_at(cfg, s));
+    case T_INTLIST:
+        return config_parse_int_list(ld, cs, s, list_at(cfg, s));
     }
     return 0;
 }
@@ -593,7 +608,7 @@ int config_table_row(int i, struct config_row *row)
 {
     static const enum config_row_type as_row[] = {
         [T_STR] = CONFIG_ROW_STRING, [T_INT] = CONFIG_ROW_INTEGER, [T_INT64] = CONFIG_ROW_INTEGER,
-        [T_ENUM] = CONFIG_ROW_ENUM,  [T_USD] = CONFIG_ROW_USD};
+        [T_ENUM] = CONFIG_ROW_ENUM,  [T_USD] = CONFIG_ROW_USD, [T_INTLIST] = CONFIG_ROW_INT_LIST};
     const struct setting *s;
 
     if (i < 0 || i >= NSETTINGS)

@@ -21,6 +21,13 @@ struct orp_limits {
     long long budget_day_pusd, budget_month_pusd;
 };
 
+/* A short list of integers (alerts.thresholds_pct): held inline, nothing to free. */
+#define ORP_INT_LIST_MAX 16
+struct orp_int_list {
+    int n;
+    int v[ORP_INT_LIST_MAX];
+};
+
 /* One local client (auth.mode = "keys"). */
 struct orp_client {
     char *name;
@@ -69,6 +76,9 @@ struct orp_config {
     int ledger_flush_ms;           /* ledger.flush_ms */
     int pricing_refresh_s;         /* pricing.refresh_s */
     char *auth_mode;               /* auth.mode: none|keys */
+    char *alerts_webhook_url;      /* alerts.webhook_url ("" = off) */
+    struct orp_int_list alerts_thresholds_pct; /* alerts.thresholds_pct, ascending */
+    char *alerts_format;           /* alerts.format: json|slack */
 
     /* Not in the scalar table: parsed from their own blocks. */
     struct orp_limits limits;      /* limits.rpm/tpm/max_concurrent/budget_usd_* (global) */

@@ -64,6 +64,10 @@ void config_doc_markdown(FILE *out)
         case CONFIG_ROW_USD:
             fprintf(out, "USD (number or decimal string) | `0` | 0 … %d", PRICING_MAX_COST_USD);
             break;
+        case CONFIG_ROW_INT_LIST:
+            fprintf(out, "list of integers | `%s` | each %lld … %lld, ascending", r.def_str, r.min,
+                    r.max);
+            break;
         }
         fputs(" | ", out);
         md_cell(out, r.help);
@@ -148,6 +152,13 @@ static void man_type_line(FILE *out, const struct config_row *r)
         fprintf(out, "US dollars, a number or a decimal string such as \\fB\"50.00\"\\fR, "
                      "from 0 to %d; default \\fB0\\fR.\n",
                 PRICING_MAX_COST_USD);
+        break;
+    case CONFIG_ROW_INT_LIST:
+        fprintf(out, "A list of integers, each from %lld to %lld, ascending with no repeats; "
+                     "default \\fB",
+                r->min, r->max);
+        roff_text(out, r->def_str, 0);
+        fputs("\\fR.\n", out);
         break;
     }
 }

@@ -28,7 +28,7 @@
 
 #include "config.h"
 
-enum stype { T_STR, T_INT, T_INT64, T_ENUM, T_USD };
+enum stype { T_STR, T_INT, T_INT64, T_ENUM, T_USD, T_INTLIST };
 
 #define F_RESTART 1u /* a reload keeps the running value (config_keep_restart_only) */
 
@@ -41,8 +41,8 @@ struct setting {
     const char *name;
     enum stype type;
     size_t off;
-    const char *def_str;         /* T_STR, T_ENUM */
-    long long def_num, min, max; /* T_INT, T_INT64 */
+    const char *def_str;         /* T_STR, T_ENUM, T_INTLIST ("[50, 80, 100]") */
+    long long def_num, min, max; /* T_INT, T_INT64; T_INTLIST: each element */
     const char *values;          /* T_ENUM: "a|b|c" */
     const char *help;
     check_fn *check;             /* T_STR: NULL = any string without control characters */
@@ -66,6 +66,11 @@ static inline int *int_at(struct orp_config *cfg, const struct setting *s)
 static inline long long *int64_at(struct orp_config *cfg, const struct setting *s)
 {
     return (long long *)(void *)((char *)cfg + s->off);
+}
+
+static inline struct orp_int_list *list_at(struct orp_config *cfg, const struct setting *s)
+{
+    return (struct orp_int_list *)(void *)((char *)cfg + s->off);
 }
 
 static inline const void *field_of(const struct orp_config *cfg, const struct setting *s)
@@ -105,6 +110,14 @@ int config_line_of(struct loader *ld, const char *name);
 int config_parse_usd(struct loader *ld, config_setting_t *cs, const char *name, long long *out);
 long long config_int_as_written(struct loader *ld, const char *file, int line, const char *leaf,
                                 int libval);
+/* T_INTLIST: an array or list of integers, each within s->min ... s->max,
+ * strictly ascending (no repeats), at least one, at most ORP_INT_LIST_MAX. */
+int config_parse_int_list(struct loader *ld, config_setting_t *cs, const struct setting *s,
+                          struct orp_int_list *out);
+/* The default text "[50, 80, 100]" as a list (the table's own, so always good). */
+void config_int_list_default(const char *text, struct orp_int_list *out);
+/* alerts.webhook_url: "" (off), or an http:// or https:// URL with a host and no blanks. */
+check_fn config_check_webhook_url;
 
 /* config_include.c */
 int config_check_includes(struct loader *ld, const char *file, int depth);

@@ -80,6 +80,10 @@ const char *config_keep_restart_only(struct orp_config *new_cfg, const struct or
             differs = *int64_at(new_cfg, s) != *(const long long *)was;
             *int64_at(new_cfg, s) = *(const long long *)was;
             break;
+        case T_INTLIST:
+            differs = memcmp(list_at(new_cfg, s), was, sizeof(struct orp_int_list)) != 0;
+            *list_at(new_cfg, s) = *(const struct orp_int_list *)was;
+            break;
         }
         if (differs && used < sizeof list) {
             int n = snprintf(list + used, sizeof list - used, "%s%s", used ? ", " : "", s->name);

@@ -12,14 +12,15 @@ enum config_row_type {
     CONFIG_ROW_STRING,  /* any string (def_str) */
     CONFIG_ROW_INTEGER, /* def_num within min ... max */
     CONFIG_ROW_ENUM,    /* def_str, one of values ("a|b|c") */
-    CONFIG_ROW_USD      /* a dollar amount: number or decimal string, default 0 */
+    CONFIG_ROW_USD,     /* a dollar amount: number or decimal string, default 0 */
+    CONFIG_ROW_INT_LIST /* integers within min ... max, ascending; def_str "[50, 80, 100]" */
 };
 
 struct config_row {
     const char *name; /* dotted: "listen.port" */
     enum config_row_type type;
-    const char *def_str;         /* STRING, ENUM */
-    long long def_num, min, max; /* INTEGER */
+    const char *def_str;         /* STRING, ENUM, INT_LIST */
+    long long def_num, min, max; /* INTEGER; INT_LIST: each element */
     const char *values;          /* ENUM: "a|b|c" */
     const char *help;            /* one line */
     int restart_only;            /* a reload keeps the running value */

@@ -172,3 +172,74 @@ long long config_int_as_written(struct loader *ld, const char *file, int line, c
     fclose(f);
     return v;
 }
+
+/* ---- lists of integers (alerts.thresholds_pct) ---- */
+
+int config_parse_int_list(struct loader *ld, config_setting_t *cs, const struct setting *s,
+                          struct orp_int_list *out)
+{
+    int line = (int)config_setting_source_line(cs);
+    int type = config_setting_type(cs), n = config_setting_length(cs);
+    struct orp_int_list l = {0};
+
+    if (type != CONFIG_TYPE_ARRAY && type != CONFIG_TYPE_LIST)
+        return config_fail_at(ld, line, "%s must be a list of integers such as %s", s->name,
+                              s->def_str);
+    if (n < 1 || n > ORP_INT_LIST_MAX)
+        return config_fail_at(ld, line, "%s must list 1 to %d values, not %d", s->name,
+                              ORP_INT_LIST_MAX, n);
+    for (int i = 0; i < n; i++) {
+        config_setting_t *e = config_setting_get_elem(cs, (unsigned)i);
+        int et = config_setting_type(e);
+        long long v;
+
+        if (et != CONFIG_TYPE_INT && et != CONFIG_TYPE_INT64)
+            return config_fail_at(ld, line, "%s must be a list of integers such as %s", s->name,
+                                  s->def_str);
+        v = config_setting_get_int64(e);
+        if (v < s->min || v > s->max)
+            return config_fail_at(ld, line, "%s: %lld is not between %lld and %lld", s->name, v,
+                                  s->min, s->max);
+        if (i > 0 && v <= l.v[i - 1])
+            return config_fail_at(ld, line, "%s must be ascending with no repeats (%lld after %d)",
+                                  s->name, v, l.v[i - 1]);
+        l.v[l.n++] = (int)v;
+    }
+    *out = l;
+    return 0;
+}
+
+void config_int_list_default(const char *text, struct orp_int_list *out)
+{
+    const char *p = text;
+
+    memset(out, 0, sizeof *out);
+    while (*p && out->n < ORP_INT_LIST_MAX) {
+        char *end;
+        long v;
+        p += strcspn(p, "0123456789");
+        if (*p == '\0')
+            break;
+        v = strtol(p, &end, 10);
+        out->v[out->n++] = (int)v;
+        p = end;
+    }
+}
+
+/* A webhook URL is used as written: no trailing '/' is taken off (it is
+ * not a base URL), and it is never quoted back (it may hold a token). */
+const char *config_check_webhook_url(char *v, char *buf, size_t len)
+{
+    const char *sep = strstr(v, "://");
+
+    (void)buf;
+    (void)len;
+    if (v[0] == '\0')
+        return NULL;
+    if (sep == NULL || !((sep - v == 4 && strncmp(v, "http", 4) == 0) ||
+                         (sep - v == 5 && strncmp(v, "https", 5) == 0)))
+        return "must be \"\" (off) or start with http:// or https://";
+    if (strchr("/?#", sep[3]) != NULL) /* also the end of v */
+        return "must name a host after http:// or https://";
+    return strpbrk(v, " \t") != NULL ? "must not contain spaces" : NULL;
+}

@@ -26,6 +26,7 @@
 #include <systemd/sd-daemon.h>
 
 #include "access.h"
+#include "alerts.h"
 #include "config.h"
 #include "config_doc.h"
 #include "housekeeping.h"
@@ -274,6 +275,7 @@ static struct orp_config *reload(struct orp_config *cur, struct worker *workers,
     for (int i = 0; i < n; i++)
         worker_set_config(&workers[i], config_hold(next));
     housekeeping_set_config(next);
+    alerts_set_config(next);
     config_release(cur);
     metrics_reload(1);
     log_info("reloaded %s (upstream key %s)", next->source_path,
@@ -315,6 +317,12 @@ static int open_state(struct orp_config *cfg)
         ledger_close();
         return -1;
     }
+    if (alerts_start(cfg) < 0) {
+        log_error("cannot start the alerts thread");
+        housekeeping_stop();
+        ledger_close();
+        return -1;
+    }
     return 0;
 }
 
@@ -322,6 +330,7 @@ static void close_state(void)
 {
     struct ledger_stats ls;
 
+    alerts_stop();
     housekeeping_stop();
     ledger_close(); /* flushes every queued record */
     ledger_get_stats(&ls);

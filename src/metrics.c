@@ -16,6 +16,7 @@
  * shards', which Prometheus does not care about. */
 #include "metrics.h"
 
+#include "alerts.h"
 #include "housekeeping.h"
 #include "pricing.h"
 #include "utf8.h"
@@ -303,9 +304,11 @@ static void render_others(buf_t *b, const struct tables *M)
 {
     struct ledger_stats ls;
     struct housekeeping_stats hs;
+    struct alerts_stats as;
 
     ledger_get_stats(&ls);
     housekeeping_get_stats(&hs);
+    alerts_get_stats(&as);
     printf_to(b, "# HELP orproxy_active_connections Requests in progress.\n"
                  "# TYPE orproxy_active_connections gauge\norproxy_active_connections %ld\n",
               M->conns);
@@ -333,6 +336,12 @@ static void render_others(buf_t *b, const struct tables *M)
                  "orproxy_reconcile_total{result=\"given_up\"} %llu\n"
                  "orproxy_reconcile_total{result=\"dropped\"} %llu\n",
               hs.answered, hs.given_up, hs.dropped);
+    printf_to(b, "# HELP orproxy_alerts_total Budget and key-expiry alert deliveries: sent "
+                 "(the webhook answered 2xx), failed (tried again later).\n"
+                 "# TYPE orproxy_alerts_total counter\n"
+                 "orproxy_alerts_total{result=\"sent\"} %llu\n"
+                 "orproxy_alerts_total{result=\"failed\"} %llu\n",
+              as.sent, as.failed);
 }
 
 int metrics_render(buf_t *b)

@@ -7,6 +7,7 @@
 
 #include "check_main.h"
 #include "access.h"
+#include "util.h"
 
 /* --- admission counters ------------------------------------------------ */
 
@@ -41,6 +42,52 @@ START_TEST(test_access_admit_global_counts_survive_state_growth)
     json = access_key_json(&cfg, -1);
     ck_assert_ptr_nonnull(strstr(json, "\"in_progress\":0"));
     free(json);
+}
+END_TEST
+
+/* The alerts thread's copy: all traffic first, then every client, with the
+ * config's limits and the spend settled so far this day and month. */
+START_TEST(test_access_budget_snapshot_copies_limits_and_spend)
+{
+    struct orp_config cfg;
+    struct orp_client clients[2];
+    struct access_grant g;
+    struct access_denial d;
+    struct access_budget *b;
+    size_t n;
+
+    memset(&cfg, 0, sizeof cfg);
+    memset(clients, 0, sizeof clients);
+    clients[0].name = "snap-a";
+    clients[0].limits.budget_day_pusd = 1000;
+    clients[1].name = "snap-b";
+    clients[1].limits.budget_month_pusd = 5000;
+    cfg.clients = clients;
+    cfg.n_clients = 2;
+    cfg.limits.budget_month_pusd = 9000;
+    cfg.auth_mode = "keys";
+    ck_assert_int_eq(access_admit(&cfg, 0, 1, 100, &g, &d), 0);
+    access_release(&cfg, &g, 1, 600); /* reserved 100, cost 600 */
+    b = access_budget_snapshot(&cfg, util_wall_ms(), &n);
+    ck_assert_ptr_nonnull(b);
+    ck_assert_int_eq(n, 3);
+    ck_assert_str_eq(b[0].name, "");
+    ck_assert_int_eq(b[0].month_limit_pusd, 9000);
+    ck_assert_int_eq(b[0].day_limit_pusd, 0);
+    ck_assert_int_ge(b[0].month_spent_pusd, 600); /* all traffic: other tests' spend too */
+    ck_assert_str_eq(b[1].name, "snap-a");
+    ck_assert_int_eq(b[1].day_limit_pusd, 1000);
+    ck_assert_int_eq(b[1].day_spent_pusd, 600);
+    ck_assert_int_eq(b[1].month_spent_pusd, 600);
+    ck_assert_str_eq(b[2].name, "snap-b");
+    ck_assert_int_eq(b[2].month_limit_pusd, 5000);
+    ck_assert_int_eq(b[2].day_spent_pusd, 0);
+    free(b);
+    /* 40 days on: a new day and a new month, both start from 0 again */
+    b = access_budget_snapshot(&cfg, util_wall_ms() + 86400000LL * 40, &n);
+    ck_assert_int_eq(b[1].day_spent_pusd, 0);
+    ck_assert_int_eq(b[1].month_spent_pusd, 0);
+    free(b);
 }
 END_TEST
 
@@ -125,6 +172,7 @@ static Suite *access_suite(void)
     TCase *pat = tcase_create("patterns");
 
     tcase_add_test(pat, test_access_admit_global_counts_survive_state_growth);
+    tcase_add_test(pat, test_access_budget_snapshot_copies_limits_and_spend);
     tcase_add_test(pat, test_access_model_no_patterns_allows_everything);
     tcase_add_test(pat, test_access_model_provider_prefix_pattern);
     tcase_add_test(pat, test_access_model_suffix_pattern);

@@ -713,6 +713,51 @@ START_TEST(test_config_load_new_reports_error)
 }
 END_TEST
 
+/* ---- alerts.thresholds_pct: the list-of-integers row ---- */
+
+START_TEST(test_config_alert_thresholds_default_and_list)
+{
+    struct orp_config cfg;
+    load_ok("", &cfg);
+    ck_assert_int_eq(cfg.alerts_thresholds_pct.n, 3);
+    ck_assert_int_eq(cfg.alerts_thresholds_pct.v[0], 50);
+    ck_assert_int_eq(cfg.alerts_thresholds_pct.v[1], 80);
+    ck_assert_int_eq(cfg.alerts_thresholds_pct.v[2], 100);
+    ck_assert_str_eq(cfg.alerts_webhook_url, "");
+    ck_assert_str_eq(cfg.alerts_format, "json");
+    config_free(&cfg);
+    load_ok("alerts = {\n thresholds_pct = [1, 90, 1000];\n"
+            " webhook_url = \"https://hooks.example.com/a/b/\"; format = \"slack\"; };\n",
+            &cfg);
+    ck_assert_int_eq(cfg.alerts_thresholds_pct.n, 3);
+    ck_assert_int_eq(cfg.alerts_thresholds_pct.v[0], 1);
+    ck_assert_int_eq(cfg.alerts_thresholds_pct.v[2], 1000);
+    ck_assert_str_eq(cfg.alerts_webhook_url, "https://hooks.example.com/a/b/"); /* kept as written */
+    config_free(&cfg);
+}
+END_TEST
+
+START_TEST(test_config_alert_thresholds_errors)
+{
+    assert_error("\nalerts = { thresholds_pct = [100, 80]; };\n", 2,
+                 "alerts.thresholds_pct must be ascending with no repeats (80 after 100)");
+    assert_error("alerts = {\n\n thresholds_pct = [5, 5]; };\n", 3,
+                 "alerts.thresholds_pct must be ascending with no repeats (5 after 5)");
+    assert_error("alerts = { thresholds_pct = [0]; };\n", 1,
+                 "alerts.thresholds_pct: 0 is not between 1 and 1000");
+    assert_error("alerts = { thresholds_pct = [1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17]; };\n", 1,
+                 "alerts.thresholds_pct must list 1 to 16 values, not 17");
+    assert_error("alerts = { thresholds_pct = [5.5]; };\n", 1,
+                 "alerts.thresholds_pct must be a list of integers such as [50, 80, 100]");
+    assert_error("alerts = { webhook_url = \"http://\"; };\n", 1,
+                 "alerts.webhook_url must name a host after http:// or https://");
+    assert_error("alerts = { webhook_url = \"https://a b\"; };\n", 1,
+                 "alerts.webhook_url must not contain spaces");
+    assert_error("alerts = { webhook_url = \"httpx://a\"; };\n", 1,
+                 "alerts.webhook_url must be \"\" (off) or start with http:// or https://");
+}
+END_TEST
+
 /* ---- the documents the table drives ---- */
 
 /* The Markdown table, one row per setting: name, default, help. */
@@ -1030,6 +1075,7 @@ static Suite *config_suite(void)
     Suite *s = suite_create("config");
     TCase *load_tc = tcase_create("load");
     TCase *errors = tcase_create("errors");
+    TCase *alerts = tcase_create("alerts");
     TCase *key = tcase_create("key");
     TCase *life = tcase_create("lifetime");
     TCase *docs = tcase_create("docs");
@@ -1104,6 +1150,10 @@ static Suite *config_suite(void)
     tcase_add_test(docs, test_config_man_page_reload_lists_the_restart_only_settings);
     tcase_add_test(docs, test_config_man_page_is_ascii_roff_with_escaped_hyphens);
     suite_add_tcase(s, docs);
+    tcase_add_checked_fixture(alerts, clean_env, clean_env);
+    tcase_add_test(alerts, test_config_alert_thresholds_default_and_list);
+    tcase_add_test(alerts, test_config_alert_thresholds_errors);
+    suite_add_tcase(s, alerts);
     return s;
 }
 

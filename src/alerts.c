@@ -1,0 +1,597 @@
+/* alerts.c - see alerts.h.
+ *
+ * Each pass (about once a second, only while alerts.webhook_url is set):
+ *  1. access_budget_snapshot() copies every budget's limit and spend out
+ *     of the access counters (one short hold of their mutex; nothing here
+ *     ever runs under it);
+ *  2. every threshold a budget has reached is INSERT OR IGNOREd into the
+ *     ledger's alerts_sent, keyed by (client, budget, period, threshold):
+ *     the row is the "already fired" record, so a restart, or two passes
+ *     racing a reload, cannot fire it twice; a key within 7 days of its
+ *     expires_ms (the ledger's clients table) gets a row too, budget
+ *     'expiry', period its UTC expiry date, threshold 0;
+ *  3. rows with sent_ms NULL are POSTed in the order they crossed; a 2xx
+ *     sets sent_ms.  A failure waits 1 s, 2 s, 4 s ... (at most 5 min)
+ *     before the next try; a reload tries again at once.
+ * Rows this process has already recorded are remembered (seen), so a
+ * budget sitting above its thresholds costs no write per pass.
+ *
+ * The thread has its own connection to the ledger database and its own
+ * blocking curl handle with short timeouts, cut short at stop.  Nothing
+ * from the upstream configuration is sent; the webhook URL (which may hold
+ * a token, as Slack's do) is logged by host only. */
+#include "alerts.h"
+
+#include <cjson/cJSON.h>
+#include <curl/curl.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "access.h"
+#include "log.h"
+#include "pricing.h"
+#include "util.h"
+
+#define TICK_MS 1000
+#define BACKOFF_FIRST_MS 1000
+#define BACKOFF_MAX_MS (5 * 60 * 1000)
+#define EXPIRY_WARN_MS (7LL * 24 * 3600 * 1000)
+#define SEEN_MAX 4096
+#define BATCH 16
+
+/* One alerts_sent row. */
+struct alert {
+    char client[128], budget[16], period[16];
+    int threshold;
+    int64_t spent_pusd, limit_pusd, crossed_ms;
+};
+
+static struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    pthread_t thread;
+    int running;
+    atomic_int stopping;
+    struct orp_config *cfg;  /* held; replaced on reload; under mu */
+    struct alerts_stats st;  /* under mu */
+    int64_t next_try_ms;     /* under mu: no POST before this (backoff) */
+    int fails;               /* the thread's: failures in a row */
+    sqlite3 *db;             /* the thread's */
+    CURL *easy;              /* the thread's */
+    char **seen;             /* the thread's: rows known to be in alerts_sent */
+    size_t n_seen;
+    char instance[256];      /* this host's name, in every alert */
+} A = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+
+/* ---- formatting ---- */
+
+static void fmt_utc(int64_t ms, const char *fmt, char *buf, size_t n)
+{
+    time_t s = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&s, &tm);
+    strftime(buf, n, fmt, &tm);
+}
+
+/* The webhook's host, for log lines: never its path or credentials. */
+static void url_host(const char *url, char *out, size_t n)
+{
+    const char *h = strstr(url, "://");
+    size_t len;
+    const char *at;
+
+    h = h != NULL ? h + 3 : url;
+    len = strcspn(h, "/?#");
+    at = memrchr(h, '@', len);
+    if (at != NULL) {
+        len -= (size_t)(at + 1 - h);
+        h = at + 1;
+    }
+    snprintf(out, n, "%.*s", (int)len, h);
+}
+
+/* "client 'alice' day budget for 2026-12-01 reached 50% ($0.60 of $1.00)" */
+static void describe(const struct alert *a, char *buf, size_t n)
+{
+    char spent[PRICING_USD_BUFSZ], limit[PRICING_USD_BUFSZ], who[160];
+
+    if (a->client[0] != '\0')
+        snprintf(who, sizeof who, "client '%s'", a->client);
+    else
+        snprintf(who, sizeof who, "all traffic");
+    if (strcmp(a->budget, "expiry") == 0) {
+        snprintf(buf, n, "%s: its key expires on %s", who, a->period);
+        return;
+    }
+    pricing_format_usd(a->spent_pusd, spent, sizeof spent);
+    pricing_format_usd(a->limit_pusd, limit, sizeof limit);
+    snprintf(buf, n, "%s %s budget for %s reached %d%% ($%s of $%s)", who, a->budget, a->period,
+             a->threshold, spent, limit);
+}
+
+/* Slack's incoming webhooks read &, < and > as markup. */
+static void slack_escape(const char *s, char *out, size_t n)
+{
+    size_t k = 0;
+    for (; *s && k + 6 < n; s++) {
+        const char *rep = *s == '&' ? "&amp;" : *s == '<' ? "&lt;" : *s == '>' ? "&gt;" : NULL;
+        if (rep != NULL) {
+            memcpy(out + k, rep, strlen(rep));
+            k += strlen(rep);
+        } else {
+            out[k++] = *s;
+        }
+    }
+    out[k] = '\0';
+}
+
+/* The POST body (malloc'd), or NULL when out of memory. */
+static char *alert_body(const struct alert *a, int slack, const char *instance)
+{
+    cJSON *o = cJSON_CreateObject();
+    char at[32], usd[PRICING_USD_BUFSZ], *out;
+    int expiry = strcmp(a->budget, "expiry") == 0;
+
+    if (o == NULL)
+        return NULL;
+    fmt_utc(a->crossed_ms, "%Y-%m-%dT%H:%M:%SZ", at, sizeof at);
+    if (slack) {
+        char what[512], text[1024], esc[1100];
+        describe(a, what, sizeof what);
+        snprintf(text, sizeof text, "orproxy on %s: %s%s", instance, what,
+                 expiry ? "; rotate it before then" : "");
+        slack_escape(text, esc, sizeof esc);
+        cJSON_AddStringToObject(o, "text", esc);
+    } else {
+        cJSON_AddStringToObject(o, "type", expiry ? "expiry" : "budget");
+        if (a->client[0] != '\0')
+            cJSON_AddStringToObject(o, "client", a->client);
+        else
+            cJSON_AddNullToObject(o, "client");
+        cJSON_AddStringToObject(o, "budget", a->budget);
+        cJSON_AddStringToObject(o, "period", a->period);
+        if (!expiry) {
+            cJSON_AddNumberToObject(o, "threshold_pct", a->threshold);
+            cJSON_AddStringToObject(o, "spent_usd",
+                                    pricing_format_usd(a->spent_pusd, usd, sizeof usd));
+            cJSON_AddStringToObject(o, "limit_usd",
+                                    pricing_format_usd(a->limit_pusd, usd, sizeof usd));
+        }
+        cJSON_AddStringToObject(o, "instance", instance);
+        cJSON_AddStringToObject(o, "at", at);
+    }
+    out = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    return out;
+}
+
+/* ---- the ledger: alerts_sent ---- */
+
+static int open_db(const struct orp_config *cfg)
+{
+    if (A.db != NULL)
+        return 0;
+    if (sqlite3_open_v2(cfg->ledger_path, &A.db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX,
+                        NULL) != SQLITE_OK) {
+        log_error("alerts: cannot open the ledger %s: %s", cfg->ledger_path,
+                  A.db ? sqlite3_errmsg(A.db) : "out of memory");
+        sqlite3_close(A.db);
+        A.db = NULL;
+        return -1;
+    }
+    sqlite3_busy_timeout(A.db, 5000);
+    return 0;
+}
+
+static int seen_index(const char *key)
+{
+    for (size_t i = 0; i < A.n_seen; i++)
+        if (strcmp(A.seen[i], key) == 0)
+            return (int)i;
+    return -1;
+}
+
+static void seen_add(const char *key)
+{
+    char **nv;
+    if (A.n_seen >= SEEN_MAX) { /* old periods' rows: forget them all, the table still knows */
+        for (size_t i = 0; i < A.n_seen; i++)
+            free(A.seen[i]);
+        A.n_seen = 0;
+    }
+    nv = realloc(A.seen, (A.n_seen + 1) * sizeof *nv);
+    if (nv == NULL)
+        return;
+    A.seen = nv;
+    if ((A.seen[A.n_seen] = strdup(key)) != NULL)
+        A.n_seen++;
+}
+
+/* Records that a crossed its threshold (once: the primary key). */
+static void record(const struct alert *a)
+{
+    static const char sql[] =
+        "INSERT OR IGNORE INTO alerts_sent (client, budget, period, threshold, spent_pusd, "
+        "limit_pusd, crossed_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+    char key[200], what[512];
+    sqlite3_stmt *st = NULL;
+    int rc;
+
+    snprintf(key, sizeof key, "%s\x1f%s\x1f%s\x1f%d", a->client, a->budget, a->period,
+             a->threshold);
+    if (seen_index(key) >= 0)
+        return;
+    if (sqlite3_prepare_v2(A.db, sql, -1, &st, NULL) != SQLITE_OK) {
+        log_error("alerts: %s", sqlite3_errmsg(A.db));
+        return;
+    }
+    sqlite3_bind_text(st, 1, a->client, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, a->budget, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, a->period, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 4, a->threshold);
+    sqlite3_bind_int64(st, 5, a->spent_pusd);
+    sqlite3_bind_int64(st, 6, a->limit_pusd);
+    sqlite3_bind_int64(st, 7, a->crossed_ms);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_DONE) {
+        seen_add(key);
+        if (sqlite3_changes(A.db) == 1) {
+            describe(a, what, sizeof what);
+            log_info("alert: %s", what);
+        }
+    } else {
+        log_error("alerts: cannot record an alert: %s", sqlite3_errmsg(A.db));
+    }
+    sqlite3_finalize(st);
+}
+
+/* spent has reached pct percent of limit (exact: limit * 1000% passes int64). */
+static int reached(int64_t spent, int64_t limit, int pct)
+{
+    return limit > 0 && (__int128)spent * 100 >= (__int128)limit * pct;
+}
+
+static void check_budget(const struct orp_int_list *th, const char *client, const char *budget,
+                         const char *period, int64_t spent, int64_t limit, int64_t now)
+{
+    struct alert a = {.spent_pusd = spent, .limit_pusd = limit, .crossed_ms = now};
+
+    snprintf(a.client, sizeof a.client, "%s", client);
+    snprintf(a.budget, sizeof a.budget, "%s", budget);
+    snprintf(a.period, sizeof a.period, "%s", period);
+    for (int i = 0; i < th->n && reached(spent, limit, th->v[i]); i++) {
+        a.threshold = th->v[i];
+        record(&a);
+    }
+}
+
+static void check_budgets(const struct orp_config *cfg, int64_t now)
+{
+    char day[16], month[16];
+    size_t n;
+    struct access_budget *b = access_budget_snapshot(cfg, now, &n);
+
+    if (b == NULL)
+        return;
+    fmt_utc(now, "%Y-%m-%d", day, sizeof day);
+    fmt_utc(now, "%Y-%m", month, sizeof month);
+    for (size_t i = 0; i < n; i++) {
+        check_budget(&cfg->alerts_thresholds_pct, b[i].name, "day", day, b[i].day_spent_pusd,
+                     b[i].day_limit_pusd, now);
+        check_budget(&cfg->alerts_thresholds_pct, b[i].name, "month", month,
+                     b[i].month_spent_pusd, b[i].month_limit_pusd, now);
+    }
+    free(b);
+}
+
+/* Managed clients (the ledger's clients table) whose key expires within 7 days. */
+static void check_expiry(int64_t now)
+{
+    static const char sql[] = "SELECT name, expires_ms FROM clients WHERE revoked_ms IS NULL"
+                              " AND expires_ms > ?1 AND expires_ms <= ?2";
+    sqlite3_stmt *st = NULL;
+
+    if (sqlite3_prepare_v2(A.db, sql, -1, &st, NULL) != SQLITE_OK) {
+        log_debug("alerts: no key expiries: %s", sqlite3_errmsg(A.db));
+        return;
+    }
+    sqlite3_bind_int64(st, 1, now);
+    sqlite3_bind_int64(st, 2, now + EXPIRY_WARN_MS);
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        struct alert a = {.crossed_ms = now};
+        const unsigned char *name = sqlite3_column_text(st, 0);
+        snprintf(a.client, sizeof a.client, "%s", name ? (const char *)name : "");
+        snprintf(a.budget, sizeof a.budget, "expiry");
+        fmt_utc(sqlite3_column_int64(st, 1), "%Y-%m-%d", a.period, sizeof a.period);
+        record(&a);
+    }
+    sqlite3_finalize(st);
+}
+
+/* Up to max undelivered rows, oldest first.  Returns how many. */
+static int load_pending(struct alert *out, int max)
+{
+    static const char sql[] =
+        "SELECT client, budget, period, threshold, spent_pusd, limit_pusd, crossed_ms"
+        " FROM alerts_sent WHERE sent_ms IS NULL"
+        " ORDER BY crossed_ms, client, budget, period, threshold LIMIT ?1";
+    sqlite3_stmt *st = NULL;
+    int n = 0;
+
+    if (sqlite3_prepare_v2(A.db, sql, -1, &st, NULL) != SQLITE_OK) {
+        log_error("alerts: %s", sqlite3_errmsg(A.db));
+        return 0;
+    }
+    sqlite3_bind_int(st, 1, max);
+    while (n < max && sqlite3_step(st) == SQLITE_ROW) {
+        struct alert *a = &out[n++];
+        snprintf(a->client, sizeof a->client, "%s", (const char *)sqlite3_column_text(st, 0));
+        snprintf(a->budget, sizeof a->budget, "%s", (const char *)sqlite3_column_text(st, 1));
+        snprintf(a->period, sizeof a->period, "%s", (const char *)sqlite3_column_text(st, 2));
+        a->threshold = sqlite3_column_int(st, 3);
+        a->spent_pusd = sqlite3_column_int64(st, 4);
+        a->limit_pusd = sqlite3_column_int64(st, 5);
+        a->crossed_ms = sqlite3_column_int64(st, 6);
+    }
+    sqlite3_finalize(st);
+    return n;
+}
+
+static void mark_sent(const struct alert *a, int64_t now)
+{
+    static const char sql[] = "UPDATE alerts_sent SET sent_ms = ?1 WHERE client = ?2 AND"
+                              " budget = ?3 AND period = ?4 AND threshold = ?5";
+    sqlite3_stmt *st = NULL;
+
+    if (sqlite3_prepare_v2(A.db, sql, -1, &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_int64(st, 1, now);
+        sqlite3_bind_text(st, 2, a->client, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 3, a->budget, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 4, a->period, -1, SQLITE_STATIC);
+        sqlite3_bind_int(st, 5, a->threshold);
+        if (sqlite3_step(st) == SQLITE_DONE) {
+            sqlite3_finalize(st);
+            return;
+        }
+    }
+    /* Delivered but not marked: it will be sent again, which beats losing it. */
+    log_error("alerts: cannot mark an alert sent: %s", sqlite3_errmsg(A.db));
+    sqlite3_finalize(st);
+}
+
+/* ---- delivery ---- */
+
+static size_t discard(char *p, size_t size, size_t n, void *ud)
+{
+    (void)p;
+    (void)ud;
+    return size * n;
+}
+
+/* Stop cuts a POST short instead of waiting out its timeout. */
+static int progress(void *ud, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t un)
+{
+    (void)ud;
+    (void)dt;
+    (void)dn;
+    (void)ut;
+    (void)un;
+    return atomic_load(&A.stopping) ? 1 : 0;
+}
+
+/* POSTs body as JSON; the HTTP status, or 0 with why filled. */
+static long post(const char *url, const char *body, char *why, size_t n)
+{
+    char errbuf[CURL_ERROR_SIZE] = "";
+    struct curl_slist *hdrs = NULL, *h2;
+    long status = 0;
+    CURLcode rc;
+
+    if (A.easy == NULL && (A.easy = curl_easy_init()) == NULL) {
+        snprintf(why, n, "out of memory");
+        return 0;
+    }
+    curl_easy_reset(A.easy);
+    hdrs = curl_slist_append(NULL, "Content-Type: application/json");
+    h2 = hdrs ? curl_slist_append(hdrs, "Expect:") : NULL;
+    if (h2 == NULL) {
+        curl_slist_free_all(hdrs);
+        snprintf(why, n, "out of memory");
+        return 0;
+    }
+    curl_easy_setopt(A.easy, CURLOPT_URL, url);
+    curl_easy_setopt(A.easy, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(A.easy, CURLOPT_HTTPHEADER, h2);
+    curl_easy_setopt(A.easy, CURLOPT_POSTFIELDS, body);
+    curl_easy_setopt(A.easy, CURLOPT_USERAGENT, "orproxy-alerts");
+    curl_easy_setopt(A.easy, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(A.easy, CURLOPT_CONNECTTIMEOUT, 5L);
+    curl_easy_setopt(A.easy, CURLOPT_TIMEOUT, 10L);
+    curl_easy_setopt(A.easy, CURLOPT_WRITEFUNCTION, discard);
+    curl_easy_setopt(A.easy, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(A.easy, CURLOPT_XFERINFOFUNCTION, progress);
+    curl_easy_setopt(A.easy, CURLOPT_ERRORBUFFER, errbuf);
+    rc = curl_easy_perform(A.easy);
+    if (rc == CURLE_OK)
+        curl_easy_getinfo(A.easy, CURLINFO_RESPONSE_CODE, &status);
+    else
+        snprintf(why, n, "%s", errbuf[0] ? errbuf : curl_easy_strerror(rc));
+    curl_easy_setopt(A.easy, CURLOPT_HTTPHEADER, NULL);
+    curl_easy_setopt(A.easy, CURLOPT_ERRORBUFFER, NULL);
+    curl_slist_free_all(h2);
+    return status;
+}
+
+/* The wait after the fails+1'th failure in a row: 1 s, 2 s, 4 s ... 5 min. */
+static int64_t backoff_ms(int fails)
+{
+    int64_t ms = (int64_t)BACKOFF_FIRST_MS << (fails < 20 ? fails : 20);
+    return ms < BACKOFF_MAX_MS ? ms : BACKOFF_MAX_MS;
+}
+
+/* Delivers one alert.  0, or -1 when it must be tried again later. */
+static int deliver(const struct orp_config *cfg, const struct alert *a, const char *host)
+{
+    char why[CURL_ERROR_SIZE + 32] = "", what[512];
+    char *body = alert_body(a, strcmp(cfg->alerts_format, "slack") == 0, A.instance);
+    long status;
+
+    if (body == NULL)
+        return -1;
+    status = post(cfg->alerts_webhook_url, body, why, sizeof why);
+    free(body);
+    describe(a, what, sizeof what);
+    if (status >= 200 && status < 300) {
+        mark_sent(a, util_wall_ms());
+        log_info("alert delivered to %s (HTTP %ld): %s", host, status, what);
+        return 0;
+    }
+    if (status != 0)
+        snprintf(why, sizeof why, "HTTP %ld", status);
+    if (!atomic_load(&A.stopping))
+        log_warn("alert to %s failed (%s); retried in %lld s: %s", host, why,
+                 (long long)backoff_ms(A.fails) / 1000, what);
+    return -1;
+}
+
+static void deliver_pending(const struct orp_config *cfg, int64_t now)
+{
+    struct alert batch[BATCH];
+    char host[256];
+    int n;
+
+    pthread_mutex_lock(&A.mu);
+    n = now >= A.next_try_ms;
+    pthread_mutex_unlock(&A.mu);
+    if (!n)
+        return;
+    url_host(cfg->alerts_webhook_url, host, sizeof host);
+    n = load_pending(batch, BATCH);
+    for (int i = 0; i < n && !atomic_load(&A.stopping); i++) {
+        int ok = deliver(cfg, &batch[i], host) == 0;
+
+        pthread_mutex_lock(&A.mu);
+        if (ok) {
+            A.st.sent++;
+        } else {
+            A.st.failed++;
+            A.next_try_ms = util_wall_ms() + backoff_ms(A.fails);
+        }
+        pthread_mutex_unlock(&A.mu);
+        if (!ok) {
+            A.fails++;
+            return; /* the receiver is down: wait, then start again from the oldest */
+        }
+        A.fails = 0;
+    }
+}
+
+/* ---- the thread ---- */
+
+static void pass(const struct orp_config *cfg)
+{
+    int64_t now = util_wall_ms();
+
+    if (cfg->alerts_webhook_url[0] == '\0' || open_db(cfg) < 0)
+        return;
+    check_budgets(cfg, now);
+    check_expiry(now);
+    deliver_pending(cfg, now);
+}
+
+static void *alerts_main(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&A.mu);
+    while (!atomic_load(&A.stopping)) {
+        struct orp_config *cfg = config_hold(A.cfg);
+        struct timespec ts;
+
+        pthread_mutex_unlock(&A.mu);
+        pass(cfg);
+        config_release(cfg);
+        pthread_mutex_lock(&A.mu);
+        if (atomic_load(&A.stopping))
+            break;
+        ts = util_wall_after_ms(TICK_MS);
+        pthread_cond_timedwait(&A.cv, &A.mu, &ts);
+    }
+    pthread_mutex_unlock(&A.mu);
+    if (A.easy != NULL)
+        curl_easy_cleanup(A.easy);
+    A.easy = NULL;
+    sqlite3_close(A.db);
+    A.db = NULL;
+    for (size_t i = 0; i < A.n_seen; i++)
+        free(A.seen[i]);
+    free(A.seen);
+    A.seen = NULL;
+    A.n_seen = 0;
+    return NULL;
+}
+
+int alerts_start(struct orp_config *cfg)
+{
+    if (gethostname(A.instance, sizeof A.instance) < 0 || A.instance[0] == '\0')
+        snprintf(A.instance, sizeof A.instance, "orproxy");
+    A.instance[sizeof A.instance - 1] = '\0';
+    A.cfg = config_hold(cfg);
+    A.fails = 0;
+    A.next_try_ms = 0;
+    atomic_store(&A.stopping, 0);
+    if (pthread_create(&A.thread, NULL, alerts_main, NULL) != 0) {
+        config_release(A.cfg);
+        A.cfg = NULL;
+        return -1;
+    }
+    A.running = 1;
+    return 0;
+}
+
+void alerts_set_config(struct orp_config *cfg)
+{
+    struct orp_config *old;
+
+    pthread_mutex_lock(&A.mu);
+    if (!A.running) {
+        pthread_mutex_unlock(&A.mu);
+        return;
+    }
+    old = A.cfg;
+    A.cfg = config_hold(cfg);
+    A.next_try_ms = 0; /* the webhook may have been fixed: try now */
+    pthread_mutex_unlock(&A.mu);
+    pthread_cond_signal(&A.cv);
+    config_release(old);
+}
+
+void alerts_get_stats(struct alerts_stats *out)
+{
+    pthread_mutex_lock(&A.mu);
+    *out = A.st;
+    pthread_mutex_unlock(&A.mu);
+}
+
+void alerts_stop(void)
+{
+    pthread_mutex_lock(&A.mu);
+    if (!A.running) {
+        pthread_mutex_unlock(&A.mu);
+        return;
+    }
+    atomic_store(&A.stopping, 1);
+    pthread_cond_broadcast(&A.cv);
+    pthread_mutex_unlock(&A.mu);
+    pthread_join(A.thread, NULL);
+    pthread_mutex_lock(&A.mu);
+    A.running = 0;
+    config_release(A.cfg);
+    A.cfg = NULL;
+    pthread_mutex_unlock(&A.mu);
+}
