@@ -340,6 +340,11 @@ START_TEST(test_expired_and_restart)
     for (int i = 0; i < 4; i++)
         ck_assert_int_eq(chat(live), 200);
     ck_assert_int_eq(chat(old), 401);
+    /* a reload re-merges the managed clients onto the new file config */
+    ck_assert_int_eq(kill(orp.pid, SIGHUP), 0);
+    ck_assert(h_log_wait(&orp, "reloaded", 5000));
+    for (int i = 0; i < 4; i++)
+        ck_assert_int_eq(chat(live), 200);
     /* a managed admin may use the admin API */
     ck_assert_int_eq(adm(live, "GET", "/admin/v1/clients", NULL, &r), 200);
     ck_assert_ptr_nonnull(strstr(r.body, "\"name\":\"live\",\"source\":\"managed\",\"admin\":true"));
@@ -411,6 +416,23 @@ START_TEST(test_data_routes)
 }
 END_TEST
 
+START_TEST(test_open_without_auth)
+{
+    struct h_resp r;
+    char key[64];
+    char *open_conf = strdup(conf_text);
+    char *p = strstr(open_conf, "mode = \"keys\"");
+    memcpy(p, "mode = \"none\"", 13);
+    ck_assert_int_eq(h_proc_stop(&orp, SIGTERM, 10000), 0);
+    ck_assert_int_eq(h_orproxy_start(&orp, open_conf, env_keys), 0);
+    free(open_conf);
+    ck_assert_int_eq(adm(NULL, "GET", "/admin/v1/clients", NULL, &r), 200);
+    ck_assert_str_eq(h_header(&r, "Cache-Control"), "no-store");
+    h_resp_free(&r);
+    create("{\"name\":\"anyone\"}", key, sizeof key);
+}
+END_TEST
+
 static Suite *admin_suite(void)
 {
     Suite *s = suite_create("admin");
@@ -424,6 +446,7 @@ static Suite *admin_suite(void)
     tcase_add_test(tc, test_expired_and_restart);
     tcase_add_test(tc, test_failure_limit);
     tcase_add_test(tc, test_data_routes);
+    tcase_add_test(tc, test_open_without_auth);
     suite_add_tcase(s, tc);
     return s;
 }
