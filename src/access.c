@@ -71,14 +71,27 @@ int access_identify(const struct orp_config *cfg, const char *authorization, str
         return -2;
     }
     {
-        /* Only hashes are stored; compare against every client in constant
-         * time, so timing reveals neither the key nor which client matched. */
+        /* Only hashes are stored; compare against every client's key (and
+         * old key) in constant time, so timing reveals neither the key nor
+         * which client matched.  A rotation's old key counts only until
+         * its grace period ends: checked here, so it stops at that instant
+         * with no new config published. */
         uint8_t h[32];
         int found = -1;
+        int64_t now = util_wall_ms();
         keys_sha256(tok, len, h);
         for (int k = 0; k < cfg->n_clients; k++) {
-            int eq = keys_ct_equal(h, cfg->clients[k].key_sha256, 32);
-            found = (eq && found < 0) ? k : found;
+            const struct orp_client *c = &cfg->clients[k];
+            int eq = keys_ct_equal(h, c->key_sha256, 32);
+            int old = keys_ct_equal(h, c->old_key_sha256, 32) & (c->old_key_until_ms > now);
+            found = ((eq | old) && found < 0) ? k : found;
+        }
+        if (found >= 0 && cfg->clients[found].expires_ms > 0 && cfg->clients[found].expires_ms <= now) {
+            d->status = 401;
+            d->code = "key_expired";
+            snprintf(d->message, sizeof d->message, "the client key of '%s' has expired",
+                     cfg->clients[found].name);
+            return -2;
         }
         if (found >= 0)
             return found;
@@ -389,23 +402,30 @@ char *access_key_json(const struct orp_config *cfg, int client)
     return out;
 }
 
+/* Caller holds S.mu.  The spend of st so far in the current day and month
+ * (rolling the periods over first, so a new day reads 0). */
+static void spent_now(struct state *st, int64_t now, int64_t *day_pusd, int64_t *month_pusd)
+{
+    int64_t dummy;
+
+    limits_budget_reserve(&st->day, now, 0, &dummy);
+    limits_budget_reserve(&st->month, now, 0, &dummy);
+    *day_pusd = st->day.spent_pusd;
+    *month_pusd = st->month.spent_pusd;
+}
+
 /* Caller holds S.mu. */
 static void snapshot_scope(struct access_budget *b, const char *name, const struct orp_limits *lim,
                            int64_t now)
 {
     struct state *st = state_for(name);
-    int64_t dummy;
 
     memset(b, 0, sizeof *b);
     snprintf(b->name, sizeof b->name, "%s", name);
     b->day_limit_pusd = lim->budget_day_pusd;
     b->month_limit_pusd = lim->budget_month_pusd;
-    if (st != NULL) {
-        limits_budget_reserve(&st->day, now, 0, &dummy); /* roll periods over */
-        limits_budget_reserve(&st->month, now, 0, &dummy);
-        b->day_spent_pusd = st->day.spent_pusd;
-        b->month_spent_pusd = st->month.spent_pusd;
-    }
+    if (st != NULL)
+        spent_now(st, now, &b->day_spent_pusd, &b->month_spent_pusd);
 }
 
 struct access_budget *access_budget_snapshot(const struct orp_config *cfg, int64_t now_ms,
@@ -423,4 +443,15 @@ struct access_budget *access_budget_snapshot(const struct orp_config *cfg, int64
     pthread_mutex_unlock(&S.mu);
     *n = (size_t)cfg->n_clients + 1;
     return v;
+}
+
+void access_spent(const char *client, int64_t *day_pusd, int64_t *month_pusd)
+{
+    struct state *st;
+
+    *day_pusd = *month_pusd = 0;
+    pthread_mutex_lock(&S.mu);
+    if ((st = state_for(client ? client : "")) != NULL)
+        spent_now(st, util_wall_ms(), day_pusd, month_pusd);
+    pthread_mutex_unlock(&S.mu);
 }

@@ -63,6 +63,8 @@ static struct request *request_new(struct front *f, struct MHD_Connection *conn,
     r->task.fn = request_task;
     r->task.arg = r;
     r->client = -1;
+    if (f->adopt != NULL)
+        f->adopt(f->adopt_arg);
     r->cfg = config_hold(f->cfg);
     r->conn = conn;
     r->t_start = util_mono_ns();
@@ -101,6 +103,7 @@ static void maybe_free(struct request *r)
     free(r->local_msg);
     free(r->reply);
     free(r->url_query);
+    free(r->path);
     config_release(r->cfg);
     free(r);
 }
@@ -207,6 +210,8 @@ static enum MHD_Result on_head(struct request *r, const char *url, const char *m
         relay_set_error(r, 404, "not_found", "no such endpoint");
         break;
     }
+    if (r->route != NULL && r->route->kind == ROUTE_ADMIN && (r->path = strdup(url)) == NULL)
+        relay_set_error(r, 500, "out_of_memory", "orproxy is out of memory");
     if (check_head(r, version) < 0)
         return respond_local(r);
     cl = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
