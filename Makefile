@@ -12,7 +12,9 @@ BUILD   ?= build
 SAN     ?=
 CC      ?= cc
 
-PKGS      := libmicrohttpd libcurl libcrypto libcjson libconfig sqlite3 libsystemd
+# libpq: the PostgreSQL ledger and shared budgets for several instances (issue 14;
+# src/pgconn.c, pgledger.c, lease.c).
+PKGS      := libmicrohttpd libcurl libcrypto libcjson libconfig sqlite3 libsystemd libpq
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CHECK_CFLAGS := $(shell pkg-config --cflags check 2>/dev/null)
