@@ -134,6 +134,14 @@ const char *pgconn_sqlstate(const struct pgconn *c)
     return c->sqlstate;
 }
 
+/* Notices ("relation already exists, skipping") are not errors: dropped,
+ * instead of libpq's default of printing them to stderr. */
+static void ignore_notice(void *arg, const char *msg)
+{
+    (void)arg;
+    (void)msg;
+}
+
 /* Waits until the socket is ready for events or the deadline (monotonic
  * ms) passes.  Returns the revents, 0 on timeout, -1 on error. */
 static int wait_sock(PGconn *pg, short events, int64_t deadline)
@@ -175,6 +183,7 @@ int pgconn_connect(struct pgconn *c, char *err, size_t errlen)
         util_set_err(err, errlen, "postgresql: out of memory");
         return PGC_DOWN;
     }
+    PQsetNoticeProcessor(c->pg, ignore_notice, NULL);
     while (PQstatus(c->pg) != CONNECTION_BAD && st != PGRES_POLLING_OK &&
            st != PGRES_POLLING_FAILED) {
         int w = wait_sock(c->pg, st == PGRES_POLLING_READING ? POLLIN : POLLOUT, deadline);

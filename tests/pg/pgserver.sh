@@ -16,6 +16,7 @@
 #   ORP_PG_PASSWORD_FILE  a file holding only the test role's password
 #   ORP_PG_PASSFILE       a .pgpass file (mode 0600) for both roles
 #   ORP_PG_ADMIN_URL      URI of the superuser (password in ORP_PG_PASSFILE)
+#   ORP_PG_ADMIN_PASSWORD_FILE  the superuser's password alone
 #   ORP_PG_PORT, ORP_PG_DIR
 # bash, not sh: the retry loop uses $RANDOM.
 set -eu
@@ -89,6 +90,7 @@ ORP_PG_URL=postgresql://orp_test@127.0.0.1:$port/orp_test
 ORP_PG_PASSWORD_FILE=$dir/test.password
 ORP_PG_PASSFILE=$dir/pgpass
 ORP_PG_ADMIN_URL=postgresql://orp_super@127.0.0.1:$port/postgres
+ORP_PG_ADMIN_PASSWORD_FILE=$dir/super.password
 ENV
     cat "$dir/env"
     ;;
