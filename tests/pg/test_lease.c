@@ -227,6 +227,67 @@ START_TEST(test_killed_instance_lease_returns_after_timeout)
 }
 END_TEST
 
+/* Takes and holds leases until refused 20 times in a row. */
+static void *hold_loop(void *arg)
+{
+    struct taker *t = arg;
+    struct pgconn *c = pgt_conn(url);
+    struct lease_state st;
+    unsigned seed = (unsigned)(uintptr_t)t;
+
+    for (int refused = 0; refused < 20 && t->granted < 5000;) {
+        int64_t want = 1 + rand_r(&seed) % 40;
+        int rc = lease_take(c, t->instance, t->id, want, 60000, &st, t->err, sizeof t->err);
+        if (rc < 0) {
+            t->rc = rc;
+            break;
+        }
+        refused = rc == 0 ? refused + 1 : 0;
+        if (rc == 1) {
+            t->granted++;
+            t->settled += want; /* here: held */
+        }
+    }
+    pgconn_free(c);
+    return NULL;
+}
+
+START_TEST(test_racing_holders_never_exceed_the_limit)
+{
+    /* 8 connections take and keep leases, so every take after the first
+     * few races others near the limit. */
+    struct pgconn *c = fresh("orp_lease_hold");
+    char err[256] = "";
+
+    for (int round = 0; round < 5; round++) {
+        struct taker t[8];
+        pthread_t th[8];
+        struct lease_id id;
+        int64_t held = 0;
+
+        lease_id_set(&id, "", LEASE_DAY, T0 + round * 86400000LL);
+        ck_assert_int_eq(lease_budget_ensure(c, &id, 2000, err, sizeof err), PGC_OK);
+        for (int i = 0; i < 8; i++) {
+            memset(&t[i], 0, sizeof t[i]);
+            t[i].instance = (const char *[]){"a", "b", "c", "d", "e", "f", "g", "h"}[i];
+            t[i].id = &id;
+            pthread_create(&th[i], NULL, hold_loop, &t[i]);
+        }
+        for (int i = 0; i < 8; i++) {
+            pthread_join(th[i], NULL);
+            ck_assert_msg(t[i].rc == 0, "%s", t[i].err);
+            held += t[i].settled;
+        }
+        ck_assert_int_le(held, 2000);
+        ck_assert_int_ge(held, 2000 - 40);
+    }
+    ck_assert_int_eq(pgt_int(c, "SELECT count(*) FROM budgets"), 5);
+    ck_assert_int_eq(pgt_int(c, "SELECT count(*) FROM budgets WHERE leased_pusd > limit_pusd"), 0);
+    assert_leases_add_up(c);
+    pgconn_free(c);
+}
+END_TEST
+
 struct roller {
     const struct lease_id *ids; /* [0] old day, [1] new day */
     int64_t settled[2];
@@ -389,6 +450,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_period_keys_are_utc);
     tcase_add_test(tc, test_take_refuses_beyond_the_limit);
     tcase_add_test(tc, test_concurrent_instances_never_overspend);
+    tcase_add_test(tc, test_racing_holders_never_exceed_the_limit);
     tcase_add_test(tc, test_killed_instance_lease_returns_after_timeout);
     tcase_add_test(tc, test_rollover_loses_no_spend);
     tcase_add_test(tc, test_outage_rows_spool_and_replay_once);
