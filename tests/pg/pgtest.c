@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "pgledger.h"
+
 const char *pgt_env(const char *name)
 {
     const char *v = getenv(name);
@@ -70,4 +72,19 @@ void pgt_server(const char *what)
     char cmd[1024];
     snprintf(cmd, sizeof cmd, "'%s' %s '%s'", pgt_env("ORP_PG_CTL"), what, pgt_env("ORP_PG_DIR"));
     ck_assert_msg(system(cmd) == 0, "%s failed", cmd);
+}
+
+struct pgconn *pgt_migrated(const char *db, const char **url)
+{
+    const char *u = pgt_fresh_db(db);
+    struct pgconn *c = pgt_conn(u);
+    char err[256] = "";
+    int v = 0, applied = 0;
+
+    ck_assert_msg(pgledger_migrate(c, "t", &v, &applied, err, sizeof err) == PGC_OK, "%s", err);
+    ck_assert_int_eq(v, PGLEDGER_SCHEMA_VERSION);
+    ck_assert_int_eq(applied, PGLEDGER_SCHEMA_VERSION);
+    if (url != NULL)
+        *url = u;
+    return c;
 }

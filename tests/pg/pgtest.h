@@ -13,6 +13,9 @@ const char *pgt_env(const char *name);
 /* Drops and creates database db (owner orp_test); returns its URL for the
  * test role, without password (static buffer, valid until the next call). */
 const char *pgt_fresh_db(const char *db);
+/* pgt_fresh_db(db), migrated to the newest schema (pgledger_migrate), and a
+ * pgconn to it; *url (may be NULL) is its URL. */
+struct pgconn *pgt_migrated(const char *db, const char **url);
 /* A pgconn to url with the test role's password file, timeout 5 s. */
 struct pgconn *pgt_conn(const char *url);
 /* Runs sql (no parameters) and returns the first column of the first row

@@ -22,18 +22,6 @@
 
 static const char *url;
 
-static struct pgconn *fresh(const char *db)
-{
-    struct pgconn *c;
-    char err[256] = "";
-    int v, applied;
-
-    url = pgt_fresh_db(db);
-    c = pgt_conn(url);
-    ck_assert_msg(pgledger_migrate(c, "t", &v, &applied, err, sizeof err) == PGC_OK, "%s", err);
-    return c;
-}
-
 /* budgets.leased_pusd is the sum of its lease rows, for every budget. */
 static void assert_leases_add_up(struct pgconn *c)
 {
@@ -59,7 +47,7 @@ END_TEST
 
 START_TEST(test_take_refuses_beyond_the_limit)
 {
-    struct pgconn *c = fresh("orp_lease_basic");
+    struct pgconn *c = pgt_migrated("orp_lease_basic", &url);
     struct lease_id id;
     struct lease_state st;
     char err[256] = "";
@@ -145,7 +133,7 @@ static void *take_loop(void *arg)
 
 START_TEST(test_concurrent_instances_never_overspend)
 {
-    struct pgconn *c = fresh("orp_lease_race");
+    struct pgconn *c = pgt_migrated("orp_lease_race", &url);
     struct lease_id id;
     struct taker t[3] = {{.instance = "a"}, {.instance = "b"}, {.instance = "c"}};
     pthread_t th[3];
@@ -177,7 +165,7 @@ END_TEST
 
 START_TEST(test_killed_instance_lease_returns_after_timeout)
 {
-    struct pgconn *c = fresh("orp_lease_kill");
+    struct pgconn *c = pgt_migrated("orp_lease_kill", &url);
     struct lease_id id;
     struct lease_state st;
     char err[256] = "";
@@ -256,7 +244,7 @@ START_TEST(test_racing_holders_never_exceed_the_limit)
 {
     /* 8 connections take and keep leases, so every take after the first
      * few races others near the limit. */
-    struct pgconn *c = fresh("orp_lease_hold");
+    struct pgconn *c = pgt_migrated("orp_lease_hold", &url);
     char err[256] = "";
 
     for (int round = 0; round < 5; round++) {
@@ -329,7 +317,7 @@ static void *roll_loop(void *arg)
 
 START_TEST(test_rollover_loses_no_spend)
 {
-    struct pgconn *c = fresh("orp_lease_roll");
+    struct pgconn *c = pgt_migrated("orp_lease_roll", &url);
     struct lease_id ids[2];
     struct roller r[3];
     pthread_t th[3];
@@ -386,7 +374,7 @@ static int to_pg(const struct pgl_row *rows, size_t n, void *arg)
 
 START_TEST(test_outage_rows_spool_and_replay_once)
 {
-    struct pgconn *c = fresh("orp_spool");
+    struct pgconn *c = pgt_migrated("orp_spool", &url);
     char dir[] = "/tmp/orp-pgspool.XXXXXX", path[256], err[256] = "";
     struct pgl_row rows[40];
     struct pgl_keys k;

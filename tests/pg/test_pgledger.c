@@ -16,16 +16,6 @@
 #include "pgtest.h"
 #include "util.h"
 
-static struct pgconn *migrated(const char *db)
-{
-    struct pgconn *c = pgt_conn(pgt_fresh_db(db));
-    char err[256] = "";
-    int v = 0, applied = 0;
-    ck_assert_msg(pgledger_migrate(c, "t", &v, &applied, err, sizeof err) == PGC_OK, "%s", err);
-    ck_assert_int_eq(v, PGLEDGER_SCHEMA_VERSION);
-    return c;
-}
-
 static void fill_row(struct pgl_row *r, struct pgl_keys *k, int i)
 {
     memset(r, 0, sizeof *r);
@@ -159,7 +149,7 @@ END_TEST
 
 START_TEST(test_insert_twice_rows_once)
 {
-    struct pgconn *c = migrated("orp_insert");
+    struct pgconn *c = pgt_migrated("orp_insert", NULL);
     size_t n = 2 * PGLEDGER_CHUNK + 137, ins = 99;
     struct pgl_row *rows = calloc(n, sizeof *rows);
     struct pgl_keys k;
@@ -205,7 +195,7 @@ END_TEST
 START_TEST(test_same_request_id_is_two_rows)
 {
     /* A client may send the same X-Request-Id twice: both requests are billed. */
-    struct pgconn *c = migrated("orp_samerid");
+    struct pgconn *c = pgt_migrated("orp_samerid", NULL);
     struct pgl_row rows[2];
     struct pgl_keys k;
     size_t ins = 0;
@@ -224,7 +214,7 @@ END_TEST
 
 START_TEST(test_invalid_utf8_is_stored_cleaned)
 {
-    struct pgconn *c = migrated("orp_utf8");
+    struct pgconn *c = pgt_migrated("orp_utf8", NULL);
     struct pgl_row row;
     struct pgl_keys k;
     size_t ins = 0;
@@ -243,7 +233,7 @@ END_TEST
 
 START_TEST(test_outage_is_down_then_recovers)
 {
-    struct pgconn *c = migrated("orp_outage");
+    struct pgconn *c = pgt_migrated("orp_outage", NULL);
     struct pgl_row rows[3];
     struct pgl_keys k;
     size_t ins = 0;
