@@ -86,8 +86,8 @@ static int run(struct pgconn *c, const char *sql, int n, const char *const *p, P
     int rc = PGC_SQL;
     for (int attempt = 0; attempt < 5; attempt++) {
         rc = pgconn_exec(c, sql, n, p, res, err, errlen);
-        if (rc != PGC_SQL || (strcmp(pgconn_sqlstate(c), "40P01") != 0 &&
-                              strcmp(pgconn_sqlstate(c), "40001") != 0))
+        if (rc != PGC_SQL ||
+            (strcmp(pgconn_sqlstate(c), "40P01") != 0 && strcmp(pgconn_sqlstate(c), "40001") != 0))
             break;
     }
     return rc;
@@ -104,8 +104,8 @@ static void read_state(PGresult *r, struct lease_state *st)
     st->held_pusd = strtoll(PQgetvalue(r, 0, 3), NULL, 10);
 }
 
-int lease_budget_ensure(struct pgconn *c, const struct lease_id *id, int64_t limit_pusd,
-                        char *err, size_t errlen)
+int lease_budget_ensure(struct pgconn *c, const struct lease_id *id, int64_t limit_pusd, char *err,
+                        size_t errlen)
 {
     char lim[24];
     const char *p[4] = {id->scope, period_name(id->period), id->period_key, lim};
@@ -134,8 +134,7 @@ int lease_take(struct pgconn *c, const char *instance, const struct lease_id *id
 }
 
 static int settle(struct pgconn *c, const char *instance, const struct lease_id *id,
-                  int64_t release, int64_t spent, struct lease_state *st, char *err,
-                  size_t errlen)
+                  int64_t release, int64_t spent, struct lease_state *st, char *err, size_t errlen)
 {
     char rel[24], sp[24];
     const char *p[6] = {id->scope, period_name(id->period), id->period_key, instance, rel, sp};

@@ -41,9 +41,9 @@ enum lease_period { LEASE_DAY, LEASE_MONTH };
 
 /* One budget row. */
 struct lease_id {
-    char scope[64];          /* client name, "" = all traffic */
+    char scope[64]; /* client name, "" = all traffic */
     enum lease_period period;
-    char period_key[16];     /* lease_id_set fills it */
+    char period_key[16]; /* lease_id_set fills it */
 };
 
 /* The budget row (and this instance's hold) after a call. */
@@ -57,8 +57,8 @@ void lease_id_set(struct lease_id *id, const char *scope, enum lease_period p, i
 
 /* Creates the budget row with this limit, or sets the limit of the existing
  * one (the last instance to start with a new limit wins).  A pgconn_rc. */
-int lease_budget_ensure(struct pgconn *c, const struct lease_id *id, int64_t limit_pusd,
-                        char *err, size_t errlen);
+int lease_budget_ensure(struct pgconn *c, const struct lease_id *id, int64_t limit_pusd, char *err,
+                        size_t errlen);
 
 /* Leases want more pusd for instance, renewing its hold for timeout_ms.
  * 1 granted, 0 refused (not enough headroom, or no such budget row),

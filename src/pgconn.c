@@ -46,8 +46,9 @@ static int check_url(const char *url, char *err, size_t errlen)
     }
     for (o = opts; o->keyword != NULL; o++)
         if (strcmp(o->keyword, "password") == 0 && o->val != NULL && o->val[0] != '\0') {
-            util_set_err(err, errlen, "ledger.postgresql_url must not contain a password "
-                                      "(use ledger.postgresql_password_file or .pgpass)");
+            util_set_err(err, errlen,
+                         "ledger.postgresql_url must not contain a password "
+                         "(use ledger.postgresql_password_file or .pgpass)");
             rc = -1;
         }
     PQconninfoFree(opts);
@@ -168,9 +169,9 @@ int pgconn_connect(struct pgconn *c, char *err, size_t errlen)
 {
     /* Defaults first, then the URL's own settings, then the password: with
      * expand_dbname, a later keyword overrides an earlier one. */
-    const char *kw[] = {"keepalives", "keepalives_idle", "keepalives_interval",
+    const char *kw[] = {"keepalives",       "keepalives_idle",  "keepalives_interval",
                         "keepalives_count", "tcp_user_timeout", "application_name",
-                        "dbname", "password", NULL};
+                        "dbname",           "password",         NULL};
     const char *val[] = {"1", "30", "10", "3", "30000", c->app_name, c->url, c->password, NULL};
     int64_t deadline = util_mono_ms() + c->timeout_ms;
     PostgresPollingStatusType st = PGRES_POLLING_WRITING;
@@ -184,8 +185,7 @@ int pgconn_connect(struct pgconn *c, char *err, size_t errlen)
         return PGC_DOWN;
     }
     PQsetNoticeProcessor(c->pg, ignore_notice, NULL);
-    while (PQstatus(c->pg) != CONNECTION_BAD && st != PGRES_POLLING_OK &&
-           st != PGRES_POLLING_FAILED) {
+    while (PQstatus(c->pg) != CONNECTION_BAD && st != PGRES_POLLING_OK && st != PGRES_POLLING_FAILED) {
         int w = wait_sock(c->pg, st == PGRES_POLLING_READING ? POLLIN : POLLOUT, deadline);
         if (w == 0) {
             util_set_err(err, errlen, "postgresql: connect timed out after %d ms", c->timeout_ms);

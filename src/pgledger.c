@@ -117,8 +117,8 @@ static int read_version(struct pgconn *c, int *version, char *err, size_t errlen
     return PGC_OK;
 }
 
-int pgledger_migrate(struct pgconn *c, const char *instance, int *version, int *applied,
-                     char *err, size_t errlen)
+int pgledger_migrate(struct pgconn *c, const char *instance, int *version, int *applied, char *err,
+                     size_t errlen)
 {
     int rc, v = 0;
 
@@ -132,8 +132,8 @@ int pgledger_migrate(struct pgconn *c, const char *instance, int *version, int *
         rc = pgconn_exec(c, migrations[v], 0, NULL, NULL, err, errlen);
         snprintf(vs, sizeof vs, "%d", v + 1);
         if (rc == PGC_OK)
-            rc = pgconn_exec(c, "INSERT INTO orp_schema (version, instance) VALUES ($1, $2)", 2,
-                             p, NULL, err, errlen);
+            rc = pgconn_exec(c, "INSERT INTO orp_schema (version, instance) VALUES ($1, $2)", 2, p,
+                             NULL, err, errlen);
         if (rc == PGC_OK) {
             v++;
             (*applied)++;

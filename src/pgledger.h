@@ -56,8 +56,8 @@ void pgledger_key_next(struct pgl_keys *k, char *out);
  * *version: the version the database is at afterwards; *applied: how many
  * migrations this call applied (0 when another instance did them).
  * Returns a pgconn_rc. */
-int pgledger_migrate(struct pgconn *c, const char *instance, int *version, int *applied,
-                     char *err, size_t errlen);
+int pgledger_migrate(struct pgconn *c, const char *instance, int *version, int *applied, char *err,
+                     size_t errlen);
 
 /* Writes n rows, PGLEDGER_CHUNK per statement, each statement committed on
  * its own; rows whose key is already there are skipped.  *inserted (may be

@@ -19,8 +19,8 @@ const char *pgt_env(const char *name)
 
 static struct pgconn *conn_with(const char *url, const char *pwfile)
 {
-    struct pgconn_opts o = {.url = url, .password_file = pwfile, .app_name = "orp-test",
-                            .timeout_ms = 5000};
+    struct pgconn_opts o = {
+        .url = url, .password_file = pwfile, .app_name = "orp-test", .timeout_ms = 5000};
     char err[256] = "";
     struct pgconn *c = pgconn_new(&o, err, sizeof err);
     ck_assert_msg(c != NULL, "pgconn_new: %s", err);

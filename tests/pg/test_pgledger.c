@@ -101,8 +101,8 @@ struct migrator {
 static void *migrate_thread(void *arg)
 {
     struct migrator *m = arg;
-    struct pgconn_opts o = {.url = m->url, .password_file = getenv("ORP_PG_PASSWORD_FILE"),
-                            .timeout_ms = 10000};
+    struct pgconn_opts o = {
+        .url = m->url, .password_file = getenv("ORP_PG_PASSWORD_FILE"), .timeout_ms = 10000};
     struct pgconn *c = pgconn_new(&o, m->err, sizeof m->err);
     m->rc = c ? pgconn_connect(c, m->err, sizeof m->err) : -9;
     pthread_barrier_wait(m->go);
@@ -141,7 +141,8 @@ START_TEST(test_three_instances_migrate_once)
         c = pgt_conn(url);
         ck_assert_int_eq(pgt_int(c, "SELECT count(*) FROM orp_schema"), PGLEDGER_SCHEMA_VERSION);
         ck_assert_int_eq(pgt_int(c, "SELECT count(*) FROM pg_tables WHERE tablename IN"
-                                    " ('requests', 'budgets', 'budget_leases')"), 3);
+                                    " ('requests', 'budgets', 'budget_leases')"),
+                         3);
         pgconn_free(c);
     }
 }
@@ -225,7 +226,8 @@ START_TEST(test_invalid_utf8_is_stored_cleaned)
     snprintf(row.rec.user, sizeof row.rec.user, "bob\xff\xfe-\xc3\xa9");
     ck_assert_msg(pgledger_insert(c, "a", &row, 1, &ins, err, sizeof err) == PGC_OK, "%s", err);
     ck_assert_uint_eq(ins, 1);
-    ck_assert_int_eq(pgt_int(c, "SELECT count(*) FROM requests WHERE \"user\" = 'bob?" "?-\xc3\xa9'"),
+    ck_assert_int_eq(pgt_int(c, "SELECT count(*) FROM requests WHERE \"user\" = 'bob?"
+                                "?-\xc3\xa9'"),
                      1);
     pgconn_free(c);
 }
