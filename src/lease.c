@@ -121,6 +121,10 @@ int lease_take(struct pgconn *c, const char *instance, const struct lease_id *id
     PGresult *r = NULL;
     int rc;
 
+    if (want < 0 || timeout_ms <= 0) {
+        util_set_err(err, errlen, "lease_take: want %" PRId64 ", timeout %d ms", want, timeout_ms);
+        return PGC_SQL;
+    }
     snprintf(w, sizeof w, "%" PRId64, want);
     snprintf(t, sizeof t, "%d", timeout_ms);
     rc = run(c, take_sql, 6, p, &r, err, errlen);
@@ -141,6 +145,10 @@ static int settle(struct pgconn *c, const char *instance, const struct lease_id 
     PGresult *r = NULL;
     int rc;
 
+    if (release < 0 || spent < 0) {
+        util_set_err(err, errlen, "lease: negative amount");
+        return PGC_SQL;
+    }
     snprintf(rel, sizeof rel, "%" PRId64, release);
     snprintf(sp, sizeof sp, "%" PRId64, spent);
     rc = run(c, settle_sql, 6, p, &r, err, errlen);

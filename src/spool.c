@@ -181,46 +181,67 @@ static uint64_t next_magic(int fd, uint64_t from, uint64_t end)
     return end;
 }
 
-/* Reads the record at *off (the file ends at end).  REC_OK: *payload
- * (malloc'd, *len bytes) and *off moved past it.  REC_BAD: a damaged record
- * with a good one after it; *off moved to that one.  REC_TORN: nothing good
- * from *off to the end.  REC_END at the end. */
-static int read_record(int fd, uint64_t *off, uint64_t end, char **payload, uint32_t *len)
+/* Reads the record at off: REC_OK with *payload (malloc'd, *len bytes),
+ * REC_BAD when its header, length or checksum is wrong, REC_IOERR. */
+static int read_at(int fd, uint64_t off, uint64_t end, char **payload, uint32_t *len)
 {
     unsigned char h[HDR];
-    uint64_t at = *off, next;
     char *p;
 
     *payload = NULL;
-    if (at >= end)
-        return REC_END;
-    if (end - at < HDR)
-        return REC_TORN;
-    if (pread(fd, h, HDR, (off_t)at) != HDR)
+    if (end - off < HDR)
+        return REC_BAD;
+    if (pread(fd, h, HDR, (off_t)off) != HDR)
         return REC_IOERR;
     *len = get_u32(h + 4);
-    if (memcmp(h, MAGIC, 4) != 0 || *len > MAX_PAYLOAD || at + HDR + *len > end)
-        goto damaged;
+    if (memcmp(h, MAGIC, 4) != 0 || *len > MAX_PAYLOAD || off + HDR + *len > end)
+        return REC_BAD;
     p = malloc(*len ? *len : 1);
     if (p == NULL)
         return REC_IOERR;
-    if (pread(fd, p, *len, (off_t)(at + HDR)) != (ssize_t)*len) {
+    if (pread(fd, p, *len, (off_t)(off + HDR)) != (ssize_t)*len) {
         free(p);
         return REC_IOERR;
     }
     if (crc32_of(p, *len) != get_u32(h + 8)) {
         free(p);
-        goto damaged;
+        return REC_BAD;
     }
     *payload = p;
-    *off = at + HDR + *len;
     return REC_OK;
-damaged:
-    next = next_magic(fd, at + 1, end);
-    if (next >= end)
-        return REC_TORN;
-    *off = next;
-    return REC_BAD;
+}
+
+/* Reads the record at *off (the file ends at end).  REC_OK: *payload
+ * (malloc'd, *len bytes) and *off moved past it.  REC_BAD: a damaged record
+ * with a good one after it; *off moved to that one.  REC_TORN: no good
+ * record from *off to the end (a magic inside a torn payload does not
+ * count: the record there must check out).  REC_END at the end. */
+static int read_record(int fd, uint64_t *off, uint64_t end, char **payload, uint32_t *len)
+{
+    uint64_t next;
+    int r;
+
+    *payload = NULL;
+    if (*off >= end)
+        return REC_END;
+    r = read_at(fd, *off, end, payload, len);
+    if (r == REC_OK)
+        *off += HDR + *len;
+    if (r != REC_BAD)
+        return r;
+    for (next = next_magic(fd, *off + 1, end); next < end; next = next_magic(fd, next + 1, end)) {
+        char *p;
+        uint32_t n;
+        r = read_at(fd, next, end, &p, &n);
+        free(p);
+        if (r == REC_IOERR)
+            return r;
+        if (r == REC_OK) {
+            *off = next;
+            return REC_BAD;
+        }
+    }
+    return REC_TORN;
 }
 
 /* --- the file ----------------------------------------------------------------------- */
@@ -349,9 +370,12 @@ int spool_append(struct spool *sp, const struct pgl_row *rows, size_t n, char *e
     }
     free(buf);
     if (done < len || fdatasync(sp->fd) != 0) {
+        off_t now;
         util_set_err(err, errlen, "spool: write failed: %s", strerror(errno ? errno : EIO));
-        if (ftruncate(sp->fd, (off_t)start) != 0) /* the scan at the next open cuts it */
-            return -1;
+        /* Cut the partial batch.  Should that fail too, the size stays what
+         * the file holds: readers skip the partial records (damaged). */
+        if (ftruncate(sp->fd, (off_t)start) != 0 && (now = lseek(sp->fd, 0, SEEK_END)) >= 0)
+            atomic_store(&sp->size, (uint64_t)now);
         return -1;
     }
     atomic_store(&sp->size, start + len);

@@ -205,6 +205,29 @@ START_TEST(test_torn_tail_is_cut)
 }
 END_TEST
 
+START_TEST(test_magic_inside_a_torn_record_is_not_a_record)
+{
+    struct spool *sp = spool_open(path, NULL, NULL, 0);
+    struct spool_scan sc;
+    struct pgl_row row;
+    char err[256] = "";
+    off_t two;
+
+    append_rows(sp, 0, 2);
+    two = file_size();
+    make_row(&row, 2);
+    snprintf(row.rec.user, sizeof row.rec.user, "ORPS ORPS tail");
+    ck_assert_int_eq(spool_append(sp, &row, 1, err, sizeof err), 0);
+    spool_close(sp);
+    ck_assert_int_eq(truncate(path, file_size() - 5), 0);
+    sp = spool_open(path, &sc, NULL, 0);
+    ck_assert_uint_eq(sc.records, 2);
+    ck_assert_uint_eq(sc.corrupt, 0);
+    ck_assert_int_eq(file_size(), two);
+    spool_close(sp);
+}
+END_TEST
+
 START_TEST(test_damaged_middle_record_is_skipped)
 {
     struct spool *sp = spool_open(path, NULL, NULL, 0);
@@ -253,6 +276,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_rows_replay_in_order_then_file_empties);
     tcase_add_test(tc, test_failed_sink_keeps_the_rows);
     tcase_add_test(tc, test_torn_tail_is_cut);
+    tcase_add_test(tc, test_magic_inside_a_torn_record_is_not_a_record);
     tcase_add_test(tc, test_damaged_middle_record_is_skipped);
     tcase_add_test(tc, test_unopenable_path_is_an_error);
     suite_add_tcase(s, tc);
