@@ -50,6 +50,8 @@ pgctl_start() {
 case $cmd in
 start)
     [ ! -e "$dir" ] || fail "$dir exists"
+    runas test -x "$(dirname "$dir")" ||
+        fail "the server's user cannot enter $(dirname "$dir") (set TMPDIR to a directory it can)"
     mkdir -m 0700 "$dir"
     [ "$(id -u)" -ne 0 ] || chown nobody: "$dir"
     superpw=$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')
