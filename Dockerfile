@@ -27,7 +27,7 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends \
       gcc make pkg-config libc6-dev \
       libmicrohttpd-dev libcurl4-openssl-dev libssl-dev libcjson-dev libconfig-dev \
-      libsqlite3-dev libsystemd-dev \
+      libsqlite3-dev libsystemd-dev libpq-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # Only what the build needs, so that a build/ directory left in the checkout
@@ -44,7 +44,7 @@ FROM debian:12-slim
 # is already in the base image. ca-certificates: HTTPS to OpenRouter.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
-      libmicrohttpd12 libcurl4 libssl3 libcjson1 libconfig9 libsqlite3-0 libsystemd0 \
+      libmicrohttpd12 libcurl4 libssl3 libcjson1 libconfig9 libsqlite3-0 libsystemd0 libpq5 \
       ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --system --gid 10001 orproxy \

@@ -5,7 +5,7 @@
 # everything is already there.
 set -eu
 PKGS="gcc make pkg-config libmicrohttpd-dev libcurl4-openssl-dev libssl-dev libcjson-dev \
-libconfig-dev check libsqlite3-dev libsystemd-dev"
+libconfig-dev check libsqlite3-dev libsystemd-dev libpq-dev"
 if [ "${1:-}" = "--test" ] || [ "${1:-}" = "--bench" ]; then
     # The benchmark (make bench; make check runs its smoke): wrk and nginx
     # as the load tool and the reference proxy, python3 for the driver.
@@ -27,6 +27,9 @@ if [ "${1:-}" = "--test" ]; then
     # make fuzz-regress / fuzz-smoke: clang-14 and its libFuzzer runtime
     # (libclang_rt.fuzzer-x86_64.a is in libclang-rt-14-dev).
     PKGS="$PKGS clang libclang-rt-14-dev"
+    # make test-pg (tests/pg/): a throwaway PostgreSQL server started with
+    # initdb and pg_ctl from /usr/lib/postgresql/*/bin, and psql.
+    PKGS="$PKGS postgresql"
 fi
 missing=""
 for p in $PKGS; do
