@@ -11,6 +11,7 @@
 #include "access.h"
 #include "housekeeping.h"
 #include "ledger.h"
+#include "metrics.h"
 #include "managed.h"
 #include "pricing.h"
 #include "relay.h"
@@ -266,6 +267,16 @@ static void run_health(struct job *j)
     x = cJSON_AddObjectToObject(o, "upstream");
     cJSON_AddNumberToObject(x, "models_priced", (double)pricing_current_size());
     admin_add_time(x, "prices_fetched_at", pricing_current_each(NULL, NULL));
+    {
+        int st;
+        int64_t at;
+        metrics_upstream_last(&st, &at);
+        if (st > 0)
+            cJSON_AddNumberToObject(x, "last_status", st);
+        else
+            cJSON_AddNullToObject(x, "last_status");
+        admin_add_time(x, "last_status_at", at);
+    }
     x = cJSON_AddObjectToObject(o, "reconciliations");
     cJSON_AddNumberToObject(x, "pending", (double)hs.pending);
     cJSON_AddNumberToObject(x, "answered", (double)hs.answered);

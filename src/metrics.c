@@ -168,6 +168,18 @@ static struct route_hist *route_slot(struct tables *M, const char *route)
     return &M->rh[M->n_rh++];
 }
 
+/* The last answer from upstream (for the console's health page): two
+ * relaxed atomics, since a reader may pair one request's status with the
+ * next one's time, which is harmless for a display. */
+static _Atomic int last_up_status;
+static _Atomic int64_t last_up_ms;
+
+void metrics_upstream_last(int *status, int64_t *at_ms)
+{
+    *status = atomic_load_explicit(&last_up_status, memory_order_relaxed);
+    *at_ms = atomic_load_explicit(&last_up_ms, memory_order_relaxed);
+}
+
 void metrics_observe(const struct ledger_record *rec)
 {
     char model[sizeof ((struct req_series *)0)->model];
@@ -178,6 +190,11 @@ void metrics_observe(const struct ledger_record *rec)
     /* The label as it will be stored, so that lookups compare like with like. */
     utf8_copy(model, sizeof model,
               rec->served_model[0] ? rec->served_model : rec->model[0] ? rec->model : "none");
+    if (rec->attempts > 0) {
+        atomic_store_explicit(&last_up_status, rec->status, memory_order_relaxed);
+        atomic_store_explicit(&last_up_ms, rec->started_ms + (int64_t)rec->latency_ms,
+                              memory_order_relaxed);
+    }
     pthread_mutex_lock(&s->mu);
     req_slot(M, rec->route, rec->status, model)->n++;
     if (rec->prompt_tokens || rec->completion_tokens || rec->cost_pusd) {

@@ -408,6 +408,9 @@ START_TEST(test_data_routes)
     ck_assert(cJSON_IsString(cJSON_GetObjectItem(j, "version")));
     ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(j, "workers")), 2);
     ck_assert(cJSON_IsNumber(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "ledger"), "dropped")));
+    /* The requests above went upstream: its last answer was a 200, just now. */
+    ck_assert_int_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "upstream"), "last_status")->valueint, 200);
+    ck_assert(cJSON_IsString(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "upstream"), "last_status_at")));
     cJSON_Delete(j);
     h_resp_free(&r);
     ck_assert_str_eq(adm_err(root, "GET", "/admin/v1/timeseries?bucket=week", NULL, 400), "invalid_parameter");
