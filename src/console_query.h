@@ -71,8 +71,10 @@ cJSON *cq_timeseries(sqlite3 *db, int64_t since_ms, int64_t until_ms, int bucket
                      int top_n, char *err, size_t errlen);
 
 /* {"requests":[{every ledger column, with "cost_usd":".." instead of
- *  cost_pusd},..], "next_before": id | null}, newest first.  next_before
- * is the before_id of the next page, null when no older row matches. */
+ *  cost_pusd},..], "next_before": id | null}, newest first: by id, or, when
+ * since or until is given, by start time (then id).  next_before is the
+ * before_id of the next page, null when no older row matches; with a time
+ * range a before_id that names no row is an error. */
 cJSON *cq_requests(sqlite3 *db, const struct cq_filter *f, char *err, size_t errlen);
 
 /* {"models":[{"model","requests","tokens","cost_usd"}]}: spend per

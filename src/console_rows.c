@@ -1,7 +1,8 @@
 /* console_rows.c - the console's requests list: ledger rows, newest first,
  * paged by id.  See console_query.h for the contract.
  *
- * Keyset paging (id < before_id ORDER BY id DESC LIMIT n) costs the same
+ * Keyset paging (id < before_id ORDER BY id DESC LIMIT n; with a time
+ * range, by start time: see by_time) costs the same
  * on the last page as on the first, where OFFSET would walk every row
  * before the page.  The statement is put together from fixed fragments,
  * one per filter given, and every value is bound, so the planner sees
@@ -44,19 +45,49 @@ static int filter_check(const struct cq_filter *f, char *err, size_t errlen)
     return -1;
 }
 
+/* A time range orders by start time: the (started_ms, id) index then gives
+ * the page in its own order, where ordering a range by id alone sorts every
+ * row of the range first (800 ms for one day of a 10-million-row ledger).
+ * The page key is then (started_ms of before_id, before_id). */
+static int by_time(const struct cq_filter *f)
+{
+    return f->since_ms != 0 || f->until_ms != 0;
+}
+
 /* The statement for f: parameters ?1 before, ?2 client, ?3 model,
- * ?4 outcome, ?5 status, ?6 stream, ?7 since, ?8 until, ?9 the row count;
- * only those of the filters given appear. */
+ * ?4 outcome, ?5 status, ?6 stream, ?7 since, ?8 until, ?9 the row count,
+ * ?10 the start time of the before row; only those of the filters given
+ * appear. */
 static void filter_sql(const struct cq_filter *f, char *sql, size_t n)
 {
-    snprintf(sql, n, "SELECT * FROM requests WHERE id < ?1%s%s%s%s%s%s%s ORDER BY id DESC LIMIT ?9",
+    const char *key = !by_time(f)          ? "id < ?1"
+                      : f->before_id != 0 ? "(started_ms, id) < (?10, ?1)"
+                                          : "1";
+    snprintf(sql, n, "SELECT * FROM requests WHERE %s%s%s%s%s%s%s%s ORDER BY %s LIMIT ?9", key,
              f->client != NULL ? " AND client = ?2" : "", f->model != NULL ? " AND model = ?3" : "",
              f->outcome != NULL ? " AND outcome = ?4" : "", f->status != -1 ? " AND status = ?5" : "",
              f->stream != -1 ? " AND stream = ?6" : "", f->since_ms != 0 ? " AND started_ms >= ?7" : "",
-             f->until_ms != 0 ? " AND started_ms < ?8" : "");
+             f->until_ms != 0 ? " AND started_ms < ?8" : "",
+             by_time(f) ? "started_ms DESC, id DESC" : "id DESC");
 }
 
-static void filter_bind(sqlite3_stmt *st, const struct cq_filter *f)
+/* The start time of row id (the page key of a time-ordered list); -1 when
+ * there is no such row. */
+static int64_t started_of(sqlite3 *db, int64_t id)
+{
+    sqlite3_stmt *st;
+    int64_t ms = -1;
+
+    if (sqlite3_prepare_v2(db, "SELECT started_ms FROM requests WHERE id = ?", -1, &st, NULL) != SQLITE_OK)
+        return -1;
+    sqlite3_bind_int64(st, 1, id);
+    if (sqlite3_step(st) == SQLITE_ROW)
+        ms = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return ms;
+}
+
+static void filter_bind(sqlite3_stmt *st, const struct cq_filter *f, int64_t before_started)
 {
     sqlite3_bind_int64(st, 1, f->before_id != 0 ? f->before_id : INT64_MAX);
     if (f->client != NULL)
@@ -74,6 +105,8 @@ static void filter_bind(sqlite3_stmt *st, const struct cq_filter *f)
     if (f->until_ms != 0)
         sqlite3_bind_int64(st, 8, f->until_ms);
     sqlite3_bind_int(st, 9, f->limit + 1);
+    if (by_time(f) && f->before_id != 0)
+        sqlite3_bind_int64(st, 10, before_started);
 }
 
 /* The current row as an object: every column by its name and type, except
@@ -110,7 +143,7 @@ cJSON *cq_requests(sqlite3 *db, const struct cq_filter *f, char *err, size_t err
     char sql[512];
     sqlite3_stmt *st = NULL;
     cJSON *j = NULL, *rows;
-    int64_t last = 0;
+    int64_t last = 0, before_started = 0;
     int rc, n = 0;
 
     if (f == NULL || filter_check(f, err, errlen) < 0) {
@@ -118,10 +151,14 @@ cJSON *cq_requests(sqlite3 *db, const struct cq_filter *f, char *err, size_t err
             util_set_err(err, errlen, "no filter");
         return NULL;
     }
+    if (by_time(f) && f->before_id != 0 && (before_started = started_of(db, f->before_id)) < 0) {
+        util_set_err(err, errlen, "before: no row %lld in the ledger", (long long)f->before_id);
+        return NULL;
+    }
     filter_sql(f, sql, sizeof sql);
     if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
         goto fail;
-    filter_bind(st, f);
+    filter_bind(st, f, before_started);
     if ((j = cJSON_CreateObject()) == NULL || (rows = cJSON_AddArrayToObject(j, "requests")) == NULL)
         goto oom;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW && n < f->limit) {

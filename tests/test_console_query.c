@@ -391,14 +391,16 @@ START_TEST(test_requests_each_filter)
     f.stream = 1;
     expect_ids(f, "3,2");
     f = NOFILTER;
+    /* A time range lists by start time, newest first (row 5 was written
+     * after rows 1-4 but started a day before them). */
     f.since_ms = D0;
     f.until_ms = D1 + 2 * H; /* until is exclusive */
-    expect_ids(f, "5,2,1");
+    expect_ids(f, "2,1,5");
     f.until_ms = 0;
-    expect_ids(f, "5,4,3,2,1");
+    expect_ids(f, "4,3,2,1,5");
     f.since_ms = 0;
     f.until_ms = D0;
-    expect_ids(f, "8,7,6");
+    expect_ids(f, "6,7,8");
     f = NOFILTER;
     f.client = "alice";
     f.model = "openai/gpt-4o";
@@ -410,6 +412,40 @@ START_TEST(test_requests_each_filter)
     ck_assert_int_eq(cJSON_GetArraySize(item(j, "requests")), 0);
     ck_assert(cJSON_IsNull(item(j, "next_before")));
     cJSON_Delete(j);
+}
+END_TEST
+
+/* Pages of a time range follow start times, each row once. */
+START_TEST(test_requests_time_range_pages_by_start_time)
+{
+    struct cq_filter f = NOFILTER;
+    char seen[64] = "";
+    int pages = 0;
+
+    f.since_ms = NOV1 - 8 * DAY;
+    f.limit = 2;
+    for (;;) {
+        cJSON *j = list(f);
+        const cJSON *nb = item(j, "next_before");
+        strcat(seen, names(j, "requests", "id"));
+        strcat(seen, "|");
+        pages++;
+        if (cJSON_IsNull(nb)) {
+            cJSON_Delete(j);
+            break;
+        }
+        f.before_id = (int64_t)nb->valuedouble;
+        cJSON_Delete(j);
+        ck_assert_int_lt(pages, 10);
+    }
+    ck_assert_str_eq(seen, "4,3|2,1|5,6|7|");
+    /* A page key that names no row is refused, not read as "from the top". */
+    {
+        char msg[256] = "";
+        f.before_id = 999;
+        ck_assert_ptr_null(cq_requests(rdb, &f, msg, sizeof msg));
+        ck_assert_ptr_nonnull(strstr(msg, "before"));
+    }
 }
 END_TEST
 
@@ -633,6 +669,7 @@ static Suite *console_query_suite(void)
     tcase_add_test(tc, test_requests_newest_first_with_every_column);
     tcase_add_test(tc, test_requests_each_filter);
     tcase_add_test(tc, test_requests_pages_until_exhausted);
+    tcase_add_test(tc, test_requests_time_range_pages_by_start_time);
     tcase_add_test(tc, test_models_by_cost);
     tcase_add_test(tc, test_spend_per_client_day_and_month);
     tcase_add_test(tc, test_bad_inputs_are_refused_with_a_message);
