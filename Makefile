@@ -33,7 +33,11 @@ VERSION := $(shell git describe --always --dirty 2>/dev/null || echo 0.1)
 CFLAGS  += -DORP_VERSION='"$(VERSION)"'
 
 SRC      := $(wildcard src/*.c)
-OBJ      := $(SRC:src/%.c=$(BUILD)/obj/%.o)
+# The console's files (ui/) are compiled in: tools/embed.c writes them into
+# $(BUILD)/gen/ui_assets.c (src/ui.h), whose object joins the others.
+UI_FILES := $(sort $(shell find ui -type f ! -name '.*' 2>/dev/null))
+UI_OBJ   := $(BUILD)/obj/ui_assets.o
+OBJ      := $(SRC:src/%.c=$(BUILD)/obj/%.o) $(UI_OBJ)
 LIBOBJ   := $(filter-out $(BUILD)/obj/main.o,$(OBJ))
 UNIT_SRC := $(wildcard tests/test_*.c)
 UNITS    := $(UNIT_SRC:tests/%.c=$(BUILD)/tests/%)
@@ -54,6 +58,15 @@ deps-test:
 $(BUILD)/obj/%.o: src/%.c $(wildcard src/*.h) | $(BUILD)/obj
 	$(CC) $(CFLAGS) -c -o $@ $<
 
+$(BUILD)/tools/embed: tools/embed.c | $(BUILD)/tools
+	$(CC) -O2 -std=c11 $(WARN) -o $@ $<
+
+$(BUILD)/gen/ui_assets.c: $(BUILD)/tools/embed $(UI_FILES) | $(BUILD)/gen
+	$(BUILD)/tools/embed ui $(UI_FILES) >$@.tmp && mv $@.tmp $@
+
+$(UI_OBJ): $(BUILD)/gen/ui_assets.c src/ui.h | $(BUILD)/obj
+	$(CC) $(CFLAGS) -Isrc -c -o $@ $<
+
 $(BUILD)/orproxy: $(OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
@@ -69,7 +82,7 @@ $(BUILD)/tests/%: tests/e2e/%.c tests/e2e/harness.c tests/e2e/harness.h | $(BUIL
 $(FAKE): tests/fake_openrouter.c | $(BUILD)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LDLIBS)
 
-$(BUILD) $(BUILD)/obj $(BUILD)/tests:
+$(BUILD) $(BUILD)/obj $(BUILD)/tests $(BUILD)/tools $(BUILD)/gen:
 	mkdir -p $@
 
 # PKG_CFLAGS and PKG_LIBS were read from pkg-config when this make started, which on a
@@ -235,6 +248,9 @@ FUZZ_ENV     := ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 
 $(FUZZ_BUILD)/obj/%.o: src/%.c $(wildcard src/*.h) | $(FUZZ_BUILD)/obj
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -c -o $@ $<
+
+$(FUZZ_BUILD)/obj/ui_assets.o: $(BUILD)/gen/ui_assets.c src/ui.h | $(FUZZ_BUILD)/obj
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -Isrc -c -o $@ $<
 
 # The config target's copy of config.o opens files only through the
 # target's fuzz_fopen, which lets it read the config file and nothing else.

@@ -3,11 +3,13 @@
  * A pure table lookup: the HTTP front asks route_match() for every request.
  * API paths are accepted under "/v1/" and under OpenRouter's own "/api/v1/"
  * prefix and are forwarded to upstream.base_url + the tail ("/chat/...").
- * Local paths (health) are answered by orproxy itself. */
+ * Local paths (health) are answered by orproxy itself; /ui and everything
+ * under /ui/ is the operator console's files (ui.c). */
 #ifndef ORP_ROUTE_H
 #define ORP_ROUTE_H
 
-enum route_kind { ROUTE_UPSTREAM, ROUTE_HEALTHZ, ROUTE_READYZ, ROUTE_METRICS, ROUTE_USAGE, ROUTE_KEY };
+enum route_kind { ROUTE_UPSTREAM, ROUTE_HEALTHZ, ROUTE_READYZ, ROUTE_METRICS, ROUTE_USAGE, ROUTE_KEY,
+                  ROUTE_UI };
 
 struct route {
     const char *tail;        /* "/chat/completions"; for local routes the full path */
