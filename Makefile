@@ -187,6 +187,19 @@ test-service: $(BUILD)/orproxy
 	tests/service/check_dockerfile.sh $(BUILD)/orproxy
 	tests/service/check_install.sh $(BUILD)
 
+# The console's chart library, vendored under ui/vendor/uplot/ (its ES module, stylesheet
+# and licence) from the npm package at a pinned version: `make ui-vendor` refreshes it.
+UPLOT_VERSION := 1.6.32
+.PHONY: ui-vendor
+ui-vendor:
+	rm -rf $(BUILD)/uplot && mkdir -p $(BUILD)/uplot ui/vendor/uplot
+	cd $(BUILD)/uplot && npm pack uplot@$(UPLOT_VERSION) --silent >/dev/null && tar xzf uplot-$(UPLOT_VERSION).tgz
+	cp $(BUILD)/uplot/package/dist/uPlot.esm.js $(BUILD)/uplot/package/dist/uPlot.min.css \
+	  $(BUILD)/uplot/package/LICENSE ui/vendor/uplot/
+	printf 'uPlot %s, from the npm package uplot@%s (make ui-vendor)\n' $(UPLOT_VERSION) $(UPLOT_VERSION) \
+	  >ui/vendor/uplot/VERSION
+	rm -rf $(BUILD)/uplot
+
 # The fresh-machine test (tests/build/fresh_machine.sh): in a copy of the tree, with a
 # pkg-config that finds nothing until a stand-in deps has run, the first `make run`
 # must link and serve and the first `make check` must link its build step.
