@@ -37,7 +37,7 @@ function h(tag, attrs, ...kids) {
 
 function fmtTime(ms) {
   if (ms === null || ms === undefined || ms === '') return '';
-  const n = Number(ms);
+  const n = typeof ms === 'string' && !/^\d+$/.test(ms) ? Date.parse(ms) : Number(ms);
   if (!Number.isFinite(n) || n <= 0) return String(ms);
   return new Date(n).toISOString().replace('T', ' ').replace(/\.\d+Z$/, 'Z');
 }
@@ -117,7 +117,7 @@ function table(name, columns, rows, opts = {}) {
     h('div', { class: 'table-head' }, opts.title ? h('h3', { text: opts.title }) : null, exportBtn),
     h('div', { class: 'table-scroll' },
       h('table', {},
-        h('thead', {}, h('tr', {}, columns.map((c) => h('th', { class: c.cls, text: c.label || c.key })))),
+        h('thead', {}, h('tr', {}, columns.map((c) => h('th', { class: c.cls, text: 'label' in c ? c.label : c.key })))),
         body)),
     rows.length ? null : h('p', { class: 'empty', text: opts.empty || 'Nothing yet.' }));
 }
@@ -333,7 +333,7 @@ function drawSpend(box, ts) {
   }
   const raw = series.map((s) => (s.cost_usd || []).map(num));
   const stacked = raw.map((_, i) => t.map((_, j) => raw.slice(i).reduce((a, r) => a + (r[j] || 0), 0)));
-  const width = Math.max(320, box.clientWidth || 800);
+  const width = Math.max(320, (box.clientWidth || 824) - 24); // less the box's padding
   const bars = uPlot.paths.bars({ size: [0.8, 64] });
   const opts = {
     width, height: 260,
@@ -553,7 +553,10 @@ function clientForm(c) {
     h('p', { class: 'error', id: 'form-error', role: 'alert' }));
 }
 
-function formBody(f, editing) {
+// Only what the operator filled in is sent; on an edit, a field emptied
+// clears it (null; a limit goes back to 0, which is no limit).
+function formBody(f, c) {
+  const editing = !!c;
   const body = {};
   if (!editing) body.name = f.name.value.trim();
   const models = f.models.value.split(',').map((s) => s.trim()).filter(Boolean);
@@ -561,17 +564,19 @@ function formBody(f, editing) {
   for (const k of ['rpm', 'tpm', 'max_concurrent']) {
     const v = f[k].value.trim();
     if (v !== '') body[k] = Number(v);
-    else if (editing) body[k] = null;
+    else if (editing && c[k]) body[k] = 0;
   }
   for (const k of ['budget_usd_day', 'budget_usd_month']) {
     const v = f[k].value.trim();
     if (v !== '') body[k] = v;
-    else if (editing) body[k] = null;
+    else if (editing && c[k] != null) body[k] = null;
   }
   const exp = f.expires_at.value;
-  if (exp) body.expires_at = Date.parse(exp + 'Z');
-  else if (editing) body.expires_at = null;
-  const defaults = {};
+  if (exp) body.expires_at = new Date(Date.parse(exp + 'Z')).toISOString().replace(/\.\d{3}Z$/, 'Z');
+  else if (editing && c.expires_at) body.expires_at = null;
+  const defaults = { ...((c && c.defaults) || {}) };
+  delete defaults.system_prompt;
+  delete defaults.context;
   if (f.system_prompt.value) defaults.system_prompt = f.system_prompt.value;
   if (f.context.value) defaults.context = f.context.value;
   if (Object.keys(defaults).length || editing) body.defaults = defaults;
@@ -584,11 +589,11 @@ function editClient(c) {
     if (!form.reportValidity()) return;
     try {
       if (c) {
-        await api('clients/' + encodeURIComponent(c.name), { method: 'PATCH', body: formBody(form, true) });
+        await api('clients/' + encodeURIComponent(c.name), { method: 'PATCH', body: formBody(form, c) });
         document.getElementById('dialog').close();
         render();
       } else {
-        const body = formBody(form, false);
+        const body = formBody(form, null);
         const made = await api('clients', { method: 'POST', body });
         render();
         showKey('Client created', made.name || body.name, made.key);
@@ -708,7 +713,7 @@ function start() {
   });
   window.addEventListener('hashchange', render);
   window.addEventListener('resize', () => {
-    for (const c of charts) c.setSize({ width: Math.max(320, c.root.parentElement.clientWidth), height: 260 });
+    for (const c of charts) c.setSize({ width: Math.max(320, c.root.parentElement.clientWidth - 24), height: 260 });
   });
   render();
 }
