@@ -179,6 +179,12 @@ bench-smoke: $(BUILD)/orproxy $(BENCH_TOOLS)
 test-sdk: $(BUILD)/orproxy $(FAKE)
 	tests/sdk/run.sh $(BUILD)/orproxy $(FAKE)
 
+# The operator console in Debian's chromium, headless, driven by puppeteer-core (npm,
+# pinned in tests/ui/package-lock.json); screenshots in $(BUILD)/ui-screens.
+.PHONY: test-ui
+test-ui: $(BUILD)/orproxy $(FAKE)
+	tests/ui/run.sh $(BUILD)/orproxy $(FAKE) $(BUILD)/ui-screens
+
 # The service packaging: unit files (systemd-analyze verify/security), the
 # Dockerfile against the binary's libraries, and make install/uninstall.
 .PHONY: test-service
@@ -217,7 +223,7 @@ check: deps-test
 
 check-steps:
 	$(MAKE) test-build
-	$(MAKE) test-units test-e2e test-secrets test-sdk test-service bench-smoke
+	$(MAKE) test-units test-e2e test-secrets test-sdk test-ui test-service bench-smoke
 	$(MAKE) check-san
 	$(MAKE) fuzz-regress fuzz-smoke
 	$(MAKE) soak-smoke

@@ -1,10 +1,12 @@
 /* ui.c - see ui.h. */
 #include "ui.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "apierr.h"
+#include "config.h"
 
 const struct ui_file *ui_find(const char *path)
 {
@@ -59,6 +61,28 @@ static enum MHD_Result not_found(struct request *r)
     return queue(r, 404, resp);
 }
 
+/* GET /ui/auth.json: {"mode":"keys"|"none"}, so the console asks for a key
+ * only when one is needed, without first drawing a 401 (anyone learns the
+ * mode by sending a request without a key anyway). */
+static enum MHD_Result auth_mode(struct request *r)
+{
+    const char *mode = strcmp(r->cfg->auth_mode, "keys") == 0 ? "keys" : "none";
+    char *json = malloc(32);
+    struct MHD_Response *resp;
+
+    if (json == NULL)
+        return MHD_NO;
+    snprintf(json, 32, "{\"mode\":\"%s\"}", mode);
+    resp = MHD_create_response_from_buffer_with_free_callback(strlen(json), json, free);
+    if (resp == NULL) {
+        free(json);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    return queue(r, 200, resp);
+}
+
 /* An empty answer with headers: the redirect and the 304. */
 static struct MHD_Response *empty(void)
 {
@@ -77,6 +101,8 @@ enum MHD_Result ui_respond(struct request *r, const char *url)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_LOCATION, "/ui/");
         return queue(r, 301, resp);
     }
+    if (strcmp(url, "/ui/auth.json") == 0)
+        return auth_mode(r);
     /* route.c only sends "/ui" and "/ui/...": the rest is the file's path.
      * Exact lookup in a fixed table, so "..", "%2e" and the like are 404s. */
     if ((f = ui_find(url + 4)) == NULL)

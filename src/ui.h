@@ -30,7 +30,8 @@ extern const size_t ui_files_n;
 const struct ui_file *ui_find(const char *path);
 
 /* Answers a request for url ("/ui" or "/ui/..."; route kind ROUTE_UI) with
- * the file, a 304, a redirect /ui -> /ui/, or a 404 in the API's error
+ * the file, a 304, a redirect /ui -> /ui/, the auth mode (/ui/auth.json:
+ * {"mode":"keys"|"none"}), or a 404 in the API's error
  * shape; every answer carries the console's security headers.  Called
  * from MHD's request callback on the head (front.c). */
 enum MHD_Result ui_respond(struct request *r, const char *url);

@@ -12,6 +12,7 @@ const PAGES = { overview, requests, clients, models, health };
 const COLORS = ['#3b6fd4', '#e07b39', '#3aa57a', '#c94f7c', '#8c6bd1', '#c9a227', '#4aa3c2',
   '#9c5a3c', '#6c8a2b', '#d45b5b', '#999999'];
 
+let authMode = 'keys';     // /ui/auth.json: "none" needs no login
 let timer = null;          // the live refresh of the current page
 let generation = 0;        // bumps on every navigation: late answers are dropped
 const charts = [];         // uPlot instances of the current page
@@ -210,6 +211,10 @@ async function render() {
   const view = document.getElementById('view');
   if (!fn) {
     view.replaceChildren(h('p', { class: 'error', text: 'No such page: ' + page }));
+    return;
+  }
+  if (authMode === 'keys' && !sessionStorage.getItem(KEY_SLOT)) {
+    showLogin('');
     return;
   }
   document.getElementById('login').hidden = true;
@@ -697,7 +702,11 @@ async function health() {
 
 // ---------- start ----------
 
-function start() {
+async function start() {
+  try {
+    const res = await fetch('auth.json', { cache: 'no-store', credentials: 'omit' });
+    if (res.ok) authMode = (await res.json()).mode === 'none' ? 'none' : 'keys';
+  } catch { /* keep asking for a key */ }
   document.getElementById('login-form').addEventListener('submit', (e) => {
     e.preventDefault();
     const input = e.currentTarget.admin_key;
@@ -709,7 +718,8 @@ function start() {
   });
   document.getElementById('logout').addEventListener('click', () => {
     sessionStorage.removeItem(KEY_SLOT);
-    showLogin('Logged out.');
+    if (authMode === 'none') render();
+    else showLogin('Logged out.');
   });
   window.addEventListener('hashchange', render);
   window.addEventListener('resize', () => {
