@@ -7,6 +7,7 @@
 
 #include "apierr.h"
 #include "config.h"
+#include "util.h"
 
 const struct ui_file *ui_find(const char *path)
 {
@@ -39,6 +40,8 @@ static enum MHD_Result queue(struct request *r, unsigned status, struct MHD_Resp
     security_headers(r, resp);
     r->status = status;
     request_phase(r, PHASE_RESPONDING); /* the commit point */
+    if (r->t_first == 0)
+        r->t_first = util_mono_ns();
     ret = MHD_queue_response(r->conn, status, resp);
     MHD_destroy_response(resp);
     return ret;

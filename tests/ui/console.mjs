@@ -166,11 +166,11 @@ try {
     }
   });
 
-  // 1. Traffic from the config client: three answers, a stream, an upstream error.
+  // 1. Traffic from the config client: three answers, a stream, an upstream 400.
   step = 'traffic';
   for (let i = 0; i < 3; i++) check((await chat(SEED_KEY)) === 200, 'seed request not 200');
   check((await chat(SEED_KEY, { stream: true })) === 200, 'seed stream not 200');
-  check((await chat(SEED_KEY, { fake: { status: 500 } })) >= 500, 'the fake error did not pass through');
+  check((await chat(SEED_KEY, { fake: { status: 400 } })) === 400, 'the fake error did not pass through');
   const nRows = await ledgerSettles(5);
   const spent = BigInt(ledger('SELECT coalesce(sum(cost_pusd),0) AS s FROM requests')[0].s);
   check(spent > 0n, 'the ledger recorded no cost');
@@ -290,10 +290,10 @@ try {
   check(await page.$$eval('dialog[open] dl.kv dt', (d) => d.length) >= head.length, 'row detail is not the whole row');
   await page.click('dialog[open] .actions button.quiet');
   // Filters live in the URL.
-  await visit('#/requests?live=0&status=500', '[data-table=requests]');
+  await visit('#/requests?live=0&status=400', '[data-table=requests]');
   const statuses = await page.$$eval('[data-table=requests] tbody tr td:nth-child(4)', (t) => t.map((x) => x.textContent));
-  check(statuses.length === ledger('SELECT count(*) AS n FROM requests WHERE status = 500')[0].n &&
-    statuses.every((s) => s === '500'), 'status filter: ' + statuses.join(','));
+  check(statuses.length === ledger('SELECT count(*) AS n FROM requests WHERE status = 400')[0].n &&
+    statuses.every((s) => s === '400'), 'status filter: ' + statuses.join(','));
 
   // 7. The other pages render.
   step = 'pages';
@@ -308,7 +308,7 @@ try {
   check(problems.length === 0, 'browser problems:\n  ' + problems.join('\n  '));
   console.log(`ui: ok (${total} ledger rows, spend ${spent} pusd, ${compared} CSV cells compared)`);
 } catch (e) {
-  console.error('ui: FAIL ' + e.message);
+  console.error(e.message.startsWith('[') ? 'ui: FAIL ' + e.message : `ui: FAIL [${step}] ${e.message}`);
   if (problems.length) console.error('browser problems:\n  ' + problems.join('\n  '));
   try { if (page) await shot('failure'); } catch { /* the page is gone */ }
   process.exitCode = 1;
