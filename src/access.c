@@ -71,14 +71,27 @@ int access_identify(const struct orp_config *cfg, const char *authorization, str
         return -2;
     }
     {
-        /* Only hashes are stored; compare against every client in constant
-         * time, so timing reveals neither the key nor which client matched. */
+        /* Only hashes are stored; compare against every client's key (and
+         * old key) in constant time, so timing reveals neither the key nor
+         * which client matched.  A rotation's old key counts only until
+         * its grace period ends: checked here, so it stops at that instant
+         * with no new config published. */
         uint8_t h[32];
         int found = -1;
+        int64_t now = util_wall_ms();
         keys_sha256(tok, len, h);
         for (int k = 0; k < cfg->n_clients; k++) {
-            int eq = keys_ct_equal(h, cfg->clients[k].key_sha256, 32);
-            found = (eq && found < 0) ? k : found;
+            const struct orp_client *c = &cfg->clients[k];
+            int eq = keys_ct_equal(h, c->key_sha256, 32);
+            int old = keys_ct_equal(h, c->old_key_sha256, 32) & (c->old_key_until_ms > now);
+            found = ((eq | old) && found < 0) ? k : found;
+        }
+        if (found >= 0 && cfg->clients[found].expires_ms > 0 && cfg->clients[found].expires_ms <= now) {
+            d->status = 401;
+            d->code = "key_expired";
+            snprintf(d->message, sizeof d->message, "the client key of '%s' has expired",
+                     cfg->clients[found].name);
+            return -2;
         }
         if (found >= 0)
             return found;
@@ -387,4 +400,20 @@ char *access_key_json(const struct orp_config *cfg, int client)
     out = cJSON_PrintUnformatted(root);
     cJSON_Delete(root);
     return out;
+}
+
+void access_spent(const char *client, int64_t *day_pusd, int64_t *month_pusd)
+{
+    int64_t now = util_wall_ms(), dummy;
+    struct state *st;
+
+    *day_pusd = *month_pusd = 0;
+    pthread_mutex_lock(&S.mu);
+    if ((st = state_for(client ? client : "")) != NULL) {
+        limits_budget_reserve(&st->day, now, 0, &dummy); /* roll the periods over first */
+        limits_budget_reserve(&st->month, now, 0, &dummy);
+        *day_pusd = st->day.spent_pusd;
+        *month_pusd = st->month.spent_pusd;
+    }
+    pthread_mutex_unlock(&S.mu);
 }

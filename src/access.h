@@ -32,7 +32,9 @@ struct access_denial {
 
 /* Which client sent this Authorization header value (NULL if absent).
  * Returns the client index, -1 for anonymous (auth.mode none), or -2 when
- * the request must be refused (d is filled: 401). */
+ * the request must be refused (d is filled: 401; code key_expired for a
+ * client past its expires_ms).  A client's old key (a rotation's) matches
+ * only before its old_key_until_ms. */
 int access_identify(const struct orp_config *cfg, const char *authorization, struct access_denial *d);
 
 /* 1 when model matches one of the n patterns, else 0; n == 0 allows every
@@ -68,5 +70,9 @@ void access_seed_spend(const char *client, int64_t day_pusd, int64_t month_pusd)
 /* For GET /v1/key: the client's limits, budgets and usage so far, as a
  * malloc'd JSON text shaped like OpenRouter's /key data object. */
 char *access_key_json(const struct orp_config *cfg, int client);
+
+/* The spend settled so far in the current UTC day and month of client
+ * (NULL or "": all traffic), from the live counters.  Thread-safe. */
+void access_spent(const char *client, int64_t *day_pusd, int64_t *month_pusd);
 
 #endif

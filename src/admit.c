@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "admin.h"
 #include "body.h"
 #include "config.h"
 #include "bodyedit.h"
@@ -118,6 +119,8 @@ int admit_identify(struct request *r)
 
     if (kind == ROUTE_HEALTHZ || kind == ROUTE_READYZ)
         return 0;
+    if (kind == ROUTE_ADMIN)
+        return admin_gate(r);
     memset(&d, 0, sizeof d);
     r->client = access_identify(cfg, MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
                                                                   "Authorization"), &d);

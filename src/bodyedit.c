@@ -151,18 +151,40 @@ static int has_system_message(const cJSON *messages)
     return 0;
 }
 
-/* Puts {"role":"system","content":prompt} first. */
-static void insert_system(struct edit_run *run, cJSON *messages, const char *prompt)
+/* 1 when a system message's content starts with "Context:\n". */
+static int has_context_message(const cJSON *messages)
+{
+    const cJSON *m;
+
+    cJSON_ArrayForEach(m, messages) {
+        const cJSON *role = cJSON_GetObjectItemCaseSensitive(m, "role");
+        const cJSON *content = cJSON_GetObjectItemCaseSensitive(m, "content");
+        if (cJSON_IsString(role) && strcmp(role->valuestring, "system") == 0 &&
+            cJSON_IsString(content) && strncmp(content->valuestring, "Context:\n", 9) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+/* Puts {"role":"system","content":prefix prompt} at index at. */
+static void insert_system(struct edit_run *run, cJSON *messages, int at, const char *prefix,
+                          const char *prompt)
 {
     cJSON *sys = cJSON_CreateObject();
+    size_t n = strlen(prefix) + strlen(prompt) + 1;
+    char *text = malloc(n);
 
-    if (sys == NULL || cJSON_AddStringToObject(sys, "role", "system") == NULL ||
-        cJSON_AddStringToObject(sys, "content", prompt) == NULL ||
-        !cJSON_InsertItemInArray(messages, 0, sys)) {
+    if (text != NULL)
+        snprintf(text, n, "%s%s", prefix, prompt);
+    if (sys == NULL || text == NULL || cJSON_AddStringToObject(sys, "role", "system") == NULL ||
+        cJSON_AddStringToObject(sys, "content", text) == NULL ||
+        !cJSON_InsertItemInArray(messages, at, sys)) {
+        free(text);
         cJSON_Delete(sys);
         count(run, 0);
         return;
     }
+    free(text);
     count(run, 1);
 }
 
@@ -199,7 +221,15 @@ static int edit(cJSON *root, const struct bodyedit *e)
                        d->presence_penalty);
     messages = cJSON_GetObjectItemCaseSensitive(root, "messages");
     if (d->system_prompt != NULL && cJSON_IsArray(messages) && !has_system_message(messages))
-        insert_system(&run, messages, d->system_prompt);
+        insert_system(&run, messages, 0, "", d->system_prompt);
+    /* The client's RAG context: a second system message, after the system
+     * prompt, unless the request brings its own "Context:" message. */
+    if (d->context != NULL && cJSON_IsArray(messages) && !has_context_message(messages)) {
+        const cJSON *first = cJSON_GetArrayItem(messages, 0), *role;
+        int after = first != NULL && cJSON_IsString(role = cJSON_GetObjectItemCaseSensitive(first, "role")) &&
+                    strcmp(role->valuestring, "system") == 0;
+        insert_system(&run, messages, after, "Context:\n", d->context);
+    }
     return run.failed ? -1 : run.n;
 }
 
@@ -208,7 +238,7 @@ int bodyedit_needed(const struct bodyedit *e)
     const struct bodyedit_defaults *d = e->defaults;
 
     return e->n_aliases > 0 || e->n_more_aliases > 0 ||
-           (d != NULL && (d->model != NULL || d->system_prompt != NULL || d->has_temperature ||
+           (d != NULL && (d->model != NULL || d->system_prompt != NULL || d->context != NULL || d->has_temperature ||
                           d->has_top_p || d->has_max_tokens || d->has_frequency_penalty ||
                           d->has_presence_penalty));
 }

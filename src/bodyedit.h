@@ -19,6 +19,7 @@ struct bodyedit_alias {
 /* Request defaults applied only where the request leaves a field out. */
 struct bodyedit_defaults {
     char *model, *system_prompt; /* NULL: none */
+    char *context;               /* RAG context: "Context:\n" + it, a second system message */
     int has_temperature, has_top_p, has_max_tokens, has_frequency_penalty, has_presence_penalty;
     double temperature, top_p, frequency_penalty, presence_penalty;
     long max_tokens;
@@ -46,7 +47,10 @@ int bodyedit_needed(const struct bodyedit *e);
  *    counts as present; max_tokens is also left out when the request has
  *    max_completion_tokens);
  *  - defaults->system_prompt: when "messages" is an array without a message whose
- *    role is "system", {"role":"system","content":...} goes first.
+ *    role is "system", {"role":"system","content":...} goes first;
+ *  - defaults->context: when "messages" is an array without a system message
+ *    starting "Context:\n", {"role":"system","content":"Context:\n..."} goes
+ *    after the first message if that is a system message, else first.
  * Returns a malloc'd compact JSON text (the caller frees it) with
  * *changed = 1; or NULL with *changed = 0 when nothing applies, and the
  * caller forwards the original bytes untouched; or NULL with *changed = 0

@@ -182,6 +182,14 @@ void config_defaults(struct orp_config *cfg)
 
 void config_free(struct orp_config *cfg)
 {
+    if (cfg->base != NULL) { /* a merged config: only the managed clients are its own */
+        for (int i = cfg->n_base_clients; i < cfg->n_clients; i++)
+            config_client_free(&cfg->clients[i]);
+        free(cfg->clients);
+        config_release(cfg->base);
+        memset(cfg, 0, sizeof *cfg);
+        return;
+    }
     for (int i = 0; i < NSETTINGS; i++) {
         if (is_string(&settings[i])) {
             char **p = str_at(cfg, &settings[i]);
@@ -199,21 +207,8 @@ void config_free(struct orp_config *cfg)
     free(cfg->aliases);
     cfg->aliases = NULL;
     cfg->n_aliases = 0;
-    for (int i = 0; i < cfg->n_clients; i++) {
-        struct orp_client *c = &cfg->clients[i];
-        free(c->name);
-        config_free_secret(&c->upstream_key);
-        for (int k = 0; k < c->n_models; k++)
-            free(c->models[k]);
-        free(c->models);
-        for (int k = 0; k < c->n_aliases; k++) {
-            free(c->aliases[k].from);
-            free(c->aliases[k].to);
-        }
-        free(c->aliases);
-        free(c->defaults.model);
-        free(c->defaults.system_prompt);
-    }
+    for (int i = 0; i < cfg->n_clients; i++)
+        config_client_free(&cfg->clients[i]);
     free(cfg->clients);
     cfg->clients = NULL;
     cfg->n_clients = 0;

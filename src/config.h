@@ -10,6 +10,7 @@
 #define ORP_CONFIG_H
 
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include "bodyedit.h" /* struct bodyedit_alias, struct bodyedit_defaults */
@@ -35,6 +36,14 @@ struct orp_client {
     struct bodyedit_defaults defaults;
     struct orp_limits limits;
     int line;                      /* where it is defined, for messages */
+
+    /* Managed clients (managed.c: the ledger's clients table, edited through
+     * /admin/v1/clients) and what only they use; a config client has all 0. */
+    int managed;
+    int64_t expires_ms;            /* 0 = never; from then on its keys get 401 key_expired */
+    unsigned char old_key_sha256[32]; /* a rotation's previous key ... */
+    int64_t old_key_until_ms;      /* ... works until then (0 = none); checked at identify */
+    int64_t created_ms, updated_ms;
 };
 
 struct orp_config {
@@ -83,6 +92,14 @@ struct orp_config {
     char *upstream_key;
     char *source_path;             /* the file this came from */
 
+    /* A merged config (managed.c): a copy of base's settings whose clients
+     * are base's (the first n_base_clients, borrowed: struct copies whose
+     * strings base owns) followed by the managed ones (owned).  base is
+     * held; config_free frees only what the merged config owns.  NULL for a
+     * config loaded from a file. */
+    struct orp_config *base;
+    int n_base_clients;
+
     /* Shared, read-only once loaded: a reload makes a new one.  Workers and
      * each in-flight request hold a reference, so a request finishes with
      * the config it started with.  Heap configs only (config_load_new). */
@@ -99,6 +116,8 @@ void config_defaults(struct orp_config *cfg);
 int config_load(const char *path, struct orp_config *cfg, char *err, size_t errlen);
 
 void config_free(struct orp_config *cfg);
+/* Frees what one client owns (its strings, models, aliases, defaults). */
+void config_client_free(struct orp_client *c);
 
 /* config_load into a new heap config holding one reference; NULL on error. */
 struct orp_config *config_load_new(const char *path, char *err, size_t errlen);

@@ -97,6 +97,8 @@ static int parse_defaults(struct loader *ld, config_setting_t *g, struct bodyedi
             rc = get_str(ld, cs, "defaults.model", &d->model);
         else if (strcmp(nm, "system_prompt") == 0)
             rc = get_str(ld, cs, "defaults.system_prompt", &d->system_prompt);
+        else if (strcmp(nm, "context") == 0)
+            rc = get_str(ld, cs, "defaults.context", &d->context);
         else if (strcmp(nm, "temperature") == 0)
             rc = get_num(ld, cs, "defaults.temperature", 0, 2, &d->temperature), d->has_temperature = 1;
         else if (strcmp(nm, "top_p") == 0)
@@ -242,4 +244,22 @@ int config_parse_clients(struct loader *ld, struct orp_config *cfg, config_setti
         }
     }
     return 0;
+}
+
+void config_client_free(struct orp_client *c)
+{
+    free(c->name);
+    config_free_secret(&c->upstream_key);
+    for (int k = 0; k < c->n_models; k++)
+        free(c->models[k]);
+    free(c->models);
+    for (int k = 0; k < c->n_aliases; k++) {
+        free(c->aliases[k].from);
+        free(c->aliases[k].to);
+    }
+    free(c->aliases);
+    free(c->defaults.model);
+    free(c->defaults.system_prompt);
+    free(c->defaults.context);
+    memset(c, 0, sizeof *c);
 }

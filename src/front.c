@@ -64,6 +64,8 @@ static struct request *request_new(struct front *f, struct MHD_Connection *conn,
     r->task.fn = request_task;
     r->task.arg = r;
     r->client = -1;
+    if (f->adopt != NULL)
+        f->adopt(f->adopt_arg);
     r->cfg = config_hold(f->cfg);
     r->conn = conn;
     r->t_start = util_mono_ns();
@@ -102,6 +104,7 @@ static void maybe_free(struct request *r)
     free(r->local_msg);
     free(r->reply);
     free(r->url_query);
+    free(r->path);
     config_release(r->cfg);
     free(r);
 }
@@ -208,6 +211,8 @@ static enum MHD_Result on_head(struct request *r, const char *url, const char *m
         relay_set_error(r, 404, "not_found", "no such endpoint");
         break;
     }
+    if (r->route != NULL && r->route->kind == ROUTE_ADMIN && (r->path = strdup(url)) == NULL)
+        relay_set_error(r, 500, "out_of_memory", "orproxy is out of memory");
     if (check_head(r, version) < 0)
         return respond_local(r);
     if (r->local_status == 0 && r->route->kind == ROUTE_UI)

@@ -19,6 +19,11 @@
 struct front {
     int id;                      /* the worker's, for log lines */
     struct orp_config *cfg;      /* new requests hold it (the worker owns this reference) */
+    /* Called as each request starts, before it takes cfg: the worker swaps
+     * in a config published since its pass began, so a client created or
+     * revoked through the admin API counts from the very next request. */
+    void (*adopt)(void *arg);
+    void *adopt_arg;
     unsigned max_connections;    /* this worker's share */
     struct loop *loop;
     struct upstream_pool *pool;

@@ -82,7 +82,13 @@
  * 'day' | 'month' | 'expiry'; period '2026-12-01' | '2026-12' | the expiry
  * date; threshold in percent, 0 for expiry).  sent_ms NULL = crossed but not
  * delivered yet: retried, also after a restart.  The primary key makes an
- * alert fire once per budget, period and threshold. */
+ * alert fire once per budget, period and threshold.
+ *
+ * requests_client, requests_model: the console's requests list filtered
+ * by client or model pages backwards by id (console_rows.c); every index
+ * entry ends with the rowid (= id), so these are ordered by (client, id)
+ * and (model, id).  Each costs the writer one more b-tree insert per row
+ * (measured in bench/README.md, "Console queries"). */
 #define LEDGER_SCHEMA_V2                                                        \
     "CREATE TABLE IF NOT EXISTS rollup_hour ("                                 \
     " hour_ms INTEGER NOT NULL,"                                               \
@@ -123,6 +129,8 @@
     "  ON CONFLICT (hour_ms, client, model, cost_source) DO UPDATE SET"       \
     "  cost_pusd = cost_pusd + excluded.cost_pusd;"                           \
     " END;"                                                                    \
+    "CREATE INDEX IF NOT EXISTS requests_client ON requests(client);"          \
+    "CREATE INDEX IF NOT EXISTS requests_model ON requests(model);"            \
     "CREATE TABLE IF NOT EXISTS clients ("                                     \
     " name TEXT PRIMARY KEY,"                                                  \
     " key_sha256 BLOB,"                                                        \

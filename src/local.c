@@ -1,18 +1,18 @@
-/* local.c - see local.h.  The usage thread exists so that a slow ledger
- * (busy for up to 2 s behind the writer, or a large aggregation) stalls only
- * the operator's query, never the streams of a worker. */
+/* local.c - see local.h.  /v1/usage runs on the jobs thread (jobs.h), so
+ * that a slow ledger (busy for up to 2 s behind the writer, or a large
+ * aggregation) stalls only the operator's query, never a worker's streams. */
 #include "local.h"
 
 #include <cjson/cJSON.h>
-#include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/queue.h>
 
 #include "access.h"
+#include "admin.h"
 #include "config.h"
+#include "jobs.h"
 #include "ledger.h"
 #include "metrics.h"
 #include "pricing.h"
@@ -20,44 +20,30 @@
 #include "report.h"
 #include "util.h"
 
-/* One /v1/usage query: a copy of everything it needs, so the background
- * thread never touches the request. */
-struct usage_job {
-    struct request *r;          /* read and written on r's loop only */
-    struct loop *loop;          /* r's loop */
-    struct loop_task done;      /* posted back to r's loop */
-    char *ledger_path;
+/* One /v1/usage query's parameters, copied off the request. */
+struct usage_ctx {
     char *client;
     struct report_query q;
-    char *text;                 /* the answer, or NULL and err */
-    char err[256];
-    STAILQ_ENTRY(usage_job) link;
 };
 
-static struct {
-    pthread_mutex_t lock;
-    pthread_cond_t cond;
-    STAILQ_HEAD(, usage_job) jobs;
-    pthread_t thread;
-    int started, stopping;
-} uq = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, STAILQ_HEAD_INITIALIZER(uq.jobs), 0, 0, 0};
-
-static void job_free(struct usage_job *j)
+static void usage_free(void *arg)
 {
-    free(j->ledger_path);
-    free(j->client);
-    free(j->text);
-    free(j);
+    struct usage_ctx *u = arg;
+    if (u != NULL)
+        free(u->client);
+    free(u);
 }
 
-static void run_query(struct usage_job *j)
+/* On the jobs thread. */
+static void run_usage(struct job *j)
 {
+    struct usage_ctx *u = j->ctx;
     sqlite3 *db = NULL;
     cJSON *json = NULL;
 
     if (sqlite3_open_v2(j->ledger_path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK) {
         sqlite3_busy_timeout(db, 2000);
-        json = report_query_json(db, &j->q, j->err, sizeof j->err);
+        json = report_query_json(db, &u->q, j->err, sizeof j->err);
     } else {
         snprintf(j->err, sizeof j->err, "cannot open the ledger");
     }
@@ -67,78 +53,9 @@ static void run_query(struct usage_job *j)
     cJSON_Delete(json);
 }
 
-static void *usage_thread(void *arg)
-{
-    (void)arg;
-    pthread_mutex_lock(&uq.lock);
-    for (;;) {
-        struct usage_job *j;
-        while (STAILQ_EMPTY(&uq.jobs) && !uq.stopping)
-            pthread_cond_wait(&uq.cond, &uq.lock);
-        if (uq.stopping)
-            break;
-        j = STAILQ_FIRST(&uq.jobs);
-        STAILQ_REMOVE_HEAD(&uq.jobs, link);
-        pthread_mutex_unlock(&uq.lock);
-        run_query(j);
-        loop_post(j->loop, &j->done);
-        pthread_mutex_lock(&uq.lock);
-    }
-    pthread_mutex_unlock(&uq.lock);
-    return NULL;
-}
-
-/* On the request's loop: the answer is in. */
-static void usage_done(void *arg)
-{
-    struct usage_job *j = arg;
-    struct request *r = j->r;
-
-    r->usage_pending = 0;
-    if (j->text != NULL) {
-        r->reply = j->text;
-        j->text = NULL;
-        r->reply_status = 200;
-        r->reply_ctype = "application/json";
-    } else {
-        relay_set_error(r, 500, "ledger_unavailable", "%s", j->err[0] ? j->err : "out of memory");
-    }
-    job_free(j);
-    relay_ready(r);
-}
-
-static int submit(struct usage_job *j)
-{
-    int ok = 1;
-
-    pthread_mutex_lock(&uq.lock);
-    if (!uq.started && !uq.stopping) {
-        uq.started = pthread_create(&uq.thread, NULL, usage_thread, NULL) == 0;
-    }
-    if (uq.started && !uq.stopping)
-        STAILQ_INSERT_TAIL(&uq.jobs, j, link);
-    else
-        ok = 0;
-    pthread_cond_signal(&uq.cond);
-    pthread_mutex_unlock(&uq.lock);
-    return ok ? 0 : -1;
-}
-
 void local_shutdown(void)
 {
-    struct usage_job *j;
-
-    pthread_mutex_lock(&uq.lock);
-    uq.stopping = 1;
-    pthread_cond_signal(&uq.cond);
-    pthread_mutex_unlock(&uq.lock);
-    if (uq.started)
-        pthread_join(uq.thread, NULL);
-    uq.started = 0;
-    while ((j = STAILQ_FIRST(&uq.jobs)) != NULL) {
-        STAILQ_REMOVE_HEAD(&uq.jobs, link);
-        job_free(j);
-    }
+    jobs_shutdown();
 }
 
 static const char *query_arg(struct request *r, const char *name)
@@ -153,40 +70,38 @@ static int answer_usage(struct request *r)
     const struct orp_config *cfg = r->cfg;
     int admin = r->client < 0 || cfg->clients[r->client].admin;
     int64_t now = util_wall_ms();
-    struct usage_job *j = calloc(1, sizeof *j);
+    struct usage_ctx *u = calloc(1, sizeof *u);
+    struct job *j;
     const char *v;
 
-    if (j == NULL) {
+    if (u == NULL) {
         relay_set_error(r, 500, "out_of_memory", "orproxy is out of memory");
         return 0;
     }
-    if (report_parse_time(query_arg(r, "since") ? query_arg(r, "since") : "30d", now, &j->q.since_ms) < 0 ||
-        ((v = query_arg(r, "until")) != NULL && report_parse_time(v, now, &j->q.until_ms) < 0)) {
+    if (report_parse_time(query_arg(r, "since") ? query_arg(r, "since") : "30d", now, &u->q.since_ms) < 0 ||
+        ((v = query_arg(r, "until")) != NULL && report_parse_time(v, now, &u->q.until_ms) < 0)) {
         relay_set_error(r, 400, "invalid_time", "since/until must look like 24h, 7d or 2026-11-01");
-        job_free(j);
+        usage_free(u);
         return 0;
     }
-    if ((v = query_arg(r, "by")) != NULL && report_parse_by(v, &j->q.by) < 0) {
+    if ((v = query_arg(r, "by")) != NULL && report_parse_by(v, &u->q.by) < 0) {
         relay_set_error(r, 400, "invalid_group", "by must be one of key, model, day, user, none");
-        job_free(j);
+        usage_free(u);
         return 0;
     }
-    j->r = r;
-    j->loop = r->loop;
-    j->done.fn = usage_done;
-    j->done.arg = j;
-    j->ledger_path = strdup(cfg->ledger_path);
     if (!admin) {
-        j->client = strdup(cfg->clients[r->client].name);
-        j->q.client = j->client;
+        if ((u->client = strdup(cfg->clients[r->client].name)) == NULL) {
+            relay_set_error(r, 500, "out_of_memory", "orproxy is out of memory");
+            usage_free(u);
+            return 0;
+        }
+        u->q.client = u->client;
     }
-    if (j->ledger_path == NULL || (!admin && j->client == NULL) || submit(j) < 0) {
-        relay_set_error(r, 500, "ledger_unavailable", "the usage query could not be started");
-        job_free(j);
+    if ((j = jobs_new(r, run_usage, u, usage_free)) == NULL) {
+        relay_set_error(r, 500, "out_of_memory", "orproxy is out of memory");
         return 0;
     }
-    r->usage_pending = 1;
-    return 1;
+    return jobs_submit(j);
 }
 
 static void reply(struct request *r, unsigned status, char *text, const char *ctype)
@@ -241,6 +156,8 @@ int local_answer(struct request *r)
         return 0;
     case ROUTE_USAGE:
         return answer_usage(r);
+    case ROUTE_ADMIN:
+        return admin_answer(r);
     case ROUTE_KEY:
         reply(r, 200, access_key_json(r->cfg, r->client), "application/json");
         return 0;

@@ -26,6 +26,7 @@
 #include <systemd/sd-daemon.h>
 
 #include "access.h"
+#include "admin.h"
 #include "config.h"
 #include "config_doc.h"
 #include "housekeeping.h"
@@ -33,6 +34,7 @@
 #include "ledger.h"
 #include "log.h"
 #include "local.h"
+#include "managed.h"
 #include "metrics.h"
 #include "pricing.h"
 #include "report.h"
@@ -246,7 +248,21 @@ static int socket_is_loopback(int fd)
  * kept from the running config and the socket actually listening (a file
  * that moves listen.address to loopback and turns auth off must not turn
  * auth off on the old, public listener). */
-static struct orp_config *reload(struct orp_config *cur, struct worker *workers, int n)
+/* managed.c's publisher: every worker and housekeeping get merged. */
+static struct {
+    struct worker *w;
+    int n;
+} published;
+
+static void publish(struct orp_config *merged, void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < published.n; i++)
+        worker_set_config(&published.w[i], config_hold(merged));
+    housekeeping_set_config(merged);
+}
+
+static struct orp_config *reload(struct orp_config *cur, struct worker *workers)
 {
     char err[1024];
     struct orp_config *next;
@@ -271,9 +287,7 @@ static struct orp_config *reload(struct orp_config *cur, struct worker *workers,
     if (kept[0] != '\0')
         log_warn("reload: %s changed; that needs a restart, the old value stays", kept);
     log_setup(next->log_level, next->log_format);
-    for (int i = 0; i < n; i++)
-        worker_set_config(&workers[i], config_hold(next));
-    housekeeping_set_config(next);
+    next = managed_rebase(next); /* the managed clients joined; published to every worker */
     config_release(cur);
     metrics_reload(1);
     log_info("reloaded %s (upstream key %s)", next->source_path,
@@ -351,13 +365,12 @@ static void log_listening(const struct orp_config *cfg, int activated, int port,
 }
 
 /* Signals until one says stop; returns the config then running. */
-static struct orp_config *serve(struct orp_config *cfg, const sigset_t *set, struct worker *workers,
-                                int started)
+static struct orp_config *serve(struct orp_config *cfg, const sigset_t *set, struct worker *workers)
 {
     for (;;) {
         int sig = sigwaitinfo(set, NULL);
         if (sig == SIGHUP) {
-            cfg = reload(cfg, workers, started);
+            cfg = reload(cfg, workers);
             continue;
         }
         if (sig == SIGINT || sig == SIGTERM) {
@@ -430,6 +443,17 @@ static int run_daemon(struct orp_config *cfg)
 
     if (open_state(cfg) < 0)
         return 1;
+    {
+        char err[512];
+        struct orp_config *merged = managed_start(cfg, err, sizeof err);
+        if (merged == NULL) {
+            log_error("%s", err);
+            managed_stop();
+            close_state();
+            return 1;
+        }
+        cfg = merged; /* the file config is its base now */
+    }
     workers = calloc((size_t)nworkers, sizeof *workers);
     if (workers == NULL)
         return 1;
@@ -442,6 +466,10 @@ static int run_daemon(struct orp_config *cfg)
         }
     }
     if (rc == 0) {
+        published.w = workers;
+        published.n = nworkers;
+        managed_set_publisher(publish, NULL);
+        admin_set_workers(workers, nworkers);
         for (int i = 0; i < nworkers; i++) {
             if (pthread_create(&workers[i].thread, NULL, worker_main, &workers[i]) != 0) {
                 log_error("cannot start worker %d", i);
@@ -454,17 +482,19 @@ static int run_daemon(struct orp_config *cfg)
     if (rc == 0) {
         log_listening(cfg, activated, port, nworkers);
         sd_notify(0, "READY=1\nSTATUS=serving");
-        cfg = serve(cfg, &set, workers, started);
+        cfg = serve(cfg, &set, workers);
     }
     for (int i = 0; i < started; i++)
         worker_request_stop(&workers[i]);
     for (int i = 0; i < started; i++)
         pthread_join(workers[i].thread, NULL);
     local_shutdown(); /* before the loops it answers to go away */
+    managed_set_publisher(NULL, NULL);
     for (int i = 0; i < nworkers; i++)
         worker_destroy(&workers[i]);
     free(workers);
     close_state();
+    managed_stop();
     config_release(cfg);
     if (rc == 0)
         log_info("stopped");

@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #define ATTO_DIGITS 18
@@ -541,6 +542,7 @@ done:
 static pthread_once_t cur_once = PTHREAD_ONCE_INIT;
 static pthread_rwlock_t cur_lock;
 static struct price_table *cur; /* owned here; guarded by cur_lock */
+static int64_t cur_set_ms;      /* unix ms cur was set; guarded by cur_lock */
 
 /* Writers first: with many readers, glibc's default would let a steady
  * stream of lookups starve the refresh thread. */
@@ -565,6 +567,7 @@ void pricing_set_current(struct price_table *t)
     pthread_rwlock_wrlock(&cur_lock);
     old = cur;
     cur = t;
+    cur_set_ms = t != NULL ? (int64_t)time(NULL) * 1000 : 0;
     pthread_rwlock_unlock(&cur_lock);
     pricing_table_free(old); /* no reader can hold it: they all left before wrlock returned */
 }
@@ -591,6 +594,21 @@ size_t pricing_current_size(void)
     n = pricing_table_size(cur);
     pthread_rwlock_unlock(&cur_lock);
     return n;
+}
+
+int64_t pricing_current_each(void (*fn)(const char *model, const struct price *p, void *arg),
+                             void *arg)
+{
+    int64_t at;
+
+    pthread_once(&cur_once, cur_init);
+    if (pthread_rwlock_rdlock(&cur_lock) != 0)
+        return 0;
+    for (size_t i = 0; fn != NULL && cur != NULL && i < cur->n; i++)
+        fn(cur->v[i].id, &cur->v[i].price, arg);
+    at = cur_set_ms;
+    pthread_rwlock_unlock(&cur_lock);
+    return at;
 }
 
 void pricing_shutdown(void)

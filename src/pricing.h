@@ -125,6 +125,11 @@ int pricing_current_lookup(const char *model, struct price *out);
 
 /* Entries in the current table, 0 when there is none. */
 size_t pricing_current_size(void);
+/* Calls fn for every model of the current table, in id order, under the
+ * read lock (fn must not call back into pricing; NULL: none); returns the unix ms the
+ * table was set (fetched, or loaded from the cache at start), 0 if none. */
+int64_t pricing_current_each(void (*fn)(const char *model, const struct price *p, void *arg),
+                             void *arg);
 
 /* Frees the current table (lookups afterwards find nothing). */
 void pricing_shutdown(void);

@@ -116,6 +116,8 @@ struct request {
     char id[65];
     char method[8];
     char *url_query;            /* "?a=b" or NULL, forwarded as given */
+    char *path;                 /* the URL path, kept for a route that
+                                   dispatches on it (/admin/v1/), or NULL */
 
     /* client side */
     buf_t body;                 /* request body as received */
@@ -128,7 +130,8 @@ struct request {
     char *reply;                /* a local endpoint's answer body (local.c), or NULL */
     const char *reply_ctype;
     unsigned reply_status;
-    int usage_pending;          /* a /v1/usage query holds the request: a
+    int usage_pending;          /* a background job (jobs.h: /v1/usage,
+                                   /admin/v1/) holds the request: a
                                    reference, like in_multi; it outlives the
                                    WAITING phase if the client hangs up */
     char *model;                /* the request's "model", if any */

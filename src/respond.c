@@ -14,6 +14,10 @@
 static void add_common_headers(struct request *r, struct MHD_Response *resp)
 {
     MHD_add_response_header(resp, "X-Request-Id", r->id);
+    if (r->route != NULL && r->route->kind == ROUTE_ADMIN) { /* also on its errors */
+        MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+        MHD_add_response_header(resp, "Cache-Control", "no-store");
+    }
 }
 
 enum MHD_Result respond_local(struct request *r)

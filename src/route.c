@@ -28,13 +28,16 @@ static const struct route local_routes[] = {
     {"/metrics", "GET", ROUTE_METRICS, 0},
 };
 
+/* Any method: admin.c answers 405 itself.  The body is kept (json_body). */
+static const struct route admin_route = {"/admin/v1/", "*", ROUTE_ADMIN, 1};
+
 /* "/ui" and every path under "/ui/": ui.c picks the file (or a 404). */
 static const struct route ui_route = {"/ui/", "GET", ROUTE_UI, 0};
 
 static enum route_result pick(const struct route *r, const char *method, const struct route **out)
 {
     *out = r;
-    if (strcmp(method, r->method) == 0)
+    if (strcmp(method, r->method) == 0 || strcmp(r->method, "*") == 0)
         return ROUTE_OK;
     /* HEAD is GET without a body; MHD drops the body for us. */
     if (strcmp(method, "HEAD") == 0 && strcmp(r->method, "GET") == 0)
@@ -54,6 +57,8 @@ enum route_result route_match(const char *url, const char *method, const struct 
     if (strcmp(url, "/ui") == 0 || strncmp(url, "/ui/", 4) == 0)
         return pick(&ui_route, method, out);
 
+    if (strncmp(url, "/admin/v1/", 10) == 0)
+        return pick(&admin_route, method, out);
     if (strncmp(url, "/v1/", 4) == 0)
         tail = url + 3;
     else if (strncmp(url, "/api/v1/", 8) == 0)

@@ -3,17 +3,19 @@
  * A pure table lookup: the HTTP front asks route_match() for every request.
  * API paths are accepted under "/v1/" and under OpenRouter's own "/api/v1/"
  * prefix and are forwarded to upstream.base_url + the tail ("/chat/...").
- * Local paths (health) are answered by orproxy itself; /ui and everything
- * under /ui/ is the operator console's files (ui.c). */
+ * Local paths (health) are answered by orproxy itself.  Every path under
+ * "/admin/v1/" is one route (ROUTE_ADMIN): admin.c dispatches on the rest
+ * of the path and the method.  /ui and everything under /ui/ is the
+ * operator console's files (ui.c). */
 #ifndef ORP_ROUTE_H
 #define ORP_ROUTE_H
 
 enum route_kind { ROUTE_UPSTREAM, ROUTE_HEALTHZ, ROUTE_READYZ, ROUTE_METRICS, ROUTE_USAGE, ROUTE_KEY,
-                  ROUTE_UI };
+                  ROUTE_ADMIN, ROUTE_UI };
 
 struct route {
     const char *tail;        /* "/chat/completions"; for local routes the full path */
-    const char *method;      /* "POST" or "GET" */
+    const char *method;      /* "POST" or "GET"; "*" any (the route checks it) */
     enum route_kind kind;
     int json_body;           /* the body must be a JSON object */
 };

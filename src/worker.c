@@ -15,6 +15,13 @@
 #include "log.h"
 #include "util.h"
 
+static void adopt_config(struct worker *w);
+
+static void adopt_cb(void *arg)
+{
+    adopt_config(arg);
+}
+
 int worker_init(struct worker *w)
 {
     w->stop_deadline = -1;
@@ -27,6 +34,8 @@ int worker_init(struct worker *w)
     w->front.max_connections = w->max_connections;
     w->front.loop = &w->loop;
     w->front.pool = &w->pool;
+    w->front.adopt = adopt_cb;
+    w->front.adopt_arg = w;
     return front_start(&w->front, w->listen_fd);
 }
 
@@ -81,9 +90,15 @@ static void trim_when_idle(struct worker *w, int64_t now)
     }
 }
 
+/* A load first: the common case (nothing pending) costs no locked
+ * instruction, and this runs once a pass and once a request. */
 static void adopt_config(struct worker *w)
 {
-    struct orp_config *fresh = atomic_exchange(&w->pending, NULL);
+    struct orp_config *fresh;
+
+    if (atomic_load_explicit(&w->pending, memory_order_acquire) == NULL)
+        return;
+    fresh = atomic_exchange(&w->pending, NULL);
     if (fresh != NULL) {
         config_release(w->cfg);
         w->cfg = fresh;

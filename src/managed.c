@@ -1,0 +1,282 @@
+/* managed.c - see managed.h.  This file holds the merged config: it reads
+ * the `clients` table and builds the config workers use; managed_edit.c
+ * checks and writes the changes. */
+#include "managed_int.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "log.h"
+
+struct managed_state managed_g = {.mu = PTHREAD_MUTEX_INITIALIZER};
+#define M managed_g
+
+int managed_valid_name(const char *s)
+{
+    size_t n = s ? strlen(s) : 0;
+    return n > 0 && n < 64 &&
+           strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") == n;
+}
+
+void managed_iso_time(int64_t ms, char *buf, size_t n)
+{
+    time_t s = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&s, &tm);
+    strftime(buf, n, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+static char *dup_str(const cJSON *o, const char *name)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
+    return cJSON_IsString(v) ? strdup(v->valuestring) : NULL;
+}
+
+static void num(const cJSON *o, const char *name, int *has, double *out)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
+    if (cJSON_IsNumber(v)) {
+        *has = 1;
+        *out = v->valuedouble;
+    }
+}
+
+/* The defaults column (checked when written: managed_edit.c). */
+static void load_defaults(const char *text, struct bodyedit_defaults *d)
+{
+    cJSON *o = text ? cJSON_Parse(text) : NULL;
+    double mt = 0;
+
+    if (!cJSON_IsObject(o)) {
+        cJSON_Delete(o);
+        return;
+    }
+    d->model = dup_str(o, "model");
+    d->system_prompt = dup_str(o, "system_prompt");
+    d->context = dup_str(o, "context");
+    num(o, "temperature", &d->has_temperature, &d->temperature);
+    num(o, "top_p", &d->has_top_p, &d->top_p);
+    num(o, "frequency_penalty", &d->has_frequency_penalty, &d->frequency_penalty);
+    num(o, "presence_penalty", &d->has_presence_penalty, &d->presence_penalty);
+    num(o, "max_tokens", &d->has_max_tokens, &mt);
+    d->max_tokens = (long)mt;
+    cJSON_Delete(o);
+}
+
+static void load_models(const char *text, struct orp_client *c)
+{
+    cJSON *a = text ? cJSON_Parse(text) : NULL, *m;
+    int n = cJSON_IsArray(a) ? cJSON_GetArraySize(a) : 0;
+
+    c->models = calloc((size_t)n + 1, sizeof *c->models);
+    if (c->models != NULL)
+        cJSON_ArrayForEach(m, a)
+            if (cJSON_IsString(m) && (c->models[c->n_models] = strdup(m->valuestring)) != NULL)
+                c->n_models++;
+    cJSON_Delete(a);
+}
+
+static void copy_blob(sqlite3_stmt *st, int col, unsigned char out[32])
+{
+    if (sqlite3_column_bytes(st, col) == 32)
+        memcpy(out, sqlite3_column_blob(st, col), 32);
+    else
+        memset(out, 0, 32);
+}
+
+static void load_row(sqlite3_stmt *st, struct orp_client *c)
+{
+    c->name = strdup((const char *)sqlite3_column_text(st, 0));
+    c->managed = 1;
+    copy_blob(st, 1, c->key_sha256);
+    copy_blob(st, 2, c->old_key_sha256);
+    c->old_key_until_ms = sqlite3_column_int64(st, 3);
+    c->admin = sqlite3_column_int(st, 4);
+    load_models((const char *)sqlite3_column_text(st, 5), c);
+    c->limits.rpm = sqlite3_column_int64(st, 6);
+    c->limits.tpm = sqlite3_column_int64(st, 7);
+    c->limits.max_concurrent = sqlite3_column_int(st, 8);
+    c->limits.budget_day_pusd = sqlite3_column_int64(st, 9);
+    c->limits.budget_month_pusd = sqlite3_column_int64(st, 10);
+    c->expires_ms = sqlite3_column_int64(st, 11);
+    load_defaults((const char *)sqlite3_column_text(st, 12), &c->defaults);
+    c->created_ms = sqlite3_column_int64(st, 13);
+    c->updated_ms = sqlite3_column_int64(st, 14);
+}
+
+static int base_has(const struct orp_config *base, const char *name)
+{
+    for (int i = 0; i < base->n_clients; i++)
+        if (strcmp(base->clients[i].name, name) == 0)
+            return 1;
+    return 0;
+}
+
+/* A merged config: base's settings and clients, then every client of the
+ * table that is not revoked and whose name base does not use.  NULL (err
+ * set) when the table cannot be read. */
+static struct orp_config *merge(sqlite3 *db, struct orp_config *base, char *err, size_t errlen)
+{
+    static const char sql[] =
+        "SELECT name, key_sha256, old_key_sha256, old_key_until_ms, admin, models, rpm, tpm,"
+        " max_concurrent, budget_day_pusd, budget_month_pusd, expires_ms, defaults, created_ms,"
+        " updated_ms FROM clients WHERE revoked_ms IS NULL ORDER BY name";
+    struct orp_config *m = malloc(sizeof *m);
+    sqlite3_stmt *st = NULL;
+    int cap = base->n_clients + 8, rc;
+
+    if (m == NULL)
+        return NULL;
+    memcpy(m, base, sizeof *m);
+    m->clients = calloc((size_t)cap, sizeof *m->clients);
+    m->base = config_hold(base);
+    m->n_base_clients = base->n_clients;
+    atomic_init(&m->refs, 1);
+    if (m->clients == NULL || sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "cannot read the managed clients: %s", sqlite3_errmsg(db));
+        m->n_clients = m->n_base_clients = 0;
+        config_release(m);
+        return NULL;
+    }
+    memcpy(m->clients, base->clients, (size_t)base->n_clients * sizeof *m->clients);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *name = (const char *)sqlite3_column_text(st, 0);
+        if (name == NULL || base_has(base, name)) {
+            log_warn("managed client '%s' is hidden: the config file defines a client of that name",
+                     name ? name : "?");
+            continue;
+        }
+        if (m->n_clients == cap) {
+            struct orp_client *nc = realloc(m->clients, (size_t)cap * 2 * sizeof *nc);
+            if (nc == NULL)
+                break;
+            m->clients = nc;
+            cap *= 2;
+        }
+        memset(&m->clients[m->n_clients], 0, sizeof *m->clients);
+        load_row(st, &m->clients[m->n_clients++]);
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) {
+        snprintf(err, errlen, "cannot read the managed clients: %s", sqlite3_errmsg(db));
+        config_release(m);
+        return NULL;
+    }
+    return m;
+}
+
+/* Caller holds M.mu.  The new merged config replaces the current one and
+ * goes to every worker.  0, or -1 (err set; nothing changed). */
+int managed_republish(sqlite3 *db, char *err, size_t errlen)
+{
+    struct orp_config *m = merge(db, M.base, err, errlen);
+
+    if (m == NULL)
+        return -1;
+    config_release(M.current);
+    M.current = m;
+    if (M.publish != NULL)
+        M.publish(m, M.publish_arg);
+    return 0;
+}
+
+static int open_db(const char *path, sqlite3 **db, char *err, size_t errlen)
+{
+    if (sqlite3_open_v2(path, db, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "cannot open the ledger %s: %s", path, *db ? sqlite3_errmsg(*db) : "?");
+        sqlite3_close(*db);
+        *db = NULL;
+        return -1;
+    }
+    sqlite3_busy_timeout(*db, 2000);
+    return 0;
+}
+
+struct orp_config *managed_start(struct orp_config *file_cfg, char *err, size_t errlen)
+{
+    sqlite3 *db = NULL;
+    struct orp_config *out = NULL;
+
+    pthread_mutex_lock(&M.mu);
+    M.base = file_cfg;
+    if (open_db(file_cfg->ledger_path, &db, err, errlen) == 0 && managed_republish(db, err, errlen) == 0)
+        out = config_hold(M.current);
+    sqlite3_close(db);
+    pthread_mutex_unlock(&M.mu);
+    if (out != NULL && out->n_clients > out->n_base_clients)
+        log_info("%d managed clients loaded from the ledger", out->n_clients - out->n_base_clients);
+    return out;
+}
+
+void managed_set_publisher(managed_publish_fn fn, void *arg)
+{
+    pthread_mutex_lock(&M.mu);
+    M.publish = fn;
+    M.publish_arg = arg;
+    pthread_mutex_unlock(&M.mu);
+}
+
+struct orp_config *managed_rebase(struct orp_config *file_cfg)
+{
+    sqlite3 *db = NULL;
+    struct orp_config *old_base, *out;
+    char err[512];
+
+    pthread_mutex_lock(&M.mu);
+    old_base = M.base;
+    M.base = file_cfg;
+    if (open_db(file_cfg->ledger_path, &db, err, sizeof err) < 0 ||
+        managed_republish(db, err, sizeof err) < 0) {
+        /* The table cannot be read now: the new file config still takes
+         * effect, with the managed clients of the last good read. */
+        struct orp_config *m = malloc(sizeof *m);
+        log_error("reload: %s; keeping the managed clients already loaded", err);
+        if (m != NULL) {
+            const struct orp_config *cur = M.current;
+            int nm = cur->n_clients - cur->n_base_clients;
+            memcpy(m, file_cfg, sizeof *m);
+            m->base = config_hold(file_cfg);
+            m->n_base_clients = m->n_clients = file_cfg->n_clients;
+            atomic_init(&m->refs, 1);
+            m->clients = calloc((size_t)(file_cfg->n_clients + nm + 1), sizeof *m->clients);
+            if (m->clients != NULL)
+                memcpy(m->clients, file_cfg->clients, (size_t)file_cfg->n_clients * sizeof *m->clients);
+            else
+                m->n_base_clients = m->n_clients = 0;
+            /* The managed clients are left out of this one: their strings
+             * belong to the current merged config.  They come back with the
+             * next write or reload that reads the table. */
+            config_release(M.current);
+            M.current = m;
+            if (M.publish != NULL)
+                M.publish(m, M.publish_arg);
+        }
+    }
+    sqlite3_close(db);
+    config_release(old_base);
+    out = config_hold(M.current);
+    pthread_mutex_unlock(&M.mu);
+    return out;
+}
+
+struct orp_config *managed_current(void)
+{
+    struct orp_config *c;
+    pthread_mutex_lock(&M.mu);
+    c = M.current ? config_hold(M.current) : NULL;
+    pthread_mutex_unlock(&M.mu);
+    return c;
+}
+
+void managed_stop(void)
+{
+    pthread_mutex_lock(&M.mu);
+    config_release(M.current);
+    config_release(M.base);
+    M.current = M.base = NULL;
+    M.publish = NULL;
+    pthread_mutex_unlock(&M.mu);
+}
