@@ -165,6 +165,16 @@ $(BUILD)/bench/locks: bench/locks.c $(BUILD)/liborp.a | $(BUILD)/bench
 bench-locks: $(BUILD)/bench/locks
 	$(BUILD)/bench/locks
 
+# bench-console: the console's queries over a generated ledger of ROWS rows (bench/bigledger.c,
+# bench/README.md); several minutes at the default 10 million. Not a test.
+ROWS ?= 10000000
+.PHONY: bench-console
+$(BUILD)/bench/bigledger: bench/bigledger.c $(BUILD)/liborp.a | $(BUILD)/bench
+	$(CC) $(CFLAGS) $(LDFLAGS) -Isrc -o $@ $< $(BUILD)/liborp.a $(LDLIBS)
+
+bench-console: $(BUILD)/bench/bigledger
+	$(BUILD)/bench/bigledger --rows $(ROWS) --db $(BUILD)/bench/bigledger.db
+
 deps-bench:
 	@./scripts/deps.sh --bench
 
