@@ -545,7 +545,7 @@ function clientForm(c) {
   const area = (name, label, value) => h('label', { class: 'wide' }, h('span', { text: label }),
     h('textarea', { name, rows: 3, text: value || '' }));
   return h('form', { class: 'client-form', method: 'dialog' },
-    field('name', 'Name', c ? c.name : '', c ? { readonly: true } : { required: true, pattern: '[A-Za-z0-9._-]+' }),
+    field('name', 'Name', c ? c.name : '', c ? { readonly: true } : { required: true, pattern: '[A-Za-z0-9._\\-]{1,63}' }),
     field('models', 'Models (comma-separated patterns; empty = all)', Array.isArray(c && c.models) ? c.models.join(', ') : ''),
     field('rpm', 'Requests per minute', c && c.rpm, { inputmode: 'numeric' }),
     field('tpm', 'Tokens per minute', c && c.tpm, { inputmode: 'numeric' }),

@@ -37,12 +37,14 @@ function ledger(sql) {
   return out.trim() ? JSON.parse(out) : [];
 }
 
-// Waits until the ledger holds n rows and stays there (the writer is asynchronous).
+// Waits until the ledger holds n rows and no more arrive for a second (the
+// writer is asynchronous and batches).
 async function ledgerSettles(n) {
-  let last = -1;
-  for (let i = 0; i < 100; i++) {
+  let last = -1, same = 0;
+  for (let i = 0; i < 150; i++) {
     const c = ledger('SELECT count(*) AS n FROM requests')[0].n;
-    if (c >= n && c === last) return c;
+    same = c === last ? same + 1 : 0;
+    if (c >= n && same >= 10) return c;
     last = c;
     await sleep(100);
   }
@@ -125,7 +127,10 @@ async function text(sel) {
   return page.$eval(sel, (el) => el.textContent.trim());
 }
 
+// A fresh load of the page (a hash change alone would leave the old page's
+// elements for readySel to find); the tab's sessionStorage stays.
 async function visit(hash, readySel) {
+  await page.goto('about:blank');
   await page.goto(BASE + '/ui/' + hash, { waitUntil: 'networkidle0' });
   if (readySel) await page.waitForSelector(readySel, { timeout: 10000 });
 }
