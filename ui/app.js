@@ -343,7 +343,7 @@ function drawSpend(box, ts) {
   const opts = {
     width, height: 260,
     scales: { x: { time: true }, y: { range: (u, min, max) => [0, max > 0 ? max * 1.1 : 1] } },
-    axes: [{}, { values: (u, vals) => vals.map((v) => '$' + v.toPrecision(3)) , size: 70 }],
+    axes: [{}, { values: (u, vals) => vals.map((v) => '$' + Number(v.toPrecision(3))), size: 80 }],
     series: [{ value: (u, v) => (v == null ? '' : fmtTime(v * 1000)) }].concat(series.map((s, i) => ({
       label: s.name || '(none)',
       stroke: COLORS[i % COLORS.length],
@@ -493,6 +493,11 @@ function spendCell(spent, limit) {
     ' ' + (usd(spent) || '$0') + ' / ' + usd(limit));
 }
 
+// 0 or absent is no limit.
+function limitText(v) {
+  return v ? fmtInt(v) : '—';
+}
+
 function listText(v) {
   return Array.isArray(v) ? (v.length ? v.join(', ') : 'all') : v == null ? 'all' : fmtCell(v);
 }
@@ -506,8 +511,9 @@ async function clients(params) {
       ? h('span', { class: 'badge ro', title: 'from the config file: read-only here', text: 'config · read-only' })
       : h('span', { class: 'badge', text: v || '' })) },
     { key: 'models', fmt: listText },
-    { key: 'rpm', cls: 'num', fmt: fmtCell }, { key: 'tpm', cls: 'num', fmt: fmtCell },
-    { key: 'max_concurrent', label: 'concurrent', cls: 'num', fmt: fmtCell },
+    { key: 'admin', fmt: (v) => (v ? h('span', { class: 'badge admin', text: 'admin' }) : '') },
+    { key: 'rpm', cls: 'num', fmt: limitText }, { key: 'tpm', cls: 'num', fmt: limitText },
+    { key: 'max_concurrent', label: 'concurrent', cls: 'num', fmt: limitText },
     { key: 'spent_usd_day', label: 'day', fmt: (v, r) => spendCell(v, r.budget_usd_day) },
     { key: 'spent_usd_month', label: 'month', fmt: (v, r) => spendCell(v, r.budget_usd_month) },
     { key: 'expires_at', label: 'expires', fmt: fmtTime },
@@ -553,6 +559,8 @@ function clientForm(c) {
     field('budget_usd_day', 'Budget per day (USD)', c && c.budget_usd_day, { inputmode: 'decimal' }),
     field('budget_usd_month', 'Budget per month (USD)', c && c.budget_usd_month, { inputmode: 'decimal' }),
     field('expires_at', 'Expires (UTC)', msToInput(c && c.expires_at), { type: 'datetime-local' }),
+    h('label', { class: 'check' }, h('input', { type: 'checkbox', name: 'admin', checked: !!(c && c.admin) }),
+      h('span', { text: 'Admin (may use this console and the admin API)' })),
     area('system_prompt', 'Default system prompt', d.system_prompt),
     area('context', 'Context (added as a second system message "Context:\\n…" where a request has none)', d.context),
     h('p', { class: 'error', id: 'form-error', role: 'alert' }));
@@ -576,6 +584,7 @@ function formBody(f, c) {
     if (v !== '') body[k] = v;
     else if (editing && c[k] != null) body[k] = null;
   }
+  if (f.admin.checked || (editing && c.admin)) body.admin = f.admin.checked;
   const exp = f.expires_at.value;
   if (exp) body.expires_at = new Date(Date.parse(exp + 'Z')).toISOString().replace(/\.\d{3}Z$/, 'Z');
   else if (editing && c.expires_at) body.expires_at = null;
