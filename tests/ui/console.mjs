@@ -155,22 +155,20 @@ async function createInUI(name) {
   return key;
 }
 
-try {
-  page = await browser.newPage();
-  await page.setViewport({ width: 1280, height: 900 });
-  page.on('console', (m) => { if (m.type() === 'error') problems.push('console: ' + m.text()); });
-  page.on('pageerror', (e) => problems.push('page error: ' + e.message));
-  page.on('requestfailed', (r) => { if (!r.url().startsWith('blob:')) problems.push('request failed: ' + r.url()); });
-  page.on('response', (r) => {
-    const u = new URL(r.url());
-    if (u.pathname.startsWith('/ui/')) {
-      const hd = r.headers();
-      if (hd['content-security-policy'] !== "default-src 'self'" || hd['x-frame-options'] !== 'DENY' ||
-          hd['x-content-type-options'] !== 'nosniff')
-        problems.push('missing security headers on ' + u.pathname);
-    }
-  });
+// auth.mode = "none" (run.sh's second orproxy): no login, the pages just work.
+async function openConsole() {
+  step = 'auth none';
+  await visit('#/overview', '#spend-today');
+  check(await page.$eval('#login', (l) => l.hidden), 'a login form with auth.mode none');
+  check((await text('#spend-today')) !== '', 'no spend figure');
+  await visit('#/clients', await clientRow('seed'));
+  await shot('auth-none-clients');
+  check(problems.length === 0, 'browser problems:\n  ' + problems.join('\n  '));
+  console.log('ui: ok (auth.mode none: the console works without a key)');
+}
 
+// auth.mode = "keys": the whole walk.
+async function keysRun() {
   // 1. Traffic from the config client: three answers, a stream, an upstream 400.
   step = 'traffic';
   for (let i = 0; i < 3; i++) check((await chat(SEED_KEY)) === 200, 'seed request not 200');
@@ -312,6 +310,26 @@ try {
   check(await page.evaluate(() => sessionStorage.getItem('orproxy_admin_key') === null), 'logout kept the key');
   check(problems.length === 0, 'browser problems:\n  ' + problems.join('\n  '));
   console.log(`ui: ok (${total} ledger rows, spend ${spent} pusd, ${compared} CSV cells compared)`);
+}
+
+try {
+  page = await browser.newPage();
+  await page.setViewport({ width: 1280, height: 900 });
+  page.on('console', (m) => { if (m.type() === 'error') problems.push('console: ' + m.text()); });
+  page.on('pageerror', (e) => problems.push('page error: ' + e.message));
+  page.on('requestfailed', (r) => { if (!r.url().startsWith('blob:')) problems.push('request failed: ' + r.url()); });
+  page.on('response', (r) => {
+    const u = new URL(r.url());
+    if (u.pathname.startsWith('/ui/')) {
+      const hd = r.headers();
+      if (hd['content-security-policy'] !== "default-src 'self'" || hd['x-frame-options'] !== 'DENY' ||
+          hd['x-content-type-options'] !== 'nosniff')
+        problems.push('missing security headers on ' + u.pathname);
+    }
+  });
+
+  if (process.env.MODE === 'none') await openConsole();
+  else await keysRun();
 } catch (e) {
   console.error(e.message.startsWith('[') ? 'ui: FAIL ' + e.message : `ui: FAIL [${step}] ${e.message}`);
   if (problems.length) console.error('browser problems:\n  ' + problems.join('\n  '));

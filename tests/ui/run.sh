@@ -2,7 +2,8 @@
 # The operator console in a real browser (make test-ui; make check runs it).
 # Starts the fake upstream and orproxy (auth.mode keys, an admin client and a
 # config client, two workers) on loopback, then tests/ui/console.mjs drives
-# Debian's chromium headless through the console with puppeteer-core.
+# Debian's chromium headless through the console with puppeteer-core; then
+# the same with auth.mode none, where the console must work without a key.
 # Usage: tests/ui/run.sh ORPROXY_BIN FAKE_BIN [SCREENS_DIR]
 # Screenshots go to SCREENS_DIR (default build/ui-screens); everything else
 # lives in a temporary directory removed on exit.  Bounded: UI_TIMEOUT
@@ -40,34 +41,49 @@ newkey() { printf 'orp-uitest%s' "$(od -An -N18 -tx1 /dev/urandom | tr -d ' \n')
 sha() { printf '%s' "$1" | sha256sum | cut -d' ' -f1; }
 ADMIN_KEY=$(newkey)
 SEED_KEY=$(newkey)
-cat > "$work/orproxy.conf" <<CONF
+# start_orp MODE: orproxy with auth.mode MODE on a fresh state directory; sets port.
+start_orp() {
+    cat > "$work/orproxy.conf" <<CONF
 listen = { address = "127.0.0.1"; port = 0; };
 upstream = { base_url = "http://127.0.0.1:$fport/api/v1"; };
-state_dir = "$work/state";
+state_dir = "$work/state-$1";
 workers = 2;
-auth = { mode = "keys"; };
+auth = { mode = "$1"; };
 limits = { budget_usd_month = "100"; };
 clients = (
   { name = "ops"; key_sha256 = "$(sha "$ADMIN_KEY")"; admin = true; },
   { name = "seed"; key_sha256 = "$(sha "$SEED_KEY")"; budget_usd_day = "5"; }
 );
 CONF
-OPENROUTER_API_KEY=sk-or-v1-ui-test "$ORP" -c "$work/orproxy.conf" 2> "$work/orproxy.log" &
-opid=$!
-port=""
-for _ in $(seq 100); do
-    port=$(sed -n 's/.*listening on http:\/\/127\.0\.0\.1:\([0-9]*\) .*/\1/p' "$work/orproxy.log")
-    [ -n "$port" ] && break
-    sleep 0.1
-done
-[ -n "$port" ] || { echo "orproxy did not start:" >&2; cat "$work/orproxy.log" >&2; exit 1; }
+    : > "$work/orproxy.log"
+    OPENROUTER_API_KEY=sk-or-v1-ui-test "$ORP" -c "$work/orproxy.conf" 2> "$work/orproxy.log" &
+    opid=$!
+    port=""
+    for _ in $(seq 100); do
+        port=$(sed -n 's/.*listening on http:\/\/127\.0\.0\.1:\([0-9]*\) .*/\1/p' "$work/orproxy.log")
+        [ -n "$port" ] && break
+        sleep 0.1
+    done
+    [ -n "$port" ] || { echo "orproxy did not start:" >&2; cat "$work/orproxy.log" >&2; exit 1; }
+}
 
-rc=0
-ORP_URL="http://127.0.0.1:$port" ADMIN_KEY=$ADMIN_KEY SEED_KEY=$SEED_KEY LEDGER="$work/state/usage.db" \
-CHROMIUM=$CHROMIUM SCREENS=$(realpath "$SCREENS") DOWNLOADS="$work/downloads" HOME="$work" \
-    timeout -k 5 "${UI_TIMEOUT:-180}" node "$here/console.mjs" || rc=$?
-if [ "$rc" != 0 ]; then
-    echo "--- orproxy log (tail):" >&2
-    tail -40 "$work/orproxy.log" >&2
-fi
-exit "$rc"
+# run_browser MODE: console.mjs against the running orproxy; exits on failure.
+run_browser() {
+    rc=0
+    MODE=$1 ORP_URL="http://127.0.0.1:$port" ADMIN_KEY=$ADMIN_KEY SEED_KEY=$SEED_KEY \
+    LEDGER="$work/state-$1/usage.db" CHROMIUM=$CHROMIUM SCREENS=$(realpath "$SCREENS") \
+    DOWNLOADS="$work/downloads" HOME="$work" \
+        timeout -k 5 "${UI_TIMEOUT:-180}" node "$here/console.mjs" || rc=$?
+    if [ "$rc" != 0 ]; then
+        echo "--- orproxy log (tail):" >&2
+        tail -40 "$work/orproxy.log" >&2
+        exit "$rc"
+    fi
+    kill "$opid" && wait "$opid" || true
+    opid=""
+}
+
+start_orp keys
+run_browser keys
+start_orp none
+run_browser none
