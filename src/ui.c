@@ -1,7 +1,6 @@
 /* ui.c - see ui.h. */
 #include "ui.h"
 
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -47,9 +46,9 @@ static enum MHD_Result queue(struct request *r, unsigned status, struct MHD_Resp
     return ret;
 }
 
-static enum MHD_Result not_found(struct request *r)
+/* A JSON answer that no cache keeps (MHD takes json, which may be NULL). */
+static enum MHD_Result json_answer(struct request *r, unsigned status, char *json)
 {
-    char *json = apierr_json(404, "not_found", "no such console file");
     struct MHD_Response *resp;
 
     if (json == NULL)
@@ -61,7 +60,7 @@ static enum MHD_Result not_found(struct request *r)
     }
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
-    return queue(r, 404, resp);
+    return queue(r, status, resp);
 }
 
 /* GET /ui/auth.json: {"mode":"keys"|"none"}, so the console asks for a key
@@ -69,21 +68,8 @@ static enum MHD_Result not_found(struct request *r)
  * mode by sending a request without a key anyway). */
 static enum MHD_Result auth_mode(struct request *r)
 {
-    const char *mode = strcmp(r->cfg->auth_mode, "keys") == 0 ? "keys" : "none";
-    char *json = malloc(32);
-    struct MHD_Response *resp;
-
-    if (json == NULL)
-        return MHD_NO;
-    snprintf(json, 32, "{\"mode\":\"%s\"}", mode);
-    resp = MHD_create_response_from_buffer_with_free_callback(strlen(json), json, free);
-    if (resp == NULL) {
-        free(json);
-        return MHD_NO;
-    }
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
-    return queue(r, 200, resp);
+    return json_answer(r, 200, strdup(strcmp(r->cfg->auth_mode, "keys") == 0 ? "{\"mode\":\"keys\"}"
+                                                                             : "{\"mode\":\"none\"}"));
 }
 
 /* An empty answer with headers: the redirect and the 304. */
@@ -109,7 +95,7 @@ enum MHD_Result ui_respond(struct request *r, const char *url)
     /* route.c only sends "/ui" and "/ui/...": the rest is the file's path.
      * Exact lookup in a fixed table, so "..", "%2e" and the like are 404s. */
     if ((f = ui_find(url + 4)) == NULL)
-        return not_found(r);
+        return json_answer(r, 404, apierr_json(404, "not_found", "no such console file"));
     inm = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_IF_NONE_MATCH);
     if (inm != NULL && strstr(inm, f->etag) != NULL) {
         resp = empty();
