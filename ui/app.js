@@ -262,7 +262,7 @@ function budgetRow(b) {
 }
 
 const TOP_COLUMNS = (key) => [
-  { key, label: key },
+  { key, label: key, fmt: (v) => (v === '' ? '(none)' : fmtCell(v)) },
   { key: 'requests', fmt: fmtInt, cls: 'num' },
   { key: 'errors', fmt: fmtInt, cls: 'num' },
   { key: 'tokens', fmt: fmtInt, cls: 'num' },
@@ -553,9 +553,9 @@ function clientForm(c) {
   return h('form', { class: 'client-form', method: 'dialog' },
     field('name', 'Name', c ? c.name : '', c ? { readonly: true } : { required: true, pattern: '[A-Za-z0-9._\\-]{1,63}' }),
     field('models', 'Models (comma-separated patterns; empty = all)', Array.isArray(c && c.models) ? c.models.join(', ') : ''),
-    field('rpm', 'Requests per minute', c && c.rpm, { inputmode: 'numeric' }),
-    field('tpm', 'Tokens per minute', c && c.tpm, { inputmode: 'numeric' }),
-    field('max_concurrent', 'Max concurrent', c && c.max_concurrent, { inputmode: 'numeric' }),
+    field('rpm', 'Requests per minute (empty = no limit)', (c && c.rpm) || '', { inputmode: 'numeric' }),
+    field('tpm', 'Tokens per minute', (c && c.tpm) || '', { inputmode: 'numeric' }),
+    field('max_concurrent', 'Max concurrent requests', (c && c.max_concurrent) || '', { inputmode: 'numeric' }),
     field('budget_usd_day', 'Budget per day (USD)', c && c.budget_usd_day, { inputmode: 'decimal' }),
     field('budget_usd_month', 'Budget per month (USD)', c && c.budget_usd_month, { inputmode: 'decimal' }),
     field('expires_at', 'Expires (UTC)', msToInput(c && c.expires_at), { type: 'datetime-local' }),
@@ -659,13 +659,15 @@ async function models() {
   const first = ['model', 'requests', 'tokens', 'cost_usd'];
   const cols = columnsOf(rows, first).map((c) => ({
     ...c, cls: c.key === 'model' ? null : 'num',
-    fmt: c.key === 'cost_usd' ? usd : ['requests', 'tokens'].includes(c.key) ? fmtInt : fmtCell,
+    fmt: c.key === 'cost_usd' ? usd : ['requests', 'tokens'].includes(c.key) ? fmtInt
+      : c.key === 'model' ? (v) => (v === '' ? '(none: refused before a model was read)' : fmtCell(v)) : fmtCell,
   }));
-  parts.push(table('models', cols, rows, { title: 'Spend per model (30 d) and prices in use' }));
+  parts.push(table('models', cols, rows, { title: 'Spend per model (30 d)' }));
   // Any other list in the answer (a price table kept apart) gets its own table.
   for (const [k, v] of Object.entries(data))
     if (k !== 'models' && Array.isArray(v) && v.length && typeof v[0] === 'object')
-      parts.push(table(k, columnsOf(v), v, { title: k.replace(/_/g, ' ') }));
+      parts.push(table(k, columnsOf(v), v,
+        { title: k === 'prices' ? 'Price table in use (USD)' : k.replace(/_/g, ' ') }));
   for (const [k, v] of Object.entries(data))
     if (k !== 'models' && v && typeof v === 'object' && !Array.isArray(v))
       parts.push(h('section', {}, h('h3', { text: k.replace(/_/g, ' ') }), kvList(v)));

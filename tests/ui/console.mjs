@@ -255,9 +255,28 @@ async function keysRun() {
   check((await chat(newKey)) === 200, 'the new key stopped working');
   await page.click('dialog[open] .actions button.quiet');
 
+  // 5b. Edit it in the UI: a limit, an expiry, the context; the API shows them,
+  // the defaults set at creation stay, and its key still works.
+  step = 'edit';
+  await visit('#/clients', await clientRow('ui-rot'));
+  await page.click(`${await clientRow('ui-rot')} button[data-action=edit]`);
+  await page.waitForSelector('dialog[open] .client-form input[name=rpm]');
+  await page.type('dialog[open] input[name=rpm]', '30');
+  await page.$eval('dialog[open] input[name=expires_at]', (i) => { i.value = '2030-01-02T03:04'; });
+  await page.type('dialog[open] textarea[name=context]', 'Project notes');
+  await page.click('#save-client');
+  await page.waitForFunction(() => !document.getElementById('dialog').open, { timeout: 10000 });
+  const edited = (await admin('clients')).clients.find((c) => c.name === 'ui-rot');
+  check(edited && edited.rpm === 30, 'rpm not saved: ' + JSON.stringify(edited));
+  check(Date.parse(edited.expires_at) === Date.parse('2030-01-02T03:04:00Z'), 'expiry not saved: ' + edited.expires_at);
+  check(edited.defaults && edited.defaults.context === 'Project notes' &&
+    edited.defaults.system_prompt === 'Answer briefly.', 'defaults: ' + JSON.stringify(edited.defaults));
+  check(edited.budget_usd_day && usdToPusd(edited.budget_usd_day) === 2500000000000n, 'budget lost: ' + edited.budget_usd_day);
+  check((await chat(newKey)) === 200, 'the key stopped working after an edit');
+
   // 6. The requests table exports to CSV: the same rows and values as the ledger.
   step = 'csv';
-  const total = await ledgerSettles(nRows + 5); // 5 answered; refusals may add rows
+  const total = await ledgerSettles(nRows + 6); // 6 answered; refusals may add rows
   await visit('#/requests?live=0', '[data-table=requests] tbody tr');
   await shot('requests');
   const cdp = await page.createCDPSession();
