@@ -171,7 +171,9 @@ async function openConsole() {
 async function keysRun() {
   // 1. Traffic from the config client: three answers, a stream, an upstream 400.
   step = 'traffic';
-  for (let i = 0; i < 3; i++) check((await chat(SEED_KEY)) === 200, 'seed request not 200');
+  for (let i = 0; i < 2; i++) check((await chat(SEED_KEY)) === 200, 'seed request not 200');
+  // A "user" with a comma, quotes and a line break: the CSV export must quote it.
+  check((await chat(SEED_KEY, { user: 'ui "test",\nline two' })) === 200, 'seed request with a user not 200');
   check((await chat(SEED_KEY, { stream: true })) === 200, 'seed stream not 200');
   check((await chat(SEED_KEY, { fake: { status: 400 } })) === 400, 'the fake error did not pass through');
   const nRows = await ledgerSettles(5);
@@ -306,6 +308,7 @@ async function keysRun() {
     }
   });
   check(compared > total * 5, `only ${compared} CSV cells matched ledger columns`);
+  check(rows.some((r) => r.user === 'ui "test",\nline two'), 'the quoted user did not survive the CSV');
   // A row click shows the whole ledger row.
   await page.click('[data-table=requests] tbody tr');
   await page.waitForSelector('dialog[open] dl.kv');
