@@ -394,7 +394,7 @@ async function requests(params, gen) {
   input('client', 'Client'), input('model', 'Model'),
   input('status', 'Status', { inputmode: 'numeric', size: 4 }),
   h('label', {}, 'Outcome ', h('select', { name: 'outcome' },
-    ['', 'ok', 'rejected', 'upstream_4xx', 'upstream_5xx', 'proxy_error', 'stream_error', 'cancelled']
+    ['', 'ok', 'rejected', 'upstream_error', 'proxy_error', 'stream_error', 'cancelled']
       .map((o) => h('option', { value: o, selected: params.get('outcome') === o, text: o || 'any' })))),
   h('label', {}, 'Stream ', h('select', { name: 'stream' },
     [['', 'any'], ['1', 'yes'], ['0', 'no']].map(([v, t]) =>

@@ -320,6 +320,14 @@ async function keysRun() {
   check(statuses.length === ledger('SELECT count(*) AS n FROM requests WHERE status = 400')[0].n &&
     statuses.every((s) => s === '400'), 'status filter: ' + statuses.join(','));
 
+  // The outcome filter, picked in the form, lands in the URL.
+  await visit('#/requests?live=0', '[data-table=requests] tbody tr');
+  await page.select('form.filters select[name=outcome]', 'upstream_error');
+  await page.click('form.filters button[type=submit]');
+  await page.waitForFunction(() => location.hash.includes('outcome=upstream_error'), { timeout: 5000 });
+  await page.waitForFunction((n) => document.querySelectorAll('[data-table=requests] tbody tr').length === n,
+    { timeout: 5000 }, ledger("SELECT count(*) AS n FROM requests WHERE outcome = 'upstream_error'")[0].n);
+
   // 7. The other pages render.
   step = 'pages';
   await visit('#/models', '[data-table=models] tbody tr');
