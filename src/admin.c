@@ -135,53 +135,6 @@ int admin_gate(struct request *r)
     return -1;
 }
 
-/* ---- shared by the routes ---- */
-
-void admin_ctx_free(void *arg)
-{
-    struct admin_ctx *c = arg;
-    if (c == NULL)
-        return;
-    free(c->name);
-    free(c->body);
-    free(c->s1);
-    free(c->s2);
-    free(c->s3);
-    free(c);
-}
-
-void admin_set_json(struct job *j, unsigned status, cJSON *o)
-{
-    j->status = status;
-    j->text = o ? cJSON_PrintUnformatted(o) : NULL;
-    cJSON_Delete(o);
-    if (j->text == NULL && j->err[0] == '\0') {
-        j->status = 500;
-        j->code = "out_of_memory";
-        snprintf(j->err, sizeof j->err, "orproxy is out of memory");
-    }
-}
-
-void admin_add_usd(cJSON *o, const char *name, int64_t pusd, int zero_is_null)
-{
-    char buf[PRICING_USD_BUFSZ];
-    if (zero_is_null && pusd == 0)
-        cJSON_AddNullToObject(o, name);
-    else
-        cJSON_AddStringToObject(o, name, pricing_format_usd(pusd, buf, sizeof buf));
-}
-
-void admin_add_time(cJSON *o, const char *name, int64_t ms)
-{
-    char buf[40];
-    if (ms <= 0) {
-        cJSON_AddNullToObject(o, name);
-        return;
-    }
-    managed_iso_time(ms, buf, sizeof buf);
-    cJSON_AddStringToObject(o, name, buf);
-}
-
 /* ---- the client routes ---- */
 
 static cJSON *defaults_json(const struct bodyedit_defaults *d)

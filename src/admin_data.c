@@ -32,6 +32,53 @@ void admin_set_workers(const struct worker *w, int n)
     RT.started_ms = util_wall_ms();
 }
 
+/* ---- shared by the routes ---- */
+
+void admin_ctx_free(void *arg)
+{
+    struct admin_ctx *c = arg;
+    if (c == NULL)
+        return;
+    free(c->name);
+    free(c->body);
+    free(c->s1);
+    free(c->s2);
+    free(c->s3);
+    free(c);
+}
+
+void admin_set_json(struct job *j, unsigned status, cJSON *o)
+{
+    j->status = status;
+    j->text = o ? cJSON_PrintUnformatted(o) : NULL;
+    cJSON_Delete(o);
+    if (j->text == NULL && j->err[0] == '\0') {
+        j->status = 500;
+        j->code = "out_of_memory";
+        snprintf(j->err, sizeof j->err, "orproxy is out of memory");
+    }
+}
+
+void admin_add_usd(cJSON *o, const char *name, int64_t pusd, int zero_is_null)
+{
+    char buf[PRICING_USD_BUFSZ];
+    if (zero_is_null && pusd == 0)
+        cJSON_AddNullToObject(o, name);
+    else
+        cJSON_AddStringToObject(o, name, pricing_format_usd(pusd, buf, sizeof buf));
+}
+
+void admin_add_time(cJSON *o, const char *name, int64_t ms)
+{
+    char buf[40];
+    if (ms <= 0) {
+        cJSON_AddNullToObject(o, name);
+        return;
+    }
+    managed_iso_time(ms, buf, sizeof buf);
+    cJSON_AddStringToObject(o, name, buf);
+}
+
 static const char *arg(struct request *r, const char *name)
 {
     return MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, name);
@@ -43,18 +90,24 @@ static int bad(struct request *r, const char *fmt, const char *name)
     return -1;
 }
 
+/* v is a whole decimal integer: 0 (*out set), else -1. */
+static int whole(const char *v, long long *out)
+{
+    char *end;
+    *out = strtoll(v, &end, 10);
+    return *v != '\0' && *end == '\0' ? 0 : -1;
+}
+
 /* A time: unix ms, "2026-11-01", "2026-11-01T12:00:00Z" or "24h", "7d"
  * (that long before now).  Absent: *out stays. */
 static int time_arg(struct request *r, const char *name, int64_t now, int64_t *out)
 {
     const char *v = arg(r, name);
-    char *end;
     long long n;
 
     if (v == NULL)
         return 0;
-    n = strtoll(v, &end, 10);
-    if (*v != '\0' && *end == '\0' && n >= 0 && strlen(v) > 8) {
+    if (whole(v, &n) == 0 && n >= 0 && strlen(v) > 8) {
         *out = n;
         return 0;
     }
@@ -66,13 +119,11 @@ static int time_arg(struct request *r, const char *name, int64_t now, int64_t *o
 static int int_arg(struct request *r, const char *name, long long lo, long long hi, long long *out)
 {
     const char *v = arg(r, name);
-    char *end;
     long long n;
 
     if (v == NULL)
         return 0;
-    n = strtoll(v, &end, 10);
-    if (*v == '\0' || *end != '\0' || n < lo || n > hi) {
+    if (whole(v, &n) < 0 || n < lo || n > hi) {
         char fmt[96];
         snprintf(fmt, sizeof fmt, "%%s must be an integer from %lld to %lld", lo, hi);
         return bad(r, fmt, name);

@@ -1,5 +1,6 @@
-/* admin_int.h - what admin.c (gate, dispatch, clients) and admin_data.c
- * (the console's data routes) share; not for other modules. */
+/* admin_int.h - what admin.c (gate, dispatch, clients) takes from
+ * admin_data.c (the console's data routes and the helpers both use); not
+ * for other modules. */
 #ifndef ORP_ADMIN_INT_H
 #define ORP_ADMIN_INT_H
 

@@ -166,7 +166,21 @@ static int has_context_message(const cJSON *messages)
     return 0;
 }
 
-/* Puts {"role":"system","content":prefix prompt} at index at. */
+/* cJSON 1.7.15 refuses an insert at 1 after one at 0 (its prev links), so
+ * only ever insert at the head: the first item is taken off and put back. */
+static int insert_at(cJSON *array, int at, cJSON *item)
+{
+    cJSON *first = at > 0 ? cJSON_DetachItemFromArray(array, 0) : NULL;
+
+    if (!cJSON_InsertItemInArray(array, 0, item)) {
+        if (first != NULL)
+            cJSON_InsertItemInArray(array, 0, first);
+        return 0;
+    }
+    return first == NULL || cJSON_InsertItemInArray(array, 0, first);
+}
+
+/* Puts {"role":"system","content":prefix prompt} at index at (0 or 1). */
 static void insert_system(struct edit_run *run, cJSON *messages, int at, const char *prefix,
                           const char *prompt)
 {
@@ -177,8 +191,7 @@ static void insert_system(struct edit_run *run, cJSON *messages, int at, const c
     if (text != NULL)
         snprintf(text, n, "%s%s", prefix, prompt);
     if (sys == NULL || text == NULL || cJSON_AddStringToObject(sys, "role", "system") == NULL ||
-        cJSON_AddStringToObject(sys, "content", text) == NULL ||
-        !cJSON_InsertItemInArray(messages, at, sys)) {
+        cJSON_AddStringToObject(sys, "content", text) == NULL || !insert_at(messages, at, sys)) {
         free(text);
         cJSON_Delete(sys);
         count(run, 0);

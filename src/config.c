@@ -182,14 +182,6 @@ void config_defaults(struct orp_config *cfg)
 
 void config_free(struct orp_config *cfg)
 {
-    if (cfg->base != NULL) { /* a merged config: only the managed clients are its own */
-        for (int i = cfg->n_base_clients; i < cfg->n_clients; i++)
-            config_client_free(&cfg->clients[i]);
-        free(cfg->clients);
-        config_release(cfg->base);
-        memset(cfg, 0, sizeof *cfg);
-        return;
-    }
     for (int i = 0; i < NSETTINGS; i++) {
         if (is_string(&settings[i])) {
             char **p = str_at(cfg, &settings[i]);

@@ -95,8 +95,8 @@ struct orp_config {
     /* A merged config (managed.c): a copy of base's settings whose clients
      * are base's (the first n_base_clients, borrowed: struct copies whose
      * strings base owns) followed by the managed ones (owned).  base is
-     * held; config_free frees only what the merged config owns.  NULL for a
-     * config loaded from a file. */
+     * held; config_release frees only what the merged config owns.  NULL
+     * for a config loaded from a file. */
     struct orp_config *base;
     int n_base_clients;
 

@@ -40,7 +40,16 @@ struct orp_config *config_hold(struct orp_config *cfg)
 void config_release(struct orp_config *cfg)
 {
     if (cfg != NULL && atomic_fetch_sub_explicit(&cfg->refs, 1, memory_order_acq_rel) == 1) {
-        config_free(cfg);
+        if (cfg->base != NULL) {
+            /* A merged config (managed.c): only the managed clients, the
+             * array and the reference to its base are its own. */
+            for (int i = cfg->n_base_clients; i < cfg->n_clients; i++)
+                config_client_free(&cfg->clients[i]);
+            free(cfg->clients);
+            config_release(cfg->base);
+        } else {
+            config_free(cfg);
+        }
         free(cfg);
     }
 }

@@ -415,6 +415,29 @@ START_TEST(test_bodyedit_needed_only_with_an_alias_or_a_default)
 }
 END_TEST
 
+START_TEST(test_bodyedit_context_goes_after_the_system_prompt_once)
+{
+    NO_EDITS;
+    char *out;
+    int changed = 0;
+    char err[64];
+    d.system_prompt = "Be brief.";
+    d.context = "Paris is in France.";
+    const char *in = "{\"messages\":[{\"role\":\"user\",\"content\":\"q\"}]}";
+    const char *own = "{\"messages\":[{\"role\":\"system\",\"content\":\"Context:\\nmine\"}]}";
+    out = bodyedit_apply(in, strlen(in), &e, err, sizeof err, &changed);
+    ck_assert_int_eq(changed, 1);
+    ck_assert_str_eq(out, "{\"messages\":[{\"role\":\"system\",\"content\":\"Be brief.\"},"
+                          "{\"role\":\"system\",\"content\":\"Context:\\nParis is in France.\"},"
+                          "{\"role\":\"user\",\"content\":\"q\"}]}");
+    free(out);
+    /* a request that brings its own context gets none added */
+    d.system_prompt = NULL;
+    ck_assert_ptr_null(bodyedit_apply(own, strlen(own), &e, err, sizeof err, &changed));
+    ck_assert_int_eq(changed, 0);
+}
+END_TEST
+
 static Suite *bodyedit_suite(void)
 {
     Suite *s = suite_create("bodyedit");
@@ -443,6 +466,7 @@ static Suite *bodyedit_suite(void)
     tcase_add_test(body, test_bodyedit_allocation_failures_report_and_leak_nothing);
     tcase_add_test(body, test_bodyedit_client_aliases_win_over_the_global_ones);
     tcase_add_test(body, test_bodyedit_needed_only_with_an_alias_or_a_default);
+    tcase_add_test(body, test_bodyedit_context_goes_after_the_system_prompt_once);
 
     suite_add_tcase(s, body);
     return s;

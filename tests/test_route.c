@@ -77,6 +77,20 @@ START_TEST(test_route_healthz_is_local)
 }
 END_TEST
 
+START_TEST(test_route_admin_prefix_takes_any_method)
+{
+    const struct route *r;
+    ck_assert_int_eq(route_match("/admin/v1/clients", "GET", &r), ROUTE_OK);
+    ck_assert_int_eq(r->kind, ROUTE_ADMIN);
+    ck_assert_int_eq(route_match("/admin/v1/clients/bob", "DELETE", &r), ROUTE_OK);
+    ck_assert_int_eq(r->kind, ROUTE_ADMIN);
+    ck_assert_int_eq(route_match("/admin/v1/clients/bob", "PATCH", &r), ROUTE_OK);
+    ck_assert_int_eq(route_match("/admin/v2/clients", "GET", &r), ROUTE_NOT_FOUND);
+    ck_assert_int_eq(route_match("/admin/v1", "GET", &r), ROUTE_NOT_FOUND);
+    ck_assert_int_eq(route_match("/v1/admin/v1/clients", "GET", &r), ROUTE_NOT_FOUND);
+}
+END_TEST
+
 static Suite *route_suite(void)
 {
     Suite *s = suite_create("route");
@@ -87,6 +101,7 @@ static Suite *route_suite(void)
     tcase_add_test(tc, test_route_head_is_get);
     tcase_add_test(tc, test_route_unknown_paths_not_found);
     tcase_add_test(tc, test_route_healthz_is_local);
+    tcase_add_test(tc, test_route_admin_prefix_takes_any_method);
     suite_add_tcase(s, tc);
     return s;
 }
