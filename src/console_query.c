@@ -1,16 +1,19 @@
-/* console_query.c - the console's aggregate queries over rollup_hour.  See
- * console_query.h for the contract; the requests list is in
+/* console_query.c - the console's aggregate queries over the rollups.
+ * See console_query.h for the contract; the requests list is in
  * console_rows.c.
  *
- * Every aggregate is one range scan of rollup_hour along its primary key
- * (hour_ms first), summed here rather than by SQL GROUP BY: a GROUP BY on
- * client or model would sort every rollup row of the range, while a scan
- * in key order with the sums in a small hash table of names costs one
- * step per row.  Rows of one hour come ordered by client, so the name
- * table first compares with the name it saw last and seldom hashes.
+ * Every aggregate is a range scan of rollup_day or rollup_hour along its
+ * primary key (time first), summed here rather than by SQL GROUP BY: a
+ * GROUP BY on client or model would sort every rollup row of the range,
+ * while a scan in key order with the sums in a small hash table of names
+ * costs one step per row.  Rows of one hour or day come ordered by client,
+ * so the name table first compares with the name it saw last and seldom
+ * hashes.  Whole days are read from rollup_day (the overview, the spend,
+ * daily series, the models' whole days): over 10 million requests, about
+ * 6 times fewer rows than their hours.
  *
  * The time series keeps one cell per (bucket, name) seen: rows arrive in
- * hour order, so a name's current cell is always its last one, and memory
+ * time order, so a name's current cell is always its last one, and memory
  * follows the rows read, not names x buckets. */
 #include "console_query.h"
 
@@ -115,24 +118,30 @@ static void names_free(struct names *t)
 /* ---- one scan of rollup_hour ---- */
 
 struct rrow {
-    int64_t hour_ms;
+    int64_t t_ms; /* the hour or day */
     const char *client, *model, *source;
     struct sums s;
 };
 
 typedef int (*rrow_fn)(const struct rrow *r, void *arg);
 
-/* Hands every rollup row with from <= hour_ms < to to fn (which returns 0,
- * or -1 on running out of memory).  Returns 0 or -1 with err set. */
-static int scan_rollup(sqlite3 *db, int64_t from, int64_t to, rrow_fn fn, void *arg, char *err,
-                       size_t errlen)
+#define ROLLUP_SELECT(t, k)                                                                        \
+    "SELECT " k ", client, model, cost_source, requests, errors, prompt_tokens,"                   \
+    " completion_tokens, cached_tokens, reasoning_tokens, cost_pusd FROM " t " WHERE " k           \
+    " >= ?1 AND " k " < ?2"
+
+/* Hands every row of rollup_day (day) or rollup_hour with from <= its time
+ * < to to fn (which returns 0, or -1 on running out of memory).  Returns 0
+ * or -1 with err set. */
+static int scan_rollup(sqlite3 *db, int day, int64_t from, int64_t to, rrow_fn fn, void *arg,
+                       char *err, size_t errlen)
 {
-    static const char sql[] =
-        "SELECT hour_ms, client, model, cost_source, requests, errors, prompt_tokens,"
-        " completion_tokens, cached_tokens, reasoning_tokens, cost_pusd FROM rollup_hour"
-        " WHERE hour_ms >= ?1 AND hour_ms < ?2";
+    const char *sql = day ? ROLLUP_SELECT("rollup_day", "day_ms")
+                          : ROLLUP_SELECT("rollup_hour", "hour_ms");
     sqlite3_stmt *st = NULL;
-    struct rrow r;
+    struct rrow r = {0};
+    int64_t *sum_field[] = {&r.s.requests, &r.s.errors,    &r.s.prompt, &r.s.completion,
+                            &r.s.cached,   &r.s.reasoning, &r.s.cost};
     int rc;
 
     if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
@@ -140,17 +149,12 @@ static int scan_rollup(sqlite3 *db, int64_t from, int64_t to, rrow_fn fn, void *
     sqlite3_bind_int64(st, 1, from);
     sqlite3_bind_int64(st, 2, to);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        r.hour_ms = sqlite3_column_int64(st, 0);
+        r.t_ms = sqlite3_column_int64(st, 0);
         r.client = (const char *)sqlite3_column_text(st, 1);
         r.model = (const char *)sqlite3_column_text(st, 2);
         r.source = (const char *)sqlite3_column_text(st, 3);
-        r.s.requests = sqlite3_column_int64(st, 4);
-        r.s.errors = sqlite3_column_int64(st, 5);
-        r.s.prompt = sqlite3_column_int64(st, 6);
-        r.s.completion = sqlite3_column_int64(st, 7);
-        r.s.cached = sqlite3_column_int64(st, 8);
-        r.s.reasoning = sqlite3_column_int64(st, 9);
-        r.s.cost = sqlite3_column_int64(st, 10);
+        for (int k = 0; k < 7; k++) /* the sums, in the SELECT's order */
+            *sum_field[k] = sqlite3_column_int64(st, 4 + k);
         if (r.client == NULL || r.model == NULL || r.source == NULL)
             continue;
         if (fn(&r, arg) < 0) {
@@ -274,11 +278,11 @@ static int overview_row(const struct rrow *r, void *arg)
     struct overview *o = arg;
     struct sums *c, *m, *s;
 
-    if (r->hour_ms >= o->day0)
+    if (r->t_ms >= o->day0)
         o->today = pricing_add_pusd(o->today, r->s.cost);
-    if (r->hour_ms >= o->month0)
+    if (r->t_ms >= o->month0)
         o->month = pricing_add_pusd(o->month, r->s.cost);
-    if (r->hour_ms < o->last30)
+    if (r->t_ms < o->last30)
         return 0;
     o->spend30 = pricing_add_pusd(o->spend30, r->s.cost);
     if ((c = names_get(&o->clients, r->client)) == NULL ||
@@ -335,9 +339,9 @@ cJSON *cq_overview(sqlite3 *db, int64_t now_ms, char *err, size_t errlen)
     }
     o.day0 = limits_period_start(now_ms, LIMITS_DAY);
     o.month0 = limits_period_start(now_ms, LIMITS_MONTH);
-    o.last30 = now_ms - now_ms % HOUR_MS - 719 * HOUR_MS;
+    o.last30 = o.day0 - 29 * DAY_MS;
     from = o.month0 < o.last30 ? o.month0 : o.last30;
-    if (scan_rollup(db, from, INT64_MAX, overview_row, &o, err, errlen) == 0 &&
+    if (scan_rollup(db, 1, from, INT64_MAX, overview_row, &o, err, errlen) == 0 &&
         (j = overview_json(&o)) == NULL)
         util_set_err(err, errlen, "ledger: out of memory");
     names_free(&o.clients);
@@ -366,7 +370,7 @@ struct series {
 static int series_row(const struct rrow *r, void *arg)
 {
     struct series *ts = arg;
-    size_t b = (size_t)((r->hour_ms - ts->t0) / ts->width), id;
+    size_t b = (size_t)((r->t_ms - ts->t0) / ts->width), id;
     struct sums *tot = names_get(&ts->names, ts->by_model ? r->model : r->client);
 
     if (tot == NULL)
@@ -487,7 +491,7 @@ cJSON *cq_timeseries(sqlite3 *db, int64_t since_ms, int64_t until_ms, int bucket
         return NULL;
     ts.t0 = since_ms - since_ms % ts.width;
     nb = until_ms > ts.t0 ? (size_t)((until_ms - ts.t0 + ts.width - 1) / ts.width) : 0;
-    if (scan_rollup(db, ts.t0, ts.t0 + (int64_t)nb * ts.width, series_row, &ts, err, errlen) < 0)
+    if (scan_rollup(db, bucket_day, ts.t0, ts.t0 + (int64_t)nb * ts.width, series_row, &ts, err, errlen) < 0)
         goto done;
     if ((list = series_list(&ts, (size_t)top_n, nb)) == NULL || (j = cJSON_CreateObject()) == NULL)
         goto oom;
@@ -527,12 +531,16 @@ cJSON *cq_models(sqlite3 *db, int64_t since_ms, char *err, size_t errlen)
 {
     struct names t = {0};
     cJSON *j = NULL, *list;
+    int64_t day1;
 
     if (since_ms < 0) {
         util_set_err(err, errlen, "since must be a unix time in ms (>= 0)");
         return NULL;
     }
-    if (scan_rollup(db, since_ms - since_ms % HOUR_MS, INT64_MAX, model_row, &t, err, errlen) == 0) {
+    /* The hours before the first whole day, then whole days. */
+    day1 = since_ms % DAY_MS != 0 ? since_ms - since_ms % DAY_MS + DAY_MS : since_ms;
+    if (scan_rollup(db, 0, since_ms - since_ms % HOUR_MS, day1, model_row, &t, err, errlen) == 0 &&
+        scan_rollup(db, 1, day1, INT64_MAX, model_row, &t, err, errlen) == 0) {
         list = top_list(&t, "model", t.n, 0);
         if (list == NULL || (j = cJSON_CreateObject()) == NULL) {
             cJSON_Delete(list);
@@ -560,7 +568,7 @@ static int spend_row(const struct rrow *r, void *arg)
         return -1;
     s->cost = pricing_add_pusd(s->cost, r->s.cost);
     sp->month = pricing_add_pusd(sp->month, r->s.cost);
-    if (r->hour_ms >= sp->day0) {
+    if (r->t_ms >= sp->day0) {
         s->cost_day = pricing_add_pusd(s->cost_day, r->s.cost);
         sp->day = pricing_add_pusd(sp->day, r->s.cost);
     }
@@ -602,7 +610,7 @@ cJSON *cq_spend(sqlite3 *db, int64_t now_ms, char *err, size_t errlen)
         return NULL;
     }
     sp.day0 = limits_period_start(now_ms, LIMITS_DAY);
-    if (scan_rollup(db, limits_period_start(now_ms, LIMITS_MONTH), INT64_MAX, spend_row, &sp, err,
+    if (scan_rollup(db, 1, limits_period_start(now_ms, LIMITS_MONTH), INT64_MAX, spend_row, &sp, err,
                     errlen) == 0 &&
         (j = spend_json(&sp)) == NULL)
         util_set_err(err, errlen, "ledger: out of memory");

@@ -10,9 +10,9 @@
  * with bound parameters.
  *
  * The overview, the time series, the models and the spend read only the
- * hourly rollups (rollup_hour, kept by triggers as rows are written), never
- * the raw requests table, so their cost follows the number of rollup rows
- * in the range, not the number of requests.  The requests list pages
+ * rollups (rollup_hour and rollup_day, kept by triggers as rows are
+ * written), never the raw requests table, so their cost follows the number
+ * of rollup rows in the range, not the number of requests.  The requests list pages
  * through `requests` by id (keyset: id < before_id, newest first), using
  * the indexes on (client, id) and (model, id).
  *
@@ -53,7 +53,7 @@ struct cq_filter {
  *  "top_clients":[{"client","requests","errors","tokens","cost_usd"}],
  *  "top_models":[{"model",...the same}]}
  * today and month are the UTC day and month holding now_ms; the last 30
- * days are the 720 UTC hours ending with the one holding now_ms, over
+ * days are the 30 UTC days ending with today (from rollup_day), over
  * which requests, errors, tokens, cost_by_source and the top lists (10
  * long, by cost, then requests, then name) count.  tokens in a top list =
  * prompt + completion. */

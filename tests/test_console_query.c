@@ -363,48 +363,47 @@ START_TEST(test_requests_newest_first_with_every_column)
 }
 END_TEST
 
+/* The ids f lists, as "6,2,1". */
+static void expect_ids(struct cq_filter f, const char *ids)
+{
+    cJSON *j = list(f);
+    ck_assert_str_eq(names(j, "requests", "id"), ids);
+    cJSON_Delete(j);
+}
+
 START_TEST(test_requests_each_filter)
 {
     struct cq_filter f = NOFILTER;
     cJSON *j;
 
     f.client = "alice";
-    j = list(f);
-    ck_assert_str_eq(names(j, "requests", "id"), "6,2,1");
-    cJSON_Delete(j);
+    expect_ids(f, "6,2,1");
     f = NOFILTER;
     f.model = "anthropic/claude";
-    j = list(f);
-    ck_assert_str_eq(names(j, "requests", "id"), "6,3");
-    cJSON_Delete(j);
+    expect_ids(f, "6,3");
     f = NOFILTER;
     f.status = 429;
-    j = list(f);
-    ck_assert_str_eq(names(j, "requests", "id"), "4");
-    cJSON_Delete(j);
+    expect_ids(f, "4");
     f = NOFILTER;
     f.outcome = "ok";
-    j = list(f);
-    ck_assert_str_eq(names(j, "requests", "id"), "8,7,6,5,3,2,1");
-    cJSON_Delete(j);
+    expect_ids(f, "8,7,6,5,3,2,1");
     f = NOFILTER;
     f.stream = 1;
-    j = list(f);
-    ck_assert_str_eq(names(j, "requests", "id"), "3,2");
-    cJSON_Delete(j);
+    expect_ids(f, "3,2");
     f = NOFILTER;
     f.since_ms = D0;
     f.until_ms = D1 + 2 * H; /* until is exclusive */
-    j = list(f);
-    ck_assert_str_eq(names(j, "requests", "id"), "5,2,1");
-    cJSON_Delete(j);
+    expect_ids(f, "5,2,1");
+    f.until_ms = 0;
+    expect_ids(f, "5,4,3,2,1");
+    f.since_ms = 0;
+    f.until_ms = D0;
+    expect_ids(f, "8,7,6");
     f = NOFILTER;
     f.client = "alice";
     f.model = "openai/gpt-4o";
     f.stream = 0;
-    j = list(f);
-    ck_assert_str_eq(names(j, "requests", "id"), "1");
-    cJSON_Delete(j);
+    expect_ids(f, "1");
     f = NOFILTER;
     f.client = "nobody";
     j = list(f);
@@ -566,8 +565,8 @@ START_TEST(test_a_ledger_without_rollups_is_a_database_error)
     close(fd);
     ck_assert_int_eq(sqlite3_open(path, &v1), SQLITE_OK);
     ck_assert_int_eq(sqlite3_exec(v1, LEDGER_SCHEMA_V1, NULL, NULL, NULL), SQLITE_OK);
-    bad(cq_overview(v1, NOW, err, sizeof err), "ledger: no such table: rollup_hour");
-    bad(cq_timeseries(v1, D0, D1, 0, 0, 5, err, sizeof err), "ledger: no such table");
+    bad(cq_overview(v1, NOW, err, sizeof err), "ledger: no such table: rollup_day");
+    bad(cq_timeseries(v1, D0, D1, 0, 0, 5, err, sizeof err), "ledger: no such table: rollup_hour");
     bad(cq_models(v1, 0, err, sizeof err), "ledger: no such table");
     bad(cq_spend(v1, NOW, err, sizeof err), "ledger: no such table");
     ck_assert_int_eq(sqlite3_exec(v1, "DROP TABLE requests", NULL, NULL, NULL), SQLITE_OK);
@@ -577,6 +576,44 @@ START_TEST(test_a_ledger_without_rollups_is_a_database_error)
     }
     sqlite3_close(v1);
     unlink(path);
+}
+END_TEST
+
+/* A version 1 ledger with rows moved to version 2 (as ledger.c's migration
+ * does): the backfilled rollups give the figures the triggers give. */
+START_TEST(test_backfilled_rollups_match_the_triggers)
+{
+    sqlite3 *keep_w = wdb, *keep_r = rdb;
+    char path[64];
+    cJSON *a, *b;
+    int fd;
+
+    snprintf(path, sizeof path, "/tmp/orproxy-cqm-XXXXXX");
+    fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    close(fd);
+    ck_assert_int_eq(sqlite3_open(path, &wdb), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_exec(wdb, LEDGER_SCHEMA_V1, NULL, NULL, NULL), SQLITE_OK);
+    add_standard();
+    ck_assert_int_eq(sqlite3_exec(wdb, LEDGER_SCHEMA_V2 LEDGER_ROLLUP_BACKFILL, NULL, NULL, NULL),
+                     SQLITE_OK);
+    a = cq_overview(wdb, NOW, err, sizeof err);
+    ck_assert_msg(a != NULL, "%s", err);
+    b = cq_overview(keep_r, NOW, err, sizeof err);
+    ck_assert_msg(b != NULL, "%s", err);
+    ck_assert_msg(cJSON_Compare(a, b, 1), "backfilled overview differs");
+    ck_assert_str_eq(str(item(a, "spend"), "last_30_days"), "0.029");
+    cJSON_Delete(a);
+    cJSON_Delete(b);
+    a = cq_timeseries(wdb, D0, D1 + DAY, 0, 1, 5, err, sizeof err);
+    b = cq_timeseries(keep_r, D0, D1 + DAY, 0, 1, 5, err, sizeof err);
+    ck_assert(a != NULL && b != NULL && cJSON_Compare(a, b, 1));
+    cJSON_Delete(a);
+    cJSON_Delete(b);
+    sqlite3_close(wdb);
+    unlink(path);
+    wdb = keep_w;
+    rdb = keep_r;
 }
 END_TEST
 
@@ -600,6 +637,7 @@ static Suite *console_query_suite(void)
     tcase_add_test(tc, test_spend_per_client_day_and_month);
     tcase_add_test(tc, test_bad_inputs_are_refused_with_a_message);
     tcase_add_test(tc, test_a_ledger_without_rollups_is_a_database_error);
+    tcase_add_test(tc, test_backfilled_rollups_match_the_triggers);
     suite_add_tcase(s, tc);
     return s;
 }
