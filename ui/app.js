@@ -516,7 +516,8 @@ async function clients(params) {
     { key: 'max_concurrent', label: 'concurrent', cls: 'num', fmt: limitText },
     { key: 'spent_usd_day', label: 'day', fmt: (v, r) => spendCell(v, r.budget_usd_day) },
     { key: 'spent_usd_month', label: 'month', fmt: (v, r) => spendCell(v, r.budget_usd_month) },
-    { key: 'expires_at', label: 'expires', fmt: fmtTime },
+    { key: 'expires_at', label: 'expires', fmt: (v, r) => fmtTime(v) +
+      (r.old_key_until ? (v ? '; ' : '') + 'old key until ' + fmtTime(r.old_key_until) : '') },
     { key: 'actions', label: '', fmt: (v, r) => (r.source === 'config' ? '' : h('span', { class: 'row-actions' },
       h('button', { type: 'button', class: 'quiet', 'data-action': 'edit', text: 'Edit', onclick: () => editClient(r) }),
       h('button', { type: 'button', class: 'quiet', 'data-action': 'rotate', text: 'Rotate', onclick: () => rotateClient(r) }),
