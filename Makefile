@@ -35,7 +35,11 @@ VERSION := $(shell git describe --always --dirty 2>/dev/null || echo 0.1)
 CFLAGS  += -DORP_VERSION='"$(VERSION)"'
 
 SRC      := $(wildcard src/*.c)
-OBJ      := $(SRC:src/%.c=$(BUILD)/obj/%.o)
+# The console's files (ui/) are compiled in: tools/embed.c writes them into
+# $(BUILD)/gen/ui_assets.c (src/ui.h), whose object joins the others.
+UI_FILES := $(sort $(shell find ui -type f ! -name '.*' 2>/dev/null))
+UI_OBJ   := $(BUILD)/obj/ui_assets.o
+OBJ      := $(SRC:src/%.c=$(BUILD)/obj/%.o) $(UI_OBJ)
 LIBOBJ   := $(filter-out $(BUILD)/obj/main.o,$(OBJ))
 UNIT_SRC := $(wildcard tests/test_*.c)
 UNITS    := $(UNIT_SRC:tests/%.c=$(BUILD)/tests/%)
@@ -58,6 +62,15 @@ deps-test:
 $(BUILD)/obj/%.o: src/%.c $(wildcard src/*.h) | $(BUILD)/obj
 	$(CC) $(CFLAGS) -c -o $@ $<
 
+$(BUILD)/tools/embed: tools/embed.c | $(BUILD)/tools
+	$(CC) -O2 -std=c11 $(WARN) -o $@ $<
+
+$(BUILD)/gen/ui_assets.c: $(BUILD)/tools/embed $(UI_FILES) | $(BUILD)/gen
+	$(BUILD)/tools/embed ui $(UI_FILES) >$@.tmp && mv $@.tmp $@
+
+$(UI_OBJ): $(BUILD)/gen/ui_assets.c src/ui.h | $(BUILD)/obj
+	$(CC) $(CFLAGS) -Isrc -c -o $@ $<
+
 $(BUILD)/orproxy: $(OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
@@ -77,7 +90,7 @@ $(BUILD)/tests/pg/%: tests/pg/%.c tests/pg/pgtest.c tests/pg/pgtest.h $(BUILD)/l
 $(FAKE): tests/fake_openrouter.c | $(BUILD)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LDLIBS)
 
-$(BUILD) $(BUILD)/obj $(BUILD)/tests $(BUILD)/tests/pg:
+$(BUILD) $(BUILD)/obj $(BUILD)/tests $(BUILD)/tests/pg $(BUILD)/tools $(BUILD)/gen:
 	mkdir -p $@
 
 # PKG_CFLAGS and PKG_LIBS were read from pkg-config when this make started, which on a
@@ -191,6 +204,12 @@ bench-smoke: $(BUILD)/orproxy $(BENCH_TOOLS)
 test-sdk: $(BUILD)/orproxy $(FAKE)
 	tests/sdk/run.sh $(BUILD)/orproxy $(FAKE)
 
+# The operator console in Debian's chromium, headless, driven by puppeteer-core (npm,
+# pinned in tests/ui/package-lock.json); screenshots in $(BUILD)/ui-screens.
+.PHONY: test-ui
+test-ui: $(BUILD)/orproxy $(FAKE)
+	tests/ui/run.sh $(BUILD)/orproxy $(FAKE) $(BUILD)/ui-screens
+
 # The service packaging: unit files (systemd-analyze verify/security), the
 # Dockerfile against the binary's libraries, and make install/uninstall.
 .PHONY: test-service
@@ -198,6 +217,19 @@ test-service: $(BUILD)/orproxy
 	tests/service/check_units.sh $(BUILD)/orproxy
 	tests/service/check_dockerfile.sh $(BUILD)/orproxy
 	tests/service/check_install.sh $(BUILD)
+
+# The console's chart library, vendored under ui/vendor/uplot/ (its ES module, stylesheet
+# and licence) from the npm package at a pinned version: `make ui-vendor` refreshes it.
+UPLOT_VERSION := 1.6.32
+.PHONY: ui-vendor
+ui-vendor:
+	rm -rf $(BUILD)/uplot && mkdir -p $(BUILD)/uplot ui/vendor/uplot
+	cd $(BUILD)/uplot && npm pack uplot@$(UPLOT_VERSION) --silent >/dev/null && tar xzf uplot-$(UPLOT_VERSION).tgz
+	cp $(BUILD)/uplot/package/dist/uPlot.esm.js $(BUILD)/uplot/package/dist/uPlot.min.css \
+	  $(BUILD)/uplot/package/LICENSE ui/vendor/uplot/
+	printf 'uPlot %s, from the npm package uplot@%s (make ui-vendor)\n' $(UPLOT_VERSION) $(UPLOT_VERSION) \
+	  >ui/vendor/uplot/VERSION
+	rm -rf $(BUILD)/uplot
 
 # The fresh-machine test (tests/build/fresh_machine.sh): in a copy of the tree, with a
 # pkg-config that finds nothing until a stand-in deps has run, the first `make run`
@@ -216,7 +248,7 @@ check: deps-test
 
 check-steps:
 	$(MAKE) test-build
-	$(MAKE) test-units test-e2e test-secrets test-sdk test-service bench-smoke
+	$(MAKE) test-units test-e2e test-secrets test-sdk test-ui test-service bench-smoke
 	$(MAKE) check-san
 	$(MAKE) fuzz-regress fuzz-smoke
 	$(MAKE) soak-smoke
@@ -260,6 +292,9 @@ FUZZ_ENV     := ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 
 $(FUZZ_BUILD)/obj/%.o: src/%.c $(wildcard src/*.h) | $(FUZZ_BUILD)/obj
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -c -o $@ $<
+
+$(FUZZ_BUILD)/obj/ui_assets.o: $(BUILD)/gen/ui_assets.c src/ui.h | $(FUZZ_BUILD)/obj
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -Isrc -c -o $@ $<
 
 # The config target's copy of config.o opens files only through the
 # target's fuzz_fopen, which lets it read the config file and nothing else.

@@ -21,6 +21,10 @@ if [ "${1:-}" = "--test" ]; then
     command -v node >/dev/null 2>&1 || PKGS="$PKGS nodejs"
     command -v npm >/dev/null 2>&1 || PKGS="$PKGS npm"
     command -v curl >/dev/null 2>&1 || PKGS="$PKGS curl"
+    # The console's browser test (tests/ui/): Debian's chromium, driven
+    # headless by puppeteer-core; the sqlite3 CLI reads the ledger it checks.
+    command -v chromium >/dev/null 2>&1 || PKGS="$PKGS chromium"
+    command -v sqlite3 >/dev/null 2>&1 || PKGS="$PKGS sqlite3"
     # promtool validates /metrics; systemd-analyze/-socket-activate the units.
     command -v promtool >/dev/null 2>&1 || PKGS="$PKGS prometheus"
     command -v systemd-socket-activate >/dev/null 2>&1 || PKGS="$PKGS systemd"

@@ -40,6 +40,7 @@
 #include "record.h"
 #include "relay.h"
 #include "respond.h"
+#include "ui.h"
 #include "util.h"
 
 #define DRAIN_SLACK (1024 * 1024) /* over-limit body bytes read before hanging up */
@@ -214,6 +215,8 @@ static enum MHD_Result on_head(struct request *r, const char *url, const char *m
         relay_set_error(r, 500, "out_of_memory", "orproxy is out of memory");
     if (check_head(r, version) < 0)
         return respond_local(r);
+    if (r->local_status == 0 && r->route->kind == ROUTE_UI)
+        return ui_respond(r, url); /* files with no data: no client needed */
     cl = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
     if (cl != NULL && strtoull(cl, NULL, 10) > (unsigned long long)cfg->limits_max_body_bytes) {
         relay_set_error(r, 413, "body_too_large", "request body is larger than %lld bytes",

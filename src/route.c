@@ -31,6 +31,9 @@ static const struct route local_routes[] = {
 /* Any method: admin.c answers 405 itself.  The body is kept (json_body). */
 static const struct route admin_route = {"/admin/v1/", "*", ROUTE_ADMIN, 1};
 
+/* "/ui" and every path under "/ui/": ui.c picks the file (or a 404). */
+static const struct route ui_route = {"/ui/", "GET", ROUTE_UI, 0};
+
 static enum route_result pick(const struct route *r, const char *method, const struct route **out)
 {
     *out = r;
@@ -51,6 +54,8 @@ enum route_result route_match(const char *url, const char *method, const struct 
     for (i = 0; i < sizeof local_routes / sizeof local_routes[0]; i++)
         if (strcmp(url, local_routes[i].tail) == 0)
             return pick(&local_routes[i], method, out);
+    if (strcmp(url, "/ui") == 0 || strncmp(url, "/ui/", 4) == 0)
+        return pick(&ui_route, method, out);
 
     if (strncmp(url, "/admin/v1/", 10) == 0)
         return pick(&admin_route, method, out);

@@ -5,12 +5,13 @@
  * prefix and are forwarded to upstream.base_url + the tail ("/chat/...").
  * Local paths (health) are answered by orproxy itself.  Every path under
  * "/admin/v1/" is one route (ROUTE_ADMIN): admin.c dispatches on the rest
- * of the path and the method. */
+ * of the path and the method.  /ui and everything under /ui/ is the
+ * operator console's files (ui.c). */
 #ifndef ORP_ROUTE_H
 #define ORP_ROUTE_H
 
 enum route_kind { ROUTE_UPSTREAM, ROUTE_HEALTHZ, ROUTE_READYZ, ROUTE_METRICS, ROUTE_USAGE, ROUTE_KEY,
-                  ROUTE_ADMIN };
+                  ROUTE_ADMIN, ROUTE_UI };
 
 struct route {
     const char *tail;        /* "/chat/completions"; for local routes the full path */
