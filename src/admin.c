@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 
 #include "access.h"
@@ -16,63 +17,79 @@
 #include "managed.h"
 #include "pricing.h"
 #include "relay.h"
+#include "utf8.h"
 #include "util.h"
 
-/* ---- the failure limit: 10 failures from one address in a minute ---- */
+/* ---- the failure limit: 10 failures from one address in a minute ----
+ *
+ * Keyed by the peer's address as 16 bytes: an IPv4 address (also one
+ * mapped into IPv6) whole, an IPv6 address by its /64, the smallest block
+ * one host usually gets (keyed per /128, one host could make 2^64 fresh
+ * "addresses").  A fixed table: a flood of addresses costs no memory; when
+ * it is full the slot whose window started first is reused, so the table
+ * never locks out an address that has not failed itself. */
 
 #define FAIL_MAX 10
 #define FAIL_WINDOW_MS 60000
-#define FAIL_SLOTS 256
+#define FAIL_SLOTS 1024
+
+struct peer {
+    unsigned char key[16];       /* the limiter's key (see above) */
+    char text[INET6_ADDRSTRLEN]; /* the whole address, for the log */
+};
 
 static struct {
     pthread_mutex_t mu;
     struct fail_slot {
-        char addr[INET6_ADDRSTRLEN];
+        unsigned char key[16];
         int64_t start_ms;        /* the window began with the first failure */
-        int n;
+        int n;                   /* 0: a free slot */
     } v[FAIL_SLOTS];
 } F = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
-/* Caller holds F.mu.  The address's slot, or NULL (create: a free, an
- * expired or else the oldest slot). */
-static struct fail_slot *slot_for(const char *addr, int64_t now, int create)
+static int slot_free(const struct fail_slot *s, int64_t now)
+{
+    return s->n == 0 || now - s->start_ms >= FAIL_WINDOW_MS;
+}
+
+/* Caller holds F.mu.  The address's slot, or NULL (create: a free or
+ * expired slot, else the one whose window started first). */
+static struct fail_slot *slot_for(const unsigned char key[16], int64_t now, int create)
 {
     struct fail_slot *pick = NULL;
     for (int i = 0; i < FAIL_SLOTS; i++) {
         struct fail_slot *s = &F.v[i];
-        if (strcmp(s->addr, addr) == 0)
+        if (s->n > 0 && memcmp(s->key, key, 16) == 0)
             return s;
-        if (pick == NULL || s->addr[0] == '\0' || now - s->start_ms >= FAIL_WINDOW_MS ||
-            (pick->addr[0] != '\0' && s->start_ms < pick->start_ms))
-            if (pick == NULL || pick->addr[0] != '\0')
-                pick = s;
+        if (pick == NULL || (!slot_free(pick, now) && (slot_free(s, now) || s->start_ms < pick->start_ms)))
+            pick = s;
     }
     if (!create)
         return NULL;
-    snprintf(pick->addr, sizeof pick->addr, "%s", addr);
+    memcpy(pick->key, key, 16);
     pick->start_ms = now;
     pick->n = 0;
     return pick;
 }
 
 /* Seconds until addr may try again, or 0. */
-static long locked_out(const char *addr, int64_t now)
+static long locked_out(const struct peer *p, int64_t now)
 {
     long wait = 0;
     struct fail_slot *s;
     pthread_mutex_lock(&F.mu);
-    s = slot_for(addr, now, 0);
+    s = slot_for(p->key, now, 0);
     if (s != NULL && s->n >= FAIL_MAX && now - s->start_ms < FAIL_WINDOW_MS)
         wait = (long)((s->start_ms + FAIL_WINDOW_MS - now + 999) / 1000);
     pthread_mutex_unlock(&F.mu);
     return wait;
 }
 
-static void count_failure(const char *addr, int64_t now)
+static void count_failure(const struct peer *p, int64_t now)
 {
     struct fail_slot *s;
     pthread_mutex_lock(&F.mu);
-    s = slot_for(addr, now, 1);
+    s = slot_for(p->key, now, 1);
     if (now - s->start_ms >= FAIL_WINDOW_MS) {
         s->start_ms = now;
         s->n = 0;
@@ -81,37 +98,106 @@ static void count_failure(const char *addr, int64_t now)
     pthread_mutex_unlock(&F.mu);
 }
 
-static void peer_address(struct request *r, char *out, size_t n)
+static void peer_address(struct request *r, struct peer *p)
 {
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
     const struct sockaddr *sa = ci ? ci->client_addr : NULL;
+    static const unsigned char v4mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
 
-    snprintf(out, n, "unknown");
-    if (sa != NULL && sa->sa_family == AF_INET)
-        inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, out, (socklen_t)n);
-    else if (sa != NULL && sa->sa_family == AF_INET6)
-        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, out, (socklen_t)n);
+    memset(p, 0, sizeof *p);
+    snprintf(p->text, sizeof p->text, "unknown");
+    if (sa != NULL && sa->sa_family == AF_INET) {
+        const struct in_addr *a = &((const struct sockaddr_in *)(const void *)sa)->sin_addr;
+        memcpy(p->key, v4mapped, 12);
+        memcpy(p->key + 12, a, 4);
+        inet_ntop(AF_INET, a, p->text, sizeof p->text);
+    } else if (sa != NULL && sa->sa_family == AF_INET6) {
+        const struct in6_addr *a = &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr;
+        memcpy(p->key, a, 16);
+        if (memcmp(p->key, v4mapped, 12) != 0)
+            memset(p->key + 8, 0, 8); /* the /64 */
+        inet_ntop(AF_INET6, a, p->text, sizeof p->text);
+    }
+}
+
+/* The host part of a Host header or an Origin's authority: "[::1]:8080"
+ * -> "[::1]", "localhost:8080" -> "localhost". */
+static size_t host_len(const char *h)
+{
+    const char *end = h[0] == '[' ? strchr(h, ']') : NULL;
+    if (end != NULL)
+        return (size_t)(end - h) + 1;
+    return strcspn(h, ":/");
+}
+
+static int loopback_host(const char *h)
+{
+    size_t n = host_len(h);
+    return (n == 9 && strncasecmp(h, "localhost", 9) == 0) || (n == 5 && strncmp(h, "[::1]", 5) == 0) ||
+           (n >= 7 && n <= 15 && strncmp(h, "127.", 4) == 0 && strspn(h, "0123456789.") == n);
+}
+
+/* With auth.mode = "none" nothing but the address keeps strangers out, and
+ * a browser on this host is such a stranger's tool: a page from anywhere
+ * may POST here (a cross-site form needs no preflight), or rebind its own
+ * name to 127.0.0.1 and read the answers.  So the admin API takes only a
+ * Host naming loopback and, when a browser says where a call comes from,
+ * only the same origin.  0 fine, -1 refused (the answer is set). */
+static int same_origin_only(struct request *r)
+{
+    const char *host = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Host");
+    const char *origin = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Origin");
+    const char *o = origin;
+
+    if (host == NULL || !loopback_host(host)) {
+        relay_set_error(r, 403, "forbidden_host",
+                        "with auth.mode = \"none\" the admin API answers only to a loopback Host");
+        return -1;
+    }
+    if (o == NULL)
+        return 0;
+    if (strncmp(o, "http://", 7) == 0)
+        o += 7;
+    else if (strncmp(o, "https://", 8) == 0)
+        o += 8;
+    else
+        o = NULL;
+    if (o == NULL || strcasecmp(o, host) != 0) {
+        relay_set_error(r, 403, "cross_origin", "the admin API takes no calls from another origin");
+        return -1;
+    }
+    return 0;
+}
+
+/* The path as visible ASCII ('?' for any other byte): it is echoed in
+ * error answers and the log, which must stay valid UTF-8 and one line. */
+static void clean_path(char *p)
+{
+    for (; p != NULL && *p != '\0'; p++)
+        if ((unsigned char)*p < 0x21 || (unsigned char)*p > 0x7e)
+            *p = '?';
 }
 
 int admin_gate(struct request *r)
 {
     const struct orp_config *cfg = r->cfg;
     const char *cl = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-    char addr[INET6_ADDRSTRLEN];
+    struct peer addr;
     int64_t now = util_wall_ms();
     struct access_denial d;
     long wait;
 
-    if (strcmp(cfg->auth_mode, "keys") != 0)
-        return 0; /* "none": loopback only (config_check_running), open like the API */
-    peer_address(r, addr, sizeof addr);
-    if ((wait = locked_out(addr, now)) > 0) {
+    clean_path(r->path);
+    if (strcmp(cfg->auth_mode, "keys") != 0) /* "none": loopback only (config_check_running) */
+        return same_origin_only(r);
+    peer_address(r, &addr);
+    if ((wait = locked_out(&addr, now)) > 0) {
         relay_set_error(r, 429, "too_many_failures",
                         "too many failed admin attempts from this address; try again in %ld s", wait);
         r->local_retry_after = wait;
         log_warn("admin: %s %s from %s refused: locked out for %ld s after %d failures", r->method,
-                 r->path ? r->path : "?", addr, wait, FAIL_MAX);
+                 r->path ? r->path : "?", addr.text, wait, FAIL_MAX);
         return -1;
     }
     memset(&d, 0, sizeof d);
@@ -129,8 +215,8 @@ int admin_gate(struct request *r)
     } else {
         return 0;
     }
-    count_failure(addr, now);
-    log_warn("admin: %s %s from %s refused: %s%s%s", r->method, r->path ? r->path : "?", addr,
+    count_failure(&addr, now);
+    log_warn("admin: %s %s from %s refused: %s%s%s", r->method, r->path ? r->path : "?", addr.text,
              d.code, r->client >= 0 ? " by client " : "", r->client >= 0 ? cfg->clients[r->client].name : "");
     return -1;
 }
@@ -221,6 +307,25 @@ static void run_get(struct job *j)
     admin_set_json(j, 200, o);
 }
 
+static const char *const op_names[] = {"list", "get", "create client", "edit client",
+                                      "rotate the key of", "revoke client", "data"};
+
+/* The body is UTF-8 and holds no NUL, raw or escaped: cJSON ends a string
+ * at a NUL, so "a\u0000b" would be checked as "a", and bytes that are not
+ * UTF-8 would make every later answer that shows them invalid JSON. */
+static int clean_text(const char *s, size_t n)
+{
+    if (memchr(s, '\0', n) != NULL || !utf8_valid(s, n))
+        return 0;
+    for (size_t i = 0; i + 1 < n; i++)
+        if (s[i] == '\\') {
+            if (s[i + 1] == 'u' && i + 5 < n && strncmp(s + i + 2, "0000", 4) == 0)
+                return 0;
+            i++; /* the escaped character */
+        }
+    return 1;
+}
+
 /* The writes: a read-write connection, the body parsed strictly. */
 static void run_write(struct job *j)
 {
@@ -231,10 +336,12 @@ static void run_write(struct job *j)
 
     memset(&res, 0, sizeof res);
     if (c->body != NULL && c->body_len > 0 &&
-        (body = cJSON_ParseWithLength(c->body, c->body_len)) == NULL) {
+        (!clean_text(c->body, c->body_len) ||
+         (body = cJSON_ParseWithLength(c->body, c->body_len)) == NULL)) {
         j->status = 400;
         j->code = "invalid_json";
-        snprintf(j->err, sizeof j->err, "the request body is not valid JSON");
+        snprintf(j->err, sizeof j->err,
+                 "the request body is not valid JSON in UTF-8 (with no NUL character)");
         return;
     }
     if (sqlite3_open_v2(j->ledger_path, &db, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK) {
@@ -257,19 +364,23 @@ static void run_write(struct job *j)
         j->status = res.status;
         j->code = res.code;
         snprintf(j->err, sizeof j->err, "%s", res.msg);
-    } else if (res.status == 204) {
-        j->status = 204;
-        j->text = strdup("");
-    } else if (c->op == OP_EDIT) {
-        admin_set_json(j, 200, find_client_json(c->name));
     } else {
-        const cJSON *nm = cJSON_GetObjectItemCaseSensitive(body, "name");
-        o = cJSON_CreateObject();
-        cJSON_AddStringToObject(o, "name", c->op == OP_CREATE ? nm->valuestring : c->name);
-        cJSON_AddStringToObject(o, "key", res.key);
-        if (c->op == OP_ROTATE)
-            admin_add_time(o, "old_key_until", res.until_ms);
-        admin_set_json(j, res.status, o);
+        const char *name = c->op == OP_CREATE
+                               ? cJSON_GetObjectItemCaseSensitive(body, "name")->valuestring : c->name;
+        log_info("admin: %s '%s' by %s", op_names[c->op], name, c->by); /* who; never the key */
+        if (res.status == 204) {
+            j->status = 204;
+            j->text = strdup("");
+        } else if (c->op == OP_EDIT) {
+            admin_set_json(j, 200, find_client_json(name));
+        } else {
+            o = cJSON_CreateObject();
+            cJSON_AddStringToObject(o, "name", name);
+            cJSON_AddStringToObject(o, "key", res.key);
+            if (c->op == OP_ROTATE)
+                admin_add_time(o, "old_key_until", res.until_ms);
+            admin_set_json(j, res.status, o);
+        }
     }
     cJSON_Delete(body);
     explicit_bzero(res.key, sizeof res.key);
@@ -302,6 +413,8 @@ static int submit(struct request *r, void (*run)(struct job *), struct admin_ctx
                         ADMIN_MAX_BODY);
         return 0;
     }
+    snprintf(c->by, sizeof c->by, "%s%s%s", r->client >= 0 ? "client '" : "anyone (auth.mode = none)",
+             r->client >= 0 ? r->cfg->clients[r->client].name : "", r->client >= 0 ? "'" : "");
     if (buf_used(&r->body) > 0) {
         c->body_len = buf_used(&r->body);
         if ((c->body = malloc(c->body_len + 1)) == NULL) {

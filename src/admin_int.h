@@ -17,6 +17,7 @@ enum admin_op { OP_LIST, OP_GET, OP_CREATE, OP_EDIT, OP_ROTATE, OP_REVOKE, OP_DA
 struct admin_ctx {
     int op;
     char *name;                  /* the {name} of a client route */
+    char by[64];                 /* who asked: an admin client's name, for the log */
     char *body;                  /* the request body, NUL-terminated, or NULL */
     size_t body_len;
     /* the data routes' query */

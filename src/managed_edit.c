@@ -13,6 +13,7 @@
 #include "log.h"
 #include "pricing.h"
 #include "report.h"
+#include "utf8.h"
 #include "util.h"
 
 #define MAX_COLS 12
@@ -44,6 +45,14 @@ static int fail(struct managed_result *res, unsigned status, const char *code, c
     vsnprintf(res->msg, sizeof res->msg, fmt, ap);
     va_end(ap);
     return -1;
+}
+
+/* A member name from the body, for an error message: at most 60 bytes,
+ * cut between characters (the answer must stay valid UTF-8). */
+static const char *shown(const char *s, char buf[64])
+{
+    utf8_copy(buf, 61, s);
+    return buf;
 }
 
 static void edit_free(struct edit *e)
@@ -112,8 +121,10 @@ static int check_models(const cJSON *v, struct managed_result *res)
     if (!cJSON_IsArray(v))
         return fail(res, 400, "invalid_field", "models must be an array of model patterns");
     cJSON_ArrayForEach(m, v) {
-        if (!cJSON_IsString(m) || m->valuestring[0] == '\0' || strlen(m->valuestring) > 200)
-            return fail(res, 400, "invalid_field", "models must hold strings of 1-200 characters");
+        if (!cJSON_IsString(m) || m->valuestring[0] == '\0' || strlen(m->valuestring) > 200 ||
+            !utf8_is_clean_name(m->valuestring, strlen(m->valuestring)))
+            return fail(res, 400, "invalid_field",
+                        "models must hold strings of 1-200 bytes with no control characters");
     }
     return 0;
 }
@@ -134,6 +145,10 @@ static int check_defaults(const cJSON *v, struct managed_result *res)
         if (strcmp(k, "model") == 0 || strcmp(k, "system_prompt") == 0 || strcmp(k, "context") == 0) {
             if (!cJSON_IsString(f))
                 return fail(res, 400, "invalid_field", "defaults.%s must be a string", k);
+            if (k[0] == 'm' && (f->valuestring[0] == '\0' || strlen(f->valuestring) > 127 ||
+                                !utf8_is_clean_name(f->valuestring, strlen(f->valuestring))))
+                return fail(res, 400, "invalid_field",
+                            "defaults.model must be a model id of 1-127 bytes with no control characters");
             continue;
         }
         for (size_t i = 0; i < sizeof nums / sizeof nums[0]; i++) {
@@ -146,8 +161,10 @@ static int check_defaults(const cJSON *v, struct managed_result *res)
                 return fail(res, 400, "invalid_field", "defaults.%s must be %s between %g and %g", k,
                             nums[i].integer ? "an integer" : "a number", nums[i].lo, nums[i].hi);
         }
-        if (!known)
-            return fail(res, 400, "unknown_field", "unknown field 'defaults.%.60s'", k);
+        if (!known) {
+            char b[64];
+            return fail(res, 400, "unknown_field", "unknown field 'defaults.%s'", shown(k, b));
+        }
     }
     return 0;
 }
@@ -173,12 +190,16 @@ static int field(struct edit *e, const cJSON *f, int creating, struct managed_re
         if (!cJSON_IsString(f) || !managed_valid_name(f->valuestring))
             return fail(res, 400, "invalid_name",
                         "name must be 1-63 characters of letters, digits, '.', '_' or '-'");
+        if (e->name != NULL) /* else the answer could name one client, the key another's */
+            return fail(res, 400, "duplicate_field", "field 'name' is given twice");
         e->name = f->valuestring;
     } else if (strcmp(k, "budget_usd_day") == 0 || strcmp(k, "budget_usd_month") == 0) {
-        if (!cJSON_IsNull(f) && parse_usd(f, &i) < 0)
+        /* 0 would mean "no budget" to the limits (limits.h), the opposite
+         * of what it says: null is the way to remove one. */
+        if (!cJSON_IsNull(f) && (parse_usd(f, &i) < 0 || i == 0))
             return fail(res, 400, "invalid_field",
-                        "%s must be a decimal amount of USD between 0 and %d (\"12.50\"), or null", k,
-                        PRICING_MAX_COST_USD);
+                        "%s must be a decimal amount of USD above 0 and at most %d (\"12.50\"), "
+                        "or null for no budget", k, PRICING_MAX_COST_USD);
         r = add(e, k[11] == 'd' ? "budget_day_pusd" : "budget_month_pusd", 'i', i, NULL);
     } else if (strcmp(k, "expires_at") == 0) {
         if (cJSON_IsNull(f))
@@ -187,8 +208,8 @@ static int field(struct edit *e, const cJSON *f, int creating, struct managed_re
                  report_parse_time(f->valuestring, 0, &i) < 0)
             return fail(res, 400, "invalid_field",
                         "expires_at must be an ISO-8601 UTC time (\"2026-12-31T00:00:00Z\") or null");
-        else
-            r = add(e, "expires_ms", 'i', i, NULL);
+        else /* 1970-01-01T00:00:00Z is 0, which would mean "never" */
+            r = add(e, "expires_ms", 'i', i > 0 ? i : 1, NULL);
     } else if (strcmp(k, "models") == 0) {
         if (!cJSON_IsNull(f) && check_models(f, res) < 0)
             return -1;
@@ -202,11 +223,12 @@ static int field(struct edit *e, const cJSON *f, int creating, struct managed_re
             return fail(res, 400, "invalid_field", "admin must be true or false");
         r = add(e, "admin", 'i', cJSON_IsTrue(f), NULL);
     } else {
-        return fail(res, 400, "unknown_field", "unknown field '%.60s'", k);
+        char b[64];
+        return fail(res, 400, "unknown_field", "unknown field '%s'", shown(k, b));
     }
 added:
     if (r < 0)
-        return fail(res, 400, "duplicate_field", "field '%.60s' is given twice", k);
+        return fail(res, 400, "duplicate_field", "field '%s' is given twice", k);
     return 0;
 }
 
@@ -405,8 +427,9 @@ static int parse_grace(const cJSON *body, int64_t *grace_s, struct managed_resul
     if (!cJSON_IsObject(body))
         return fail(res, 400, "invalid_body", "the body must be a JSON object: {\"grace_s\": N}");
     cJSON_ArrayForEach(f, body) {
+        char b[64];
         if (strcmp(f->string, "grace_s") != 0)
-            return fail(res, 400, "unknown_field", "unknown field '%.60s'", f->string);
+            return fail(res, 400, "unknown_field", "unknown field '%s'", shown(f->string, b));
         if (whole_number(f, 0, (double)MAX_GRACE_S, grace_s) < 0)
             return fail(res, 400, "invalid_field", "grace_s must be an integer between 0 and %lld",
                         MAX_GRACE_S);
