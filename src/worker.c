@@ -126,6 +126,8 @@ void *worker_main(void *arg)
             front_tick(&w->front, now);
             w->next_tick = now + 1000;
         }
+        if (w->front.mhd_kick) /* a connection resumed late in the last pass */
+            timeout = 0;
         if ((mhd_to = front_timeout(&w->front)) >= 0) {
             if (mhd_to < timeout)
                 timeout = (int)mhd_to;
@@ -147,7 +149,12 @@ void *worker_main(void *arg)
          * an epoll_wait(0) on the worker's set before it: 3 of the 14
          * syscalls of a request at c=1 (strace).  Run MHD again here
          * instead, a bounded number of times so curl's sockets wait little. */
-        for (int i = 0; i < 3 && front_timeout(&w->front) == 0; i++) {
+        /* The same when that deferred work resumed a connection: an answer
+         * posted from another thread (the jobs thread's /v1/usage and admin
+         * answers) is queued by a task its own callback defers, so it
+         * resumes here, after the MHD_run above; without this it waited
+         * for the next pass's epoll_wait, up to 1 s. */
+        for (int i = 0; i < 3 && (w->front.mhd_kick || front_timeout(&w->front) == 0); i++) {
             front_run(&w->front, 1);
             loop_run_deferred(&w->loop);
         }

@@ -6,6 +6,7 @@
  * new one after, an expiry in the past, a restart.  Asserts the bytes a
  * client sees and the rows of the ledger's clients table. */
 #include <check.h>
+#include <math.h>
 #include <cjson/cJSON.h>
 #include <signal.h>
 #include <stdio.h>
@@ -436,6 +437,50 @@ START_TEST(test_open_without_auth)
 }
 END_TEST
 
+/* With the default ledger.flush_ms, a finished request's cost shows in
+ * the overview and the time series within 2 s of its end. */
+START_TEST(test_cost_visible_within_2s)
+{
+    char *conf = strdup(conf_text), *p = strstr(conf, "ledger = { flush_ms = 50; };");
+    char today[32] = "", *row;
+    double t0, waited = -1;
+    struct h_resp r;
+
+    memset(p, ' ', strlen("ledger = { flush_ms = 50; };")); /* the default: 1000 ms */
+    ck_assert_int_eq(h_proc_stop(&orp, SIGTERM, 10000), 0);
+    ck_assert_int_eq(h_orproxy_start(&orp, conf, env_keys), 0);
+    free(conf);
+    ck_assert_int_eq(chat(alice), 200);
+    t0 = h_now();
+    while (h_now() - t0 < 5.0) {
+        cJSON *j, *sp;
+        ck_assert_int_eq(adm(root, "GET", "/admin/v1/overview", NULL, &r), 200);
+        j = cJSON_Parse(r.body);
+        sp = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "spend"), "today");
+        if (cJSON_GetObjectItem(j, "requests")->valueint == 1) {
+            snprintf(today, sizeof today, "%s", sp->valuestring);
+            waited = h_now() - t0;
+        }
+        cJSON_Delete(j);
+        h_resp_free(&r);
+        if (waited >= 0)
+            break;
+        usleep(50 * 1000);
+    }
+    ck_assert_msg(waited >= 0 && waited < 2.0, "overview showed the request after %.2f s", waited);
+    /* The figure is the ledger row's cost, and the time series has it too. */
+    row = db("SELECT cost_pusd FROM requests");
+    ck_assert_ptr_nonnull(row);
+    ck_assert_msg(atof(row) > 0 && fabs(atof(today) - atof(row) * 1e-12) < 1e-15, "today %s, row %s pusd",
+                  today, row);
+    free(row);
+    ck_assert_int_eq(adm(root, "GET", "/admin/v1/timeseries?bucket=hour&by=client&since=1h", NULL, &r), 200);
+    ck_assert_ptr_nonnull(strstr(r.body, "\"alice\""));
+    ck_assert_ptr_nonnull(strstr(r.body, today));
+    h_resp_free(&r);
+}
+END_TEST
+
 static Suite *admin_suite(void)
 {
     Suite *s = suite_create("admin");
@@ -449,6 +494,7 @@ static Suite *admin_suite(void)
     tcase_add_test(tc, test_expired_and_restart);
     tcase_add_test(tc, test_failure_limit);
     tcase_add_test(tc, test_data_routes);
+    tcase_add_test(tc, test_cost_visible_within_2s);
     tcase_add_test(tc, test_open_without_auth);
     suite_add_tcase(s, tc);
     return s;
