@@ -368,14 +368,34 @@ void housekeeping_stop(void)
     H.cfg = NULL;
 }
 
+static int differ(const char *a, const char *b)
+{
+    return (a == NULL) != (b == NULL) || (a != NULL && strcmp(a, b) != 0);
+}
+
+/* Whether what the price table is fetched with differs between a and b. */
+static int upstream_changed(const struct orp_config *a, const struct orp_config *b)
+{
+    return differ(a->upstream_base_url, b->upstream_base_url) || differ(a->upstream_key, b->upstream_key) ||
+           differ(a->upstream_ca_file, b->upstream_ca_file) || differ(a->upstream_referer, b->upstream_referer) ||
+           differ(a->upstream_title, b->upstream_title) ||
+           a->upstream_connect_timeout_s != b->upstream_connect_timeout_s ||
+           a->pricing_refresh_s != b->pricing_refresh_s;
+}
+
 void housekeeping_set_config(struct orp_config *cfg)
 {
     struct orp_config *old;
     pthread_mutex_lock(&H.mu);
     old = H.cfg;
     H.cfg = config_hold(cfg);
-    H.next_refresh_ms = 0; /* the upstream may have changed: refresh now */
-    H.refresh_asked = H.refreshing;
+    /* The upstream may have changed: refresh now.  Not when only clients
+     * did (a managed client's create, edit or revoke republishes the
+     * config): that would ask upstream for its price table on each. */
+    if (old == NULL || upstream_changed(old, cfg)) {
+        H.next_refresh_ms = 0;
+        H.refresh_asked = H.refreshing;
+    }
     pthread_mutex_unlock(&H.mu);
     pthread_cond_signal(&H.cv);
     config_release(old);

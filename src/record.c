@@ -144,7 +144,7 @@ static void log_line(const struct request *r, const struct ledger_record *rec)
 {
     int local = r->route != NULL &&
                 (r->route->kind == ROUTE_HEALTHZ || r->route->kind == ROUTE_READYZ ||
-                 r->route->kind == ROUTE_METRICS);
+                 r->route->kind == ROUTE_METRICS || r->route->kind == ROUTE_UI);
     char model[128], cost[48];
 
     /* Health and metrics probes arrive every few seconds: debug level. */

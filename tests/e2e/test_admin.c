@@ -154,6 +154,17 @@ static char *db(const char *sql)
     return h_db_value(db_path, sql, 2000);
 }
 
+/* How often text occurs in orproxy's log so far. */
+static int log_count(const char *text)
+{
+    char *log = h_read_file(orp.log);
+    int n = 0;
+    for (const char *p = log; p != NULL && (p = strstr(p, text)) != NULL; p += strlen(text))
+        n++;
+    free(log);
+    return n;
+}
+
 START_TEST(test_who_may_call)
 {
     struct h_resp r;
@@ -226,7 +237,10 @@ START_TEST(test_create_use_edit)
     char key[64], hex[65], *v, sql[256];
     struct h_resp r;
     cJSON *j;
+    int fetches;
 
+    ck_assert(h_log_wait(&orp, "model prices loaded from upstream", 5000));
+    fetches = log_count("model prices loaded from upstream");
     create("{\"name\":\"team.a\",\"models\":[\"openai/*\"],\"rpm\":100,\"budget_usd_day\":\"1.50\","
            "\"expires_at\":\"2099-01-01T00:00:00Z\",\"defaults\":{\"context\":\"Facts.\"}}",
            key, sizeof key);
@@ -272,6 +286,9 @@ START_TEST(test_create_use_edit)
     v = db("SELECT rpm || ' ' || models FROM clients WHERE name = 'team.a'");
     ck_assert_str_eq(v, "7 [\"anthropic/*\"]");
     free(v);
+    /* A create and an edit change clients only: no new price-table fetch. */
+    usleep(300 * 1000);
+    ck_assert_int_eq(log_count("model prices loaded from upstream"), fetches);
 }
 END_TEST
 
