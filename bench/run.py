@@ -80,13 +80,17 @@ def proc_status(pid):
     return out
 
 
-def uss(pid):
+def uss(pid, fields=("Private_Clean:", "Private_Dirty:")):
     """Private memory (USS) of a process in KiB: Private_Clean + Private_Dirty from
-    smaps_rollup, what one more instance really costs (shared library pages excluded)."""
+    smaps_rollup, what one more instance really costs (shared library pages excluded).
+    A library page counts as private while no other process maps it, so on a machine
+    where nothing else uses libcurl, OpenSSL, GnuTLS or SQLite the first instance's USS
+    holds every library page it touched; fields=("Private_Dirty:",) leaves those out:
+    heap, stacks and the libraries' relocated data, what a second instance costs."""
     kb = 0
     with open("/proc/%d/smaps_rollup" % pid) as f:
         for line in f:
-            if line.startswith(("Private_Clean:", "Private_Dirty:")):
+            if line.startswith(fields):
                 kb += int(line.split()[1])
     return kb
 
@@ -304,8 +308,9 @@ def run(b, a):
     for name, proc in b.orp.items():
         s = res["idle"][name] = proc_status(proc.pid)
         s["USS"] = uss(proc.pid)
-        log("idle: %s VmRSS %d KiB (anon %d, file %d), USS %d KiB, %d fds" %
-            (name, s["VmRSS"], s["RssAnon"], s["RssFile"], s["USS"], s["fds"]))
+        s["Private_Dirty"] = uss(proc.pid, ("Private_Dirty:",))
+        log("idle: %s VmRSS %d KiB (anon %d, file %d), USS %d KiB (Private_Dirty %d), %d fds" %
+            (name, s["VmRSS"], s["RssAnon"], s["RssFile"], s["USS"], s["Private_Dirty"], s["fds"]))
 
     if a.only != "memory":
         timing(b, a, res, paths_all)
@@ -501,6 +506,8 @@ def table(res, a):
         return ""
     row("idle USS / RSS (orproxy RSS: anon + file)", lambda p: mem("idle", p), "USS <= 3 MiB",
         res["idle"]["orproxy"]["USS"] <= 3 * KIB)
+    row("idle Private_Dirty (a 2nd instance's USS)",
+        lambda p: "%d KiB" % res["idle"][p]["Private_Dirty"] if p in ORPROXIES else "")
     row("USS / RSS after load", lambda p: mem("after", p))
 
     head = ["figure"] + paths + ["target", "met"]
