@@ -80,13 +80,17 @@ def proc_status(pid):
     return out
 
 
-def uss(pid):
+def uss(pid, fields=("Private_Clean:", "Private_Dirty:")):
     """Private memory (USS) of a process in KiB: Private_Clean + Private_Dirty from
-    smaps_rollup, what one more instance really costs (shared library pages excluded)."""
+    smaps_rollup, what one more instance really costs (shared library pages excluded).
+    A library page counts as private while no other process maps it, so on a machine
+    where nothing else uses libcurl, OpenSSL, GnuTLS or SQLite the first instance's USS
+    holds every library page it touched; fields=("Private_Dirty:",) leaves those out:
+    heap, stacks and the libraries' relocated data, what a second instance costs."""
     kb = 0
     with open("/proc/%d/smaps_rollup" % pid) as f:
         for line in f:
-            if line.startswith(("Private_Clean:", "Private_Dirty:")):
+            if line.startswith(fields):
                 kb += int(line.split()[1])
     return kb
 
@@ -304,9 +308,19 @@ def run(b, a):
     for name, proc in b.orp.items():
         s = res["idle"][name] = proc_status(proc.pid)
         s["USS"] = uss(proc.pid)
-        log("idle: %s VmRSS %d KiB (anon %d, file %d), USS %d KiB, %d fds" %
-            (name, s["VmRSS"], s["RssAnon"], s["RssFile"], s["USS"], s["fds"]))
+        s["Private_Dirty"] = uss(proc.pid, ("Private_Dirty:",))
+        log("idle: %s VmRSS %d KiB (anon %d, file %d), USS %d KiB (Private_Dirty %d), %d fds" %
+            (name, s["VmRSS"], s["RssAnon"], s["RssFile"], s["USS"], s["Private_Dirty"], s["fds"]))
 
+    if a.only != "memory":
+        timing(b, a, res, paths_all)
+    slow_and_after(b, a, res, paths_all)
+    return res
+
+
+def timing(b, a, res, paths_all):
+    """Latency, throughput, streams and sustained streams: the CPU-bound rounds
+    (left out by --only memory)."""
     # warm every path (connections, page cache, orproxy's price table)
     if not a.smoke:
         for p in paths_all:
@@ -385,6 +399,9 @@ def run(b, a):
             best = level
         res["sustained"][p] = {"best": best, "tried": tried}
 
+
+def slow_and_after(b, a, res, paths_all):
+    """The memory rounds: RSS per slow stream, then memory once the load stops."""
     # 5. many slow streams: RSS per stream
     res["slow"] = {}
     for p in paths_all:
@@ -410,24 +427,12 @@ def run(b, a):
         s["USS"] = uss(proc.pid)
         log("after: %s VmRSS %d KiB (anon %d, file %d), USS %d KiB, %d fds" %
             (name, s["VmRSS"], s["RssAnon"], s["RssFile"], s["USS"], s["fds"]))
-    return res
 
 
-def table(res, a):
-    """Returns (text, checks): the figures of every path side by side, and whether
-    orproxy (the build under test) met each target (the targets of issue 15).  With
-    --before, the earlier build's column sits next to it, measured in the same rounds."""
-    L, S, T, SL = res["latency_c1"], res["streaming"], res["throughput_c64"], res["slow"]
-    paths = res["paths"]
+def timing_rows(res, a, row):
+    """table()'s rows of the timing rounds."""
+    L, S, T = res["latency_c1"], res["streaming"], res["throughput_c64"]
     tls = res["config"]["upstream"] == "tls"
-    rows, checks = [], []
-
-    def row(fig, cell, target="", met=None, base=None):
-        """cell(p) gives path p's text; base, if given, is direct's (the baseline)."""
-        cells = [base if (base is not None and p == "direct") else cell(p) for p in paths]
-        rows.append([fig] + cells + [target, "" if met is None else ("yes" if met else "NO")])
-        if met is not None:
-            checks.append(met)
 
     def added(d, p, key):
         return d[p][key] - d["direct"][key]
@@ -465,6 +470,25 @@ def table(res, a):
     row("20 ms streams sustained, 0 lost",
         lambda p: str(su[p]["best"]) + (" (max tried)" if su[p]["best"] == a.levels[-1] else ""),
         ">= nginx", su["orproxy"]["best"] >= su["nginx"]["best"])
+
+
+def table(res, a):
+    """Returns (text, checks): the figures of every path side by side, and whether
+    orproxy (the build under test) met each target (the targets of issue 15).  With
+    --before, the earlier build's column sits next to it, measured in the same rounds."""
+    SL = res["slow"]
+    paths = res["paths"]
+    rows, checks = [], []
+
+    def row(fig, cell, target="", met=None, base=None):
+        """cell(p) gives path p's text; base, if given, is direct's (the baseline)."""
+        cells = [base if (base is not None and p == "direct") else cell(p) for p in paths]
+        rows.append([fig] + cells + [target, "" if met is None else ("yes" if met else "NO")])
+        if met is not None:
+            checks.append(met)
+
+    if "latency_c1" in res:  # not with --only memory
+        timing_rows(res, a, row)
     row("%d streams paced %d ms complete" % (a.slow_conc, a.slow_interval),
         lambda p: str(SL[p]["complete"]), "all", SL["orproxy"]["complete"] == a.slow_conc)
     kib = lambda v: "%.1f KiB" % (v / KIB)
@@ -482,6 +506,8 @@ def table(res, a):
         return ""
     row("idle USS / RSS (orproxy RSS: anon + file)", lambda p: mem("idle", p), "USS <= 3 MiB",
         res["idle"]["orproxy"]["USS"] <= 3 * KIB)
+    row("idle Private_Dirty (a 2nd instance's USS)",
+        lambda p: "%d KiB" % res["idle"][p]["Private_Dirty"] if p in ORPROXIES else "")
     row("USS / RSS after load", lambda p: mem("after", p))
 
     head = ["figure"] + paths + ["target", "met"]
@@ -555,6 +581,9 @@ def main():
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--upstreams", default="tls,plain",
                     help="which upstreams to measure, in order: tls, plain or both (default)")
+    ap.add_argument("--only", choices=("memory",), default=None,
+                    help="memory: only idle memory, slow streams and memory after the load "
+                         "(no latency, throughput or stream-timing rounds; fine on a busy machine)")
     a = ap.parse_args()
     a.upstreams = [u for u in a.upstreams.split(",") if u]
     if not a.upstreams or any(u not in ("tls", "plain") for u in a.upstreams):
@@ -572,7 +601,7 @@ def main():
         a.sustain_chunks, a.sustain_target, a.ramp = 64, 2000, 4000
         a.slow_conc, a.slow_chunks, a.slow_ramp, a.settle = 8000, 16, 2000, 1.0
         a.slow_interval, a.idle_settle = 1000, 3.0
-    for tool in (a.wrk, a.nginx) + (("openssl",) if "tls" in a.upstreams else ()):
+    for tool in ((a.nginx,) if a.only == "memory" else (a.wrk, a.nginx)) + (("openssl",) if "tls" in a.upstreams else ()):
         if not shutil.which(tool):
             sys.exit("bench: %s not found (make bench installs wrk and nginx-light)" % tool)
 
@@ -607,7 +636,8 @@ def main():
                      (title, sum(checks), len(checks), res["wall_s"], text, note))
         # A benchmark reports; it fails only when a path did not work at all.
         broken += ["%s %s" % (up, p) for p in b.paths
-                   if res["streaming"][p]["lost"] or res["latency_c1"][p]["errors"]]
+                   if "streaming" in res and (res["streaming"][p]["lost"]
+                                              or res["latency_c1"][p]["errors"])]
         if res["orproxy_exit"] != 0:
             broken.append("%s orproxy exit %s" % (up, res["orproxy_exit"]))
     LOG_TAG[0] = ""

@@ -323,13 +323,16 @@ static int on_prereq(void *ud, char *conn_primary_ip, char *conn_local_ip, int c
  * back to its default, so nothing of the previous request (its key header
  * list, its callbacks' data) survives into the next.
  *
- * A stream's receive buffer is 4 KiB instead of curl's 16 KiB: SSE events
+ * A stream's receive buffer is 2 KiB instead of curl's 16 KiB: SSE events
  * are a few hundred bytes, so a larger buffer only holds memory for the
- * whole life of a stream (12 KiB of the 31 KiB a slow stream cost).  But
+ * whole life of a stream (16 KiB to 4 KiB took 12 KiB off a slow stream,
+ * 4 KiB to 2 KiB another 2 KiB: 31.1 to 29.0 KiB with 1,000 slow streams,
+ * bench/README.md).  An event longer than the buffer takes one more recv, a
+ * burst of events as many recvs as it has 2 KiB; curl's minimum is 1 KiB.  But
  * curl keeps the buffer its handle was first given (Curl_preconnect
  * allocates it once; a later, larger CURLOPT_BUFFERSIZE would overrun it),
  * so streams and plain transfers keep separate idle handles. */
-#define UPSTREAM_STREAM_BUFFER 4096L
+#define UPSTREAM_STREAM_BUFFER 2048L
 
 static CURL *easy_get(struct upstream_pool *p, int stream)
 {
