@@ -34,6 +34,9 @@ WORKDIR /src
 # (objects built against the host's headers) cannot end up in the image.
 COPY Makefile ./
 COPY src/ src/
+# The console's files are compiled into the binary by tools/embed.c.
+COPY tools/ tools/
+COPY ui/ ui/
 # There is no .git here; pass the version in.
 ARG VERSION=container
 RUN make VERSION="$VERSION" build/orproxy
