@@ -101,6 +101,16 @@ static const struct setting settings[] = {
       "spend limit per UTC day for all traffic, USD (0 = none, at most 1000000)"),
     U("limits.budget_usd_month", limits.budget_month_pusd,
       "spend limit per UTC month for all traffic, USD (0 = none, at most 1000000)"),
+    U("limits.unpriced_reserve_usd", limits_unpriced_reserve_pusd,
+      "what a request for a model missing from the price table reserves against budgets until "
+      "it settles, USD (0 = nothing: such requests are not held back by a budget)",
+      .def_num = 1000000000000LL),
+    E("limits.budget_fail", limits_budget_fail, "closed", "closed|open",
+      "a budget that cannot be checked (ledger.backend postgresql: database down, lease spent): "
+      "closed = 503 budget_unavailable, open = admit"),
+    I("limits.lease_timeout_s", limits_lease_timeout_s, 30, 2, 3600,
+      "ledger.backend postgresql: a budget lease not renewed for this long returns to the pool "
+      "(a crashed instance's headroom comes back after it)"),
     E("auth.mode", auth_mode, "none", "none|keys",
       "none: no client keys (loopback only); keys: every API request needs a client key"),
     I("limits.client_timeout_s", limits_client_timeout_s, 60, 1, 86400,
@@ -127,6 +137,19 @@ static const struct setting settings[] = {
     I("ledger.flush_ms", ledger_flush_ms, 1000, 10, 60000,
       "longest time a record waits before it is committed (the crash-loss window)",
       .flags = F_RESTART),
+    E("ledger.backend", ledger_backend, "sqlite", "sqlite|postgresql",
+      "sqlite: this instance's own ledger and budgets; postgresql: shared by every instance "
+      "using ledger.postgresql_url",
+      .flags = F_RESTART),
+    S("ledger.postgresql_url", ledger_postgresql_url, "",
+      "libpq connection URI or key=value string, without the password (ledger.backend "
+      "postgresql)",
+      .flags = F_RESTART),
+    S("ledger.postgresql_password_file", ledger_postgresql_password_file, "",
+      "file whose first line is the PostgreSQL password (\"\" = libpq's PGPASSFILE or ~/.pgpass)",
+      .flags = F_RESTART),
+    S("instance.name", instance_name, "",
+      "this instance's name in shared rows and leases (\"\" = hostname:port)", .flags = F_RESTART),
     I("pricing.refresh_s", pricing_refresh_s, 21600, 60, 604800,
       "how often the price table is fetched from GET {base_url}/models"),
     S("alerts.webhook_url", alerts_webhook_url, "",

@@ -261,6 +261,7 @@ static void publish(struct orp_config *merged, void *arg)
     for (int i = 0; i < published.n; i++)
         worker_set_config(&published.w[i], config_hold(merged));
     housekeeping_set_config(merged);
+    bshare_set_config(merged);
     alerts_set_config(merged);
 }
 
@@ -337,6 +338,13 @@ static int open_state(struct orp_config *cfg)
         ledger_close();
         return -1;
     }
+    if (bshare_start(cfg, err, sizeof err) < 0) {
+        log_error("%s", err);
+        alerts_stop();
+        housekeeping_stop();
+        ledger_close();
+        return -1;
+    }
     return 0;
 }
 
@@ -346,6 +354,7 @@ static void close_state(void)
 
     alerts_stop();
     housekeeping_stop();
+    bshare_stop(); /* records what is left to settle, returns the leases */
     ledger_close(); /* flushes every queued record */
     ledger_get_stats(&ls);
     log_info("ledger: %llu written, %llu dropped", (unsigned long long)ls.written,
@@ -463,6 +472,7 @@ static int run_daemon(struct orp_config *cfg)
         }
         cfg = merged; /* the file config is its base now */
         housekeeping_set_config(cfg);
+        bshare_set_config(cfg);
         alerts_set_config(cfg); /* managed clients' budgets alert too */
     }
     workers = calloc((size_t)nworkers, sizeof *workers);
