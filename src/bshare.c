@@ -178,8 +178,12 @@ enum bshare_verdict bshare_reserve(const struct orp_config *cfg, int client, int
             }
             break;
         }
-        if (est - row_free(r, now) > r->asked)
-            r->asked = est - row_free(r, now);
+        for (int i = 0; i < n; i++) { /* every row short of est asks, not just the first */
+            int64_t short_ = est - row_free(v[i], now);
+            if (short_ > v[i]->asked)
+                v[i]->asked = short_;
+            v[i]->last_use = now; /* in use: not idle, whatever it holds stays */
+        }
         waited = 1;
         pthread_cond_signal(&B.work);
         {
