@@ -1163,6 +1163,26 @@ char *h_db_value(const char *db_path, const char *sql, int timeout_ms)
     }
 }
 
+int h_wait_ready(int port, int timeout_ms)
+{
+    double until = h_now() + timeout_ms / 1000.0;
+
+    for (;;) {
+        struct h_resp r;
+        long st;
+        h_request(&r, port, "GET", "/readyz", NULL, NULL, NULL);
+        st = r.status;
+        h_resp_free(&r);
+        if (st == 200)
+            return 0;
+        if (h_now() >= until) {
+            fprintf(stderr, "harness: 127.0.0.1:%d never answered /readyz 200\n", port);
+            return -1;
+        }
+        usleep(50000);
+    }
+}
+
 long h_metric(int port, const char *const *headers, const char *series, long long *value)
 {
     struct h_resp r;

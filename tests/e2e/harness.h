@@ -284,6 +284,12 @@ char *h_db_value(const char *db_path, const char *sql, int timeout_ms);
  */
 long h_metric(int port, const char *const *headers, const char *series, long long *value);
 
+/*
+ * Polls GET /readyz on 127.0.0.1:port every 50 ms until it answers 200 (orproxy has its price
+ * table: before that every model counts as unpriced), up to timeout_ms. 0, or -1 (reported).
+ */
+int h_wait_ready(int port, int timeout_ms);
+
 /* ---- raw sockets ------------------------------------------------------------------------- */
 
 /*

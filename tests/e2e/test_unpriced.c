@@ -31,8 +31,6 @@ static void start(const char *limits)
 {
     static const char *const env[] = {"OPENROUTER_API_KEY=" H_CANARY_KEY, NULL};
     char conf[1024];
-    struct h_resp r;
-    double until = h_now() + 10;
 
     snprintf(conf, sizeof conf,
              "listen = { address = \"127.0.0.1\"; port = @PORT@; };\n"
@@ -40,16 +38,7 @@ static void start(const char *limits)
              "state_dir = \"@DIR@/state\";\nworkers = 2;\nlimits = { %s };\n",
              limits);
     ck_assert_int_eq(h_orproxy_start(&orp, conf, env), 0);
-    for (;;) { /* the price table is in (else every model is unpriced) */
-        long st;
-        h_request(&r, orp.port, "GET", "/readyz", NULL, NULL, NULL);
-        st = r.status;
-        h_resp_free(&r);
-        if (st == 200)
-            break;
-        ck_assert_msg(h_now() < until, "orproxy never became ready");
-        usleep(50000);
-    }
+    ck_assert_int_eq(h_wait_ready(orp.port, 10000), 0); /* else every model is unpriced */
 }
 
 static const char *body(const char *model, const char *tag, int hang_ms)

@@ -16,6 +16,8 @@
 #define COST "0.0005"
 
 static struct h_proc fake, orp[3];
+static const char *extra_conf = "";      /* appended to every instance's config */
+static const char *const *req_headers;   /* sent with every request (NULL: none) */
 
 static void start_fake(void)
 {
@@ -39,9 +41,7 @@ static void stop_all(void)
 static void start_orp(int i, const char *url, const char *limits)
 {
     static const char *const env[] = {"OPENROUTER_API_KEY=" H_CANARY_KEY, NULL};
-    char conf[2048];
-    struct h_resp r;
-    double until = h_now() + 10;
+    char conf[4096];
 
     snprintf(conf, sizeof conf,
              "listen = { address = \"127.0.0.1\"; port = @PORT@; };\n"
@@ -49,18 +49,10 @@ static void start_orp(int i, const char *url, const char *limits)
              "state_dir = \"@DIR@/state\";\nworkers = 2;\n"
              "ledger = { flush_ms = 50; backend = \"postgresql\"; postgresql_url = \"%s\";\n"
              "  postgresql_password_file = \"%s\"; };\n"
-             "instance = { name = \"i%d\"; };\nlimits = { %s };\n",
-             url, pgt_env("ORP_PG_PASSWORD_FILE"), i, limits);
+             "instance = { name = \"i%d\"; };\nlimits = { %s };\n%s",
+             url, pgt_env("ORP_PG_PASSWORD_FILE"), i, limits, extra_conf);
     ck_assert_int_eq(h_orproxy_start(&orp[i], conf, env), 0);
-    do {
-        h_request(&r, orp[i].port, "GET", "/readyz", NULL, NULL, NULL);
-        long st = r.status;
-        h_resp_free(&r);
-        if (st == 200)
-            return;
-        usleep(50000);
-    } while (h_now() < until);
-    ck_abort_msg("instance %d never became ready", i);
+    ck_assert_int_eq(h_wait_ready(orp[i].port, 10000), 0);
 }
 
 static const char *chat(const char *model, int hang_ms)
@@ -85,6 +77,9 @@ static void count(struct seen *s, struct h_resp *r)
     } else if (r->status == 402) {
         ck_assert_msg(strstr(r->body, "\"code\":\"budget_day_exceeded\"") != NULL, "%s", r->body);
         ck_assert_ptr_nonnull(h_header(r, "Retry-After"));
+        if (req_headers != NULL) /* the client's budget ran out, not all traffic's */
+            ck_assert_msg(strstr(r->body, "client 'alice' has used its daily budget of $0.005")
+                          != NULL, "%s", r->body);
         s->over++;
     } else if (r->status == 503) {
         ck_assert_msg(strstr(r->body, "{\"error\":{") != NULL, "%s", r->body);
@@ -105,7 +100,7 @@ static struct seen burst(int n, int k, const char *model, int hang_ms)
 
     for (int i = 0; i < n; i++)
         a[i] = h_request_async(orp[i % k].port, "POST", "/v1/chat/completions",
-                               chat(model, hang_ms), NULL, NULL);
+                               chat(model, hang_ms), req_headers, NULL);
     for (int i = 0; i < n; i++) {
         struct h_resp r;
         h_async_wait(a[i], &r);
@@ -224,6 +219,48 @@ START_TEST(test_common_request_touches_no_database)
 }
 END_TEST
 
+/* A client's budget holds across instances too, next to all traffic's. */
+START_TEST(test_client_budget_holds_across_two_instances)
+{
+    const char *url;
+    struct pgconn *c = pgt_migrated("orp_bud_client", &url);
+    char key[64], hash[65], conf[512], auth[128];
+    const char *hdrs[] = {auth, NULL};
+    struct seen s;
+    int charged;
+
+    ck_assert_int_eq(h_key_new("alice", key, sizeof key, hash), 0);
+    snprintf(conf, sizeof conf,
+             "auth = { mode = \"keys\"; };\nclients = ( { name = \"alice\"; key_sha256 = \"%s\";"
+             " budget_usd_day = \"0.005\"; } );\n", hash);
+    snprintf(auth, sizeof auth, "Authorization: Bearer %s", key);
+    extra_conf = conf;
+    req_headers = hdrs;
+    start_fake();
+    start_orp(0, url, "budget_usd_day = \"100\";");
+    start_orp(1, url, "budget_usd_day = \"100\";");
+    s = burst(100, 2, "openai/gpt-4o-mini", 100);
+    extra_conf = "";
+    req_headers = NULL;
+    charged = h_fake_count(fake.port, "b");
+    ck_assert_int_eq(s.other + s.unavailable, 0);
+    ck_assert_int_eq(charged, s.ok);
+    ck_assert_int_le((int64_t)charged * COST_PUSD, 10 * COST_PUSD);
+    ck_assert_int_ge(s.ok, 4); /* 8 fit at once */
+    ck_assert_int_eq(s.over, 100 - s.ok);
+    for (int i = 0; i < 2; i++)
+        ck_assert_ptr_null(h_orproxy_finish(&orp[i], H_CANARY_KEY, 10000));
+    ck_assert_int_eq(q(c, "SELECT spent_pusd FROM budgets WHERE scope = 'alice' AND period = 'day'"),
+                     (int64_t)charged * COST_PUSD);
+    ck_assert_int_eq(q(c, "SELECT limit_pusd FROM budgets WHERE scope = 'alice' AND period = 'day'"),
+                     10 * COST_PUSD);
+    check_budget_rows(c, (int64_t)charged * COST_PUSD, 100000000000000LL);
+    ck_assert_int_eq(q(c, "SELECT COALESCE(sum(leased_pusd), 0) FROM budgets"), 0);
+    stop_all();
+    pgconn_free(c);
+}
+END_TEST
+
 static struct seen sequential(int i, int n)
 {
     struct seen s = {0};
@@ -323,6 +360,7 @@ static Suite *suite(void)
     tcase_set_timeout(tc, 100);
     tcase_add_test(tc, test_budget_holds_across_three_instances);
     tcase_add_test(tc, test_budget_holds_with_an_unpriced_model);
+    tcase_add_test(tc, test_client_budget_holds_across_two_instances);
     tcase_add_test(tc, test_killed_instance_lease_returns);
     tcase_add_test(tc, test_database_down_fails_closed_or_open);
     suite_add_tcase(s, tc);
