@@ -71,8 +71,9 @@ $(BUILD)/tests/%: tests/e2e/%.c tests/e2e/harness.c tests/e2e/harness.h | $(BUIL
 	$(CC) $(CFLAGS) $(CHECK_CFLAGS) -Isrc -Itests/e2e $(LDFLAGS) -o $@ $< tests/e2e/harness.c $(CHECK_LIBS) $(LDLIBS)
 
 # The tests against a real PostgreSQL (tests/pg/): built by check-build, run by test-pg.
-$(BUILD)/tests/pg/%: tests/pg/%.c tests/pg/pgtest.c tests/pg/pgtest.h $(BUILD)/liborp.a | $(BUILD)/tests/pg
-	$(CC) $(CFLAGS) $(CHECK_CFLAGS) -Isrc -Itests -Itests/pg $(LDFLAGS) -o $@ $< tests/pg/pgtest.c $(BUILD)/liborp.a $(CHECK_LIBS) $(LDLIBS)
+# They may also start orproxy instances and the fake upstream (tests/e2e/harness.c).
+$(BUILD)/tests/pg/%: tests/pg/%.c tests/pg/pgtest.c tests/pg/pgtest.h tests/e2e/harness.c tests/e2e/harness.h $(BUILD)/liborp.a | $(BUILD)/tests/pg
+	$(CC) $(CFLAGS) $(CHECK_CFLAGS) -Isrc -Itests -Itests/pg -Itests/e2e $(LDFLAGS) -o $@ $< tests/pg/pgtest.c tests/e2e/harness.c $(BUILD)/liborp.a $(CHECK_LIBS) $(LDLIBS)
 
 $(FAKE): tests/fake_openrouter.c | $(BUILD)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LDLIBS)
@@ -110,8 +111,8 @@ test-e2e: $(BUILD)/orproxy $(FAKE) $(E2E)
 # nobody when run as root, removed at the end (tests/pg/run.sh, pgserver.sh). Not in
 # make check yet: see doc/multi-instance.md.
 .PHONY: test-pg
-test-pg: $(PG_TESTS)
-	tests/pg/run.sh $(PG_TESTS)
+test-pg: $(BUILD)/orproxy $(FAKE) $(PG_TESTS)
+	ORP_BIN=$(BUILD)/orproxy FAKE_BIN=$(FAKE) tests/pg/run.sh $(PG_TESTS)
 
 # The canary upstream keys appear nowhere in the capture of the last test-e2e run.
 test-secrets:
