@@ -326,9 +326,15 @@ static const char *check_ca_file(char *v, char *buf, size_t len)
 /* Parses, and names no password: a password belongs in a file (pgconn.h). */
 static const char *check_pg_url(char *v, char *buf, size_t len)
 {
+    static const char name[] = "ledger.postgresql_url";
+    size_t skip = 0;
+
     if (v[0] == '\0' || pgconn_check_url(v, buf, len) == 0)
         return NULL;
-    return buf;
+    /* The loader names the setting already. */
+    if (strncmp(buf, name, sizeof name - 1) == 0)
+        skip = sizeof name - 1 + strspn(buf + sizeof name - 1, ": ");
+    return buf + skip;
 }
 
 static const char *check_nonempty(char *v, char *buf, size_t len)
@@ -514,7 +520,14 @@ static int resolve_postgresql(struct loader *ld, struct orp_config *cfg)
     if (cfg->ledger_postgresql_url[0] == '\0')
         return config_fail_at(ld, config_line_of(ld, "ledger.backend"),
                               "ledger.backend = \"postgresql\" needs ledger.postgresql_url");
-    if (cfg->ledger_postgresql_password_file[0] == '\0' && cred != NULL && cred[0] != '\0') {
+    if (cfg->ledger_postgresql_password_file[0] != '\0') {
+        if (access(cfg->ledger_postgresql_password_file, R_OK) != 0)
+            return config_fail_at(ld, config_line_of(ld, "ledger.postgresql_password_file"),
+                                  "ledger.postgresql_password_file: cannot read '%s': %s",
+                                  cfg->ledger_postgresql_password_file, strerror(errno));
+        return 0;
+    }
+    if (cred != NULL && cred[0] != '\0') {
         char *p;
         if (asprintf(&p, "%s/postgresql-password", cred) < 0)
             return config_fail_at(ld, 0, "out of memory");

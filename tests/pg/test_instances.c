@@ -361,6 +361,64 @@ START_TEST(test_start_race_one_schema)
 }
 END_TEST
 
+/* Runs orproxy once against url with password file pw; returns its exit
+ * status, its stderr in *out. */
+static int run_once(const char *url, const char *pw, char **out)
+{
+    char dir[] = "/tmp/orp-pgstart-XXXXXX", conf[600], text[1500], rm[700];
+    const char *bin = getenv("ORP_BIN") ? getenv("ORP_BIN") : "build/orproxy";
+    int rc;
+
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(conf, sizeof conf, "%s/orproxy.conf", dir);
+    snprintf(text, sizeof text,
+             "listen = { address = \"127.0.0.1\"; port = 0; };\nstate_dir = \"%s/state\";\n"
+             "ledger = { backend = \"postgresql\"; postgresql_url = \"%s\";"
+             " postgresql_password_file = \"%s\"; };\n",
+             dir, url, pw);
+    ck_assert_int_eq(h_write_file(conf, text), 0);
+    {
+        const char *argv[] = {bin, "-c", conf, NULL};
+        rc = h_run(argv, NULL, out);
+    }
+    snprintf(rm, sizeof rm, "rm -rf '%s'", dir);
+    ck_assert_int_eq(system(rm), 0);
+    return rc;
+}
+
+START_TEST(test_start_refused_when_plainly_wrong)
+{
+    char *out = NULL, *bad = h_temp_file("not-the-password\n");
+    char url[512];
+    int rc;
+
+    /* a wrong password: exit 1, a clear message, no secret */
+    rc = run_once(pgt_fresh_db("orp_refuse"), bad, &out);
+    ck_assert_int_eq(rc, 1);
+    ck_assert_msg(strstr(out, "postgresql ledger:") && strstr(out, "password authentication failed"),
+                  "%s", out);
+    ck_assert_ptr_null(strstr(out, "not-the-password"));
+    free(out);
+    /* a database that does not exist */
+    snprintf(url, sizeof url, "postgresql://orp_test@127.0.0.1:%s/orp_no_such_db",
+             pgt_env("ORP_PG_PORT"));
+    rc = run_once(url, pgt_env("ORP_PG_PASSWORD_FILE"), &out);
+    ck_assert_int_eq(rc, 1);
+    ck_assert_msg(strstr(out, "does not exist"), "%s", out);
+    free(out);
+    /* a password in the URL: a config error (exit 2), the password never shown */
+    snprintf(url, sizeof url, "postgresql://orp_test:hunter2@127.0.0.1:%s/orp_refuse",
+             pgt_env("ORP_PG_PORT"));
+    rc = run_once(url, pgt_env("ORP_PG_PASSWORD_FILE"), &out);
+    ck_assert_int_eq(rc, 2);
+    ck_assert_msg(strstr(out, "must not contain a password"), "%s", out);
+    ck_assert_ptr_null(strstr(out, "hunter2"));
+    free(out);
+    unlink(bad);
+    free(bad);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("instances");
@@ -375,6 +433,7 @@ int main(void)
     tcase_add_test(tc, test_sigterm_while_down_replays_at_next_start);
     tcase_add_test(tc, test_refused_row_dropped_alone);
     tcase_add_test(tc, test_start_race_one_schema);
+    tcase_add_test(tc, test_start_refused_when_plainly_wrong);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
     srunner_set_fork_status(sr, CK_NOFORK);
