@@ -84,20 +84,6 @@ static struct {
        .cv = PTHREAD_COND_INITIALIZER,
        .q = STAILQ_HEAD_INITIALIZER(L.q)};
 
-const char *ledger_cost_source_name(enum cost_source s)
-{
-    switch (s) {
-    case COST_UPSTREAM:
-        return "upstream";
-    case COST_PRICING:
-        return "pricing";
-    case COST_ESTIMATE:
-        return "estimate";
-    default:
-        return "none";
-    }
-}
-
 static const char insert_sql[] =
     "INSERT INTO requests (request_id, started_at, started_ms, client, user, route, model,"
     " served_model, provider, stream, status, attempts, prompt_tokens, completion_tokens,"
