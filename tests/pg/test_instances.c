@@ -192,6 +192,54 @@ static off_t spool_size(int i)
     return stat(path, &st) == 0 ? st.st_size : -1;
 }
 
+/* A usage report's rows by instance: 200 requests each, the costs summing
+ * to cost_pusd. */
+static void assert_report(cJSON *rep, long long cost_pusd)
+{
+    cJSON *rows = cJSON_GetObjectItem(rep, "rows"), *row;
+    int n = 0;
+
+    ck_assert_ptr_nonnull(rows);
+    ck_assert_str_eq(cJSON_GetObjectItem(rep, "by")->valuestring, "instance");
+    cJSON_ArrayForEach(row, rows)
+    {
+        ck_assert_ptr_nonnull(strstr(cJSON_GetObjectItem(row, "group")->valuestring, "inst-"));
+        ck_assert_int_eq(cJSON_GetObjectItem(row, "requests")->valueint, 200);
+        n++;
+    }
+    ck_assert_int_eq(n, NINST);
+    ck_assert_int_eq((long long)cJSON_GetObjectItem(cJSON_GetObjectItem(rep, "total"),
+                                                    "cost_pusd")->valuedouble,
+                     cost_pusd);
+}
+
+/* orproxy usage (instance 0's config) and GET /v1/usage (instance 1) read
+ * the shared database: every instance's rows. */
+static void assert_usage_by_instance(long long cost_pusd)
+{
+    const char *bin = getenv("ORP_BIN") ? getenv("ORP_BIN") : "build/orproxy";
+    const char *argv[] = {bin, "usage", "-c", orp[0].conf, "--by", "instance",
+                          "--format", "json", NULL};
+    char *out = NULL, *errs = NULL;
+    struct h_resp r;
+    cJSON *rep;
+
+    ck_assert_int_eq(h_run(argv, &out, &errs), 0);
+    rep = cJSON_Parse(out);
+    ck_assert_msg(rep != NULL, "%s %s", out, errs);
+    assert_report(rep, cost_pusd);
+    cJSON_Delete(rep);
+    free(out);
+    free(errs);
+    h_request(&r, orp[1].port, "GET", "/v1/usage?by=instance", NULL, NULL, NULL);
+    ck_assert_int_eq(r.status, 200);
+    rep = cJSON_Parse(r.body);
+    ck_assert_msg(rep != NULL, "%s", r.body);
+    assert_report(rep, cost_pusd);
+    cJSON_Delete(rep);
+    h_resp_free(&r);
+}
+
 START_TEST(test_three_instances_one_database)
 {
     const char *url = pgt_fresh_db("orp_three");
@@ -215,6 +263,7 @@ START_TEST(test_three_instances_one_database)
         ck_assert_int_eq(metric(i, "orproxy_ledger_postgresql_up"), 1);
         ck_assert_int_eq(metric(i, "orproxy_ledger_postgresql_dropped_total"), 0);
     }
+    assert_usage_by_instance(sent_cost);
     stop_all(NINST);
     assert_db_matches_fake(u, 600);
     ck_assert_int_eq(db_int(u, "SELECT COALESCE(sum(cost_pusd), 0) FROM requests"), sent_cost);
