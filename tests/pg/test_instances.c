@@ -410,6 +410,72 @@ START_TEST(test_start_race_one_schema)
 }
 END_TEST
 
+/* Polls (every 100 ms, up to timeout_ms) until sql counts expect. */
+static int64_t wait_count(const char *url, const char *sql, int64_t expect, int timeout_ms)
+{
+    double end = h_now() + timeout_ms / 1000.0;
+    int64_t v;
+    while ((v = db_int(url, sql)) != expect && h_now() < end)
+        usleep(100 * 1000);
+    return v;
+}
+
+/* An aborted stream whose cost the fake's /generation answers later. */
+static void aborted_stream(const char *rid)
+{
+    struct h_resp r;
+    struct h_req_opts o = {.abort_after_bytes = 600};
+    char hdr[96];
+    const char *hdrs[] = {hdr, NULL};
+
+    snprintf(hdr, sizeof hdr, "X-Request-Id: %s", rid);
+    h_request(&r, orp[0].port, "POST", "/v1/chat/completions",
+              "{\"model\":\"openai/gpt-4o-mini\",\"stream\":true,\"fake\":{\"events\":200,"
+              "\"interval_ms\":20,\"usage\":{\"cost\":0.0042}}}",
+              hdrs, &o);
+    h_resp_free(&r);
+}
+
+START_TEST(test_reconciled_cost_reaches_postgresql)
+{
+    const char *url = pgt_fresh_db("orp_reconcile");
+    char u[512];
+    long long answered;
+
+    snprintf(u, sizeof u, "%s", url);
+    start(0, u);
+    ck_assert(h_log_wait(&orp[0], "model prices loaded", 5000));
+    answered = metric(0, "orproxy_reconcile_total{result=\"answered\"}");
+    aborted_stream("rec-1");
+    /* first the local estimate, then OpenRouter's own figure, in PostgreSQL too */
+    ck_assert_int_eq(wait_count(u, "SELECT count(*) FROM requests WHERE request_id = 'rec-1'"
+                                   " AND cost_source = 'estimate' AND outcome = 'cancelled'",
+                                1, 5000),
+                     1);
+    ck_assert_int_eq(wait_count(u, "SELECT count(*) FROM requests WHERE request_id = 'rec-1'"
+                                   " AND cost_source = 'upstream' AND cost_pusd = 4200000000",
+                                1, 15000),
+                     1);
+    /* while PostgreSQL is down the update waits in the spool, behind its row */
+    server("stop");
+    aborted_stream("rec-2");
+    ck_assert_int_eq(wait_metric(0, "orproxy_ledger_spool_bytes", 1, 5000) > 0, 1);
+    for (int i = 0; i < 150 && metric(0, "orproxy_reconcile_total{result=\"answered\"}") <
+                                   answered + 2;
+         i++)
+        usleep(100 * 1000);
+    ck_assert_int_eq(metric(0, "orproxy_reconcile_total{result=\"answered\"}"), answered + 2);
+    ck_assert_int_eq(wait_metric(0, "orproxy_ledger_queue_depth", 0, 5000), 0);
+    server("resume");
+    ck_assert_int_eq(wait_metric(0, "orproxy_ledger_spool_bytes", 0, 10000), 0);
+    ck_assert_int_eq(db_int(u, "SELECT count(*) FROM requests WHERE request_id = 'rec-2'"
+                               " AND cost_source = 'upstream' AND cost_pusd = 4200000000"),
+                     1);
+    ck_assert_int_eq(db_int(u, "SELECT count(*) FROM requests"), 2);
+    ck_assert_int_eq(h_proc_stop(&orp[0], SIGTERM, 20000), 0);
+}
+END_TEST
+
 /* Runs orproxy once against url with password file pw; returns its exit
  * status, its stderr in *out. */
 static int run_once(const char *url, const char *pw, char **out)
@@ -481,6 +547,7 @@ int main(void)
     tcase_add_test(tc, test_outage_mid_load);
     tcase_add_test(tc, test_sigterm_while_down_replays_at_next_start);
     tcase_add_test(tc, test_refused_row_dropped_alone);
+    tcase_add_test(tc, test_reconciled_cost_reaches_postgresql);
     tcase_add_test(tc, test_start_race_one_schema);
     tcase_add_test(tc, test_start_refused_when_plainly_wrong);
     suite_add_tcase(s, tc);
