@@ -477,7 +477,9 @@ int bshare_start(struct orp_config *cfg, char *err, size_t errlen)
     if (cfg->instance_name[0] != '\0') {
         snprintf(B.instance, sizeof B.instance, "%s", cfg->instance_name);
     } else {
-        gethostname(host, sizeof host - 1);
+        /* The same default as the ledger's (ledger_pg.c). */
+        if (gethostname(host, sizeof host - 1) < 0 || host[0] == '\0')
+            snprintf(host, sizeof host, "orproxy");
         snprintf(B.instance, sizeof B.instance, "%s:%d", host, cfg->listen_port);
     }
     snprintf(app, sizeof app, "orproxy budgets %s", B.instance);

@@ -18,6 +18,7 @@
 #include "config_int.h"
 #include "config_table.h"
 
+#include "pgconn.h"
 #include "pricing.h"
 
 #include <arpa/inet.h>
@@ -32,10 +33,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 
 static check_fn check_address, check_url, check_env_name, check_key_path, check_nonempty,
-    check_ca_file;
+    check_ca_file, check_pg_url;
 
 /* Rows; a trailing `.check = f` and/or `.flags = F_RESTART` is optional. */
 #define FIELD(f) .off = offsetof(struct orp_config, f)
@@ -137,19 +139,21 @@ static const struct setting settings[] = {
     I("ledger.flush_ms", ledger_flush_ms, 1000, 10, 60000,
       "longest time a record waits before it is committed (the crash-loss window)",
       .flags = F_RESTART),
+    /* The PostgreSQL ledger (issue 14): these rows stay together. */
     E("ledger.backend", ledger_backend, "sqlite", "sqlite|postgresql",
-      "sqlite: this instance's own ledger and budgets; postgresql: shared by every instance "
-      "using ledger.postgresql_url",
+      "sqlite: this instance's own ledger only; postgresql: also every row to the shared "
+      "database of ledger.postgresql_url (the local SQLite ledger is kept)",
       .flags = F_RESTART),
     S("ledger.postgresql_url", ledger_postgresql_url, "",
-      "libpq connection URI or key=value string, without the password (ledger.backend "
-      "postgresql)",
-      .flags = F_RESTART),
+      "libpq URI or key=value string of the shared ledger, without a password",
+      .check = check_pg_url, .flags = F_RESTART),
     S("ledger.postgresql_password_file", ledger_postgresql_password_file, "",
-      "file whose first line is the PostgreSQL password (\"\" = libpq's PGPASSFILE or ~/.pgpass)",
+      "file holding the PostgreSQL password (first line; \"\" = "
+      "$CREDENTIALS_DIRECTORY/postgresql-password when set, else libpq's PGPASSFILE or ~/.pgpass)",
       .flags = F_RESTART),
     S("instance.name", instance_name, "",
-      "this instance's name in shared rows and leases (\"\" = hostname:port)", .flags = F_RESTART),
+      "this instance's name in every shared ledger row (\"\" = hostname:listen.port)",
+      .flags = F_RESTART),
     I("pricing.refresh_s", pricing_refresh_s, 21600, 60, 604800,
       "how often the price table is fetched from GET {base_url}/models"),
     S("alerts.webhook_url", alerts_webhook_url, "",
@@ -329,6 +333,20 @@ static const char *check_ca_file(char *v, char *buf, size_t len)
     return NULL;
 }
 
+/* Parses, and names no password: a password belongs in a file (pgconn.h). */
+static const char *check_pg_url(char *v, char *buf, size_t len)
+{
+    static const char name[] = "ledger.postgresql_url";
+    size_t skip = 0;
+
+    if (v[0] == '\0' || pgconn_check_url(v, buf, len) == 0)
+        return NULL;
+    /* The loader names the setting already. */
+    if (strncmp(buf, name, sizeof name - 1) == 0)
+        skip = sizeof name - 1 + strspn(buf + sizeof name - 1, ": ");
+    return buf + skip;
+}
+
 static const char *check_nonempty(char *v, char *buf, size_t len)
 {
     (void)buf;
@@ -499,6 +517,40 @@ static int is_loopback(const char *addr)
     return 0;
 }
 
+/* The PostgreSQL ledger's settings together: a URL when the backend needs
+ * one, systemd's credential as the password file when none is named.
+ * (instance.name's default is made where it is used, ledger_pg.c: a reload
+ * that changes listen.port must not look like a change of instance.name.) */
+static int resolve_postgresql(struct loader *ld, struct orp_config *cfg)
+{
+    const char *cred = getenv("CREDENTIALS_DIRECTORY");
+
+    if (strcmp(cfg->ledger_backend, "postgresql") != 0)
+        return 0;
+    if (cfg->ledger_postgresql_url[0] == '\0')
+        return config_fail_at(ld, config_line_of(ld, "ledger.backend"),
+                              "ledger.backend = \"postgresql\" needs ledger.postgresql_url");
+    if (cfg->ledger_postgresql_password_file[0] != '\0') {
+        if (access(cfg->ledger_postgresql_password_file, R_OK) != 0)
+            return config_fail_at(ld, config_line_of(ld, "ledger.postgresql_password_file"),
+                                  "ledger.postgresql_password_file: cannot read '%s': %s",
+                                  cfg->ledger_postgresql_password_file, strerror(errno));
+        return 0;
+    }
+    if (cred != NULL && cred[0] != '\0') {
+        char *p;
+        if (asprintf(&p, "%s/postgresql-password", cred) < 0)
+            return config_fail_at(ld, 0, "out of memory");
+        if (access(p, F_OK) == 0) {
+            free(cfg->ledger_postgresql_password_file);
+            cfg->ledger_postgresql_password_file = p;
+        } else {
+            free(p);
+        }
+    }
+    return 0;
+}
+
 /* The rules that involve more than one setting or the environment. */
 static int validate_and_resolve(struct loader *ld, struct orp_config *cfg)
 {
@@ -536,6 +588,8 @@ static int validate_and_resolve(struct loader *ld, struct orp_config *cfg)
         free(cfg->ledger_path);
         cfg->ledger_path = p;
     }
+    if (resolve_postgresql(ld, cfg) < 0)
+        return -1;
     return config_resolve_key(ld, cfg);
 }
 

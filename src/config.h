@@ -87,9 +87,9 @@ struct orp_config {
     int ledger_queue_max;          /* ledger.queue_max */
     int ledger_flush_ms;           /* ledger.flush_ms */
     char *ledger_backend;          /* ledger.backend: sqlite|postgresql */
-    char *ledger_postgresql_url;   /* ledger.postgresql_url (no password) */
-    char *ledger_postgresql_password_file; /* ledger.postgresql_password_file ("" = libpq's) */
-    char *instance_name;           /* instance.name ("" = hostname:port) */
+    char *ledger_postgresql_url;   /* ledger.postgresql_url ("" = none; never a password) */
+    char *ledger_postgresql_password_file; /* resolved: the credential when unset and present */
+    char *instance_name;           /* instance.name ("" = hostname:listen.port, made in ledger_pg.c) */
     int pricing_refresh_s;         /* pricing.refresh_s */
     char *auth_mode;               /* auth.mode: none|keys */
     char *alerts_webhook_url;      /* alerts.webhook_url ("" = off) */

@@ -18,19 +18,24 @@
 #include "pricing.h"
 #include "relay.h"
 #include "report.h"
+#include "report_pg.h"
 #include "util.h"
 
 /* One /v1/usage query's parameters, copied off the request. */
 struct usage_ctx {
     char *client;
+    char *pg_url, *pg_password_file; /* ledger.backend = "postgresql": the shared ledger */
     struct report_query q;
 };
 
 static void usage_free(void *arg)
 {
     struct usage_ctx *u = arg;
-    if (u != NULL)
+    if (u != NULL) {
         free(u->client);
+        free(u->pg_url);
+        free(u->pg_password_file);
+    }
     free(u);
 }
 
@@ -41,7 +46,9 @@ static void run_usage(struct job *j)
     sqlite3 *db = NULL;
     cJSON *json = NULL;
 
-    if (sqlite3_open_v2(j->ledger_path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK) {
+    if (u->pg_url != NULL) {
+        json = report_pg_json(u->pg_url, u->pg_password_file, &u->q, j->err, sizeof j->err);
+    } else if (sqlite3_open_v2(j->ledger_path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK) {
         sqlite3_busy_timeout(db, 2000);
         json = report_query_json(db, &u->q, j->err, sizeof j->err);
     } else {
@@ -85,7 +92,21 @@ static int answer_usage(struct request *r)
         return 0;
     }
     if ((v = query_arg(r, "by")) != NULL && report_parse_by(v, &u->q.by) < 0) {
-        relay_set_error(r, 400, "invalid_group", "by must be one of key, model, day, user, none");
+        relay_set_error(r, 400, "invalid_group",
+                        "by must be one of key, model, day, user, instance, none");
+        usage_free(u);
+        return 0;
+    }
+    if (u->q.by == REPORT_BY_INSTANCE && strcmp(cfg->ledger_backend, "postgresql") != 0) {
+        relay_set_error(r, 400, "invalid_group",
+                        "by=instance needs ledger.backend = \"postgresql\" (one instance here)");
+        usage_free(u);
+        return 0;
+    }
+    if (strcmp(cfg->ledger_backend, "postgresql") == 0 &&
+        ((u->pg_url = strdup(cfg->ledger_postgresql_url)) == NULL ||
+         (u->pg_password_file = strdup(cfg->ledger_postgresql_password_file)) == NULL)) {
+        relay_set_error(r, 500, "out_of_memory", "orproxy is out of memory");
         usage_free(u);
         return 0;
     }

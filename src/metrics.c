@@ -18,6 +18,7 @@
 
 #include "alerts.h"
 #include "housekeeping.h"
+#include "ledger_pg.h"
 #include "pricing.h"
 #include "utf8.h"
 #include "version.h"
@@ -299,6 +300,42 @@ static void render_hist(buf_t *b, const char *name, const char *route, const str
     printf_to(b, "\"} %llu\n", h->count);
 }
 
+/* ledger.backend = "postgresql" only: the shared ledger and its spool. */
+static void render_postgresql(buf_t *b)
+{
+    struct ledgerpg_stats pg;
+
+    ledgerpg_get_stats(&pg);
+    if (!pg.enabled)
+        return;
+    printf_to(b, "# HELP orproxy_ledger_postgresql_up 1 when the last statement to the shared "
+                 "ledger succeeded.\n# TYPE orproxy_ledger_postgresql_up gauge\n"
+                 "orproxy_ledger_postgresql_up %d\n",
+              pg.up);
+    printf_to(b, "# HELP orproxy_ledger_spool_bytes Rows waiting on disk for PostgreSQL "
+                 "(0 = none).\n# TYPE orproxy_ledger_spool_bytes gauge\n"
+                 "orproxy_ledger_spool_bytes %llu\n",
+              (unsigned long long)pg.spool_bytes);
+    printf_to(b, "# HELP orproxy_ledger_postgresql_written_total Rows new in PostgreSQL.\n"
+                 "# TYPE orproxy_ledger_postgresql_written_total counter\n"
+                 "orproxy_ledger_postgresql_written_total %llu\n",
+              (unsigned long long)pg.written);
+    printf_to(b, "# HELP orproxy_ledger_postgresql_spooled_total Rows written to the spool.\n"
+                 "# TYPE orproxy_ledger_postgresql_spooled_total counter\n"
+                 "orproxy_ledger_postgresql_spooled_total %llu\n",
+              (unsigned long long)pg.spooled);
+    printf_to(b, "# HELP orproxy_ledger_postgresql_dropped_total Rows or cost updates "
+                 "PostgreSQL refused for themselves, or the spool could not keep.\n"
+                 "# TYPE orproxy_ledger_postgresql_dropped_total counter\n"
+                 "orproxy_ledger_postgresql_dropped_total %llu\n",
+              (unsigned long long)pg.dropped);
+    printf_to(b, "# HELP orproxy_ledger_postgresql_statements_total Statements sent to "
+                 "PostgreSQL (batched: far fewer than rows).\n"
+                 "# TYPE orproxy_ledger_postgresql_statements_total counter\n"
+                 "orproxy_ledger_postgresql_statements_total %llu\n",
+              (unsigned long long)pg.statements);
+}
+
 /* The gauges, and what the ledger and housekeeping threads report. */
 static void render_others(buf_t *b, const struct tables *M)
 {
@@ -325,6 +362,7 @@ static void render_others(buf_t *b, const struct tables *M)
                  "database error).\n# TYPE orproxy_ledger_dropped_total counter\n"
                  "orproxy_ledger_dropped_total %llu\n",
               (unsigned long long)ls.dropped);
+    render_postgresql(b);
     printf_to(b, "# HELP orproxy_reconcile_pending Aborted streams whose cost is still being "
                  "asked of upstream (GET /generation).\n"
                  "# TYPE orproxy_reconcile_pending gauge\norproxy_reconcile_pending %zu\n",

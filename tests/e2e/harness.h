@@ -108,6 +108,13 @@ int h_fake_start(struct h_proc *p, const char *extra_args);
  */
 int h_orproxy_start(struct h_proc *p, const char *conf_text, const char *const *env);
 
+/*
+ * h_orproxy_start in two halves, for tests that start several at once: spawn writes the config
+ * and starts the process without waiting; ready waits (up to 10 s) for GET /healthz to answer 200.
+ */
+int h_orproxy_spawn(struct h_proc *p, const char *conf_text, const char *const *env);
+int h_orproxy_ready(struct h_proc *p);
+
 /* conf_text with the substitutions above applied (malloc'd; caller frees). For reload tests. */
 char *h_subst(const struct h_proc *p, const char *conf_text);
 

@@ -116,9 +116,12 @@ static int64_t q(struct pgconn *c, const char *sql)
     return pgt_int(c, sql);
 }
 
-/* The budget of all traffic for today holds in the database. */
+/* The budget of all traffic for today holds in the database, and agrees
+ * with the shared ledger's rows (instances stopped: every row flushed). */
 static void check_budget_rows(struct pgconn *c, int64_t spent, int64_t limit)
 {
+    ck_assert_int_eq(q(c, "SELECT COALESCE(sum(cost_pusd), 0) FROM requests WHERE status = 200"), spent);
+    ck_assert_int_eq(q(c, "SELECT count(*) FROM requests WHERE status <> 200 AND cost_pusd <> 0"), 0);
     ck_assert_int_eq(q(c, "SELECT limit_pusd FROM budgets WHERE scope = '' AND period = 'day'"), limit);
     ck_assert_int_eq(q(c, "SELECT spent_pusd FROM budgets WHERE scope = '' AND period = 'day'"), spent);
     ck_assert_int_eq(q(c, "SELECT leased_pusd FROM budgets WHERE scope = '' AND period = 'day'"),
