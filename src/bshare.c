@@ -26,20 +26,21 @@
 #include "pgledger.h"
 #include "util.h"
 
-#define IDLE_MS 3000      /* a row unused this long gives its free headroom back */
+#define IDLE_MS 3000        /* a row unused this long gives its free headroom back */
 #define REFUSED_TTL_MS 1000 /* a refused take is believed this long */
 #define TICK_MS 100
 
 struct row {
     struct lease_id id;
-    int64_t limit, ensured_limit;   /* from the config; what the database row has */
+    int64_t limit, ensured_limit; /* from the config; what the database row has */
     int64_t held, reserved, unsettled;
-    int64_t valid_until;            /* mono ms: the hold may be spent until then */
-    int64_t asked;                  /* largest shortfall a waiting request has */
+    int64_t valid_until;                  /* mono ms: the hold may be spent until then */
+    int64_t asked;                        /* largest shortfall a waiting request has */
     int64_t refused_short, refused_until; /* the database refused this shortfall */
-    int64_t last_use, est_max;      /* mono ms of the last reservation; largest one */
-    int64_t recent, rate;           /* reserved since the last tick; pusd per second */
-    int refs;                       /* requests holding the row */
+    int64_t topup_after;                  /* mono ms: no unasked top-up before (one was refused) */
+    int64_t last_use, est_max;            /* mono ms of the last reservation; largest one */
+    int64_t recent, rate;                 /* reserved since the last tick; pusd per second */
+    int refs;                             /* requests holding the row */
     int period_over;
     struct row *next;
 };
@@ -234,7 +235,7 @@ void bshare_adjust(const char *client, int64_t booked_ms, int64_t delta_pusd)
 /* What the thread does for one row in one pass, decided under B.mu. */
 struct plan {
     struct lease_id id;
-    int64_t limit;                 /* > 0: make sure the database row has it */
+    int64_t limit; /* > 0: make sure the database row has it */
     int64_t settle, take, short_, give_back;
     int renew;
 };
@@ -264,7 +265,8 @@ static void plan_row(struct row *r, int64_t now, int64_t wall, int timeout_ms, s
     r->recent = 0;
     target = clamp64(2 * r->rate, r->est_max, r->limit / 8);
     free_ = row_free(r, now); /* the same after the settle while held covers it */
-    if (!r->period_over && (r->asked > 0 || (now - r->last_use < IDLE_MS && free_ < target / 2))) {
+    if (!r->period_over && (r->asked > 0 || (now - r->last_use < IDLE_MS && free_ < target / 2 &&
+                                             now >= r->topup_after))) {
         p->short_ = r->asked;
         p->take = target - free_ > r->asked ? target - free_ : r->asked;
     }
@@ -315,7 +317,8 @@ static int run_plan(struct row *r, const struct plan *p, int timeout_ms)
         pthread_mutex_unlock(&B.mu);
     }
     if (p->settle > 0) {
-        if ((rc = stmt_done(lease_settle(B.pg, B.instance, &p->id, p->settle, &st, err, sizeof err))) == PGC_DOWN)
+        if ((rc = stmt_done(lease_settle(B.pg, B.instance, &p->id, p->settle, &st, err, sizeof err))) ==
+            PGC_DOWN)
             return -1;
         pthread_mutex_lock(&B.mu);
         r->unsettled -= p->settle;
@@ -329,16 +332,22 @@ static int run_plan(struct row *r, const struct plan *p, int timeout_ms)
         int64_t t0 = util_mono_ms();
         rc = stmt_done(lease_take(B.pg, B.instance, &p->id, p->take, timeout_ms, &st, err, sizeof err));
         if (rc == 0 && p->short_ > 0 && p->short_ < p->take)
-            rc = stmt_done(lease_take(B.pg, B.instance, &p->id, p->short_, timeout_ms, &st, err, sizeof err));
+            rc = stmt_done(
+                lease_take(B.pg, B.instance, &p->id, p->short_, timeout_ms, &st, err, sizeof err));
         if (rc == PGC_DOWN)
             return -1;
         pthread_mutex_lock(&B.mu);
         if (rc == 1) {
             r->held = st.held_pusd;
             r->valid_until = t0 + timeout_ms * 3 / 4;
-        } else if (rc == 0 && p->short_ > 0) {
-            r->refused_short = p->short_;
-            r->refused_until = util_mono_ms() + REFUSED_TTL_MS;
+        } else if (rc == 0) {
+            /* Near the limit: no more unasked top-ups for a while (a request
+             * that needs headroom still asks at once). */
+            r->topup_after = util_mono_ms() + REFUSED_TTL_MS;
+            if (p->short_ > 0) {
+                r->refused_short = p->short_;
+                r->refused_until = r->topup_after;
+            }
         }
         if (r->asked <= p->short_)
             r->asked = 0;
@@ -356,7 +365,8 @@ static int run_plan(struct row *r, const struct plan *p, int timeout_ms)
         pthread_mutex_unlock(&B.mu);
     }
     if (p->give_back > 0) {
-        if ((rc = stmt_done(lease_return(B.pg, B.instance, &p->id, p->give_back, &st, err, sizeof err))) == PGC_DOWN)
+        if ((rc = stmt_done(lease_return(B.pg, B.instance, &p->id, p->give_back, &st, err,
+                                         sizeof err))) == PGC_DOWN)
             return -1;
         pthread_mutex_lock(&B.mu);
         if (rc == PGC_OK)
@@ -455,6 +465,8 @@ static void *bs_main(void *arg)
             }
             pthread_mutex_lock(&B.mu);
             backoff_until = down ? util_mono_ms() + 500 : 0;
+            if (down) /* waiting requests learn it now, not at their deadline */
+                pthread_cond_broadcast(&B.answer);
         }
         ts = util_wall_after_ms(TICK_MS);
         pthread_cond_timedwait(&B.work, &B.mu, &ts);

@@ -16,8 +16,8 @@
 #define COST "0.0005"
 
 static struct h_proc fake, orp[3];
-static const char *extra_conf = "";      /* appended to every instance's config */
-static const char *const *req_headers;   /* sent with every request (NULL: none) */
+static const char *extra_conf = "";    /* appended to every instance's config */
+static const char *const *req_headers; /* sent with every request (NULL: none) */
 
 static void start_fake(void)
 {
@@ -78,8 +78,8 @@ static void count(struct seen *s, struct h_resp *r)
         ck_assert_msg(strstr(r->body, "\"code\":\"budget_day_exceeded\"") != NULL, "%s", r->body);
         ck_assert_ptr_nonnull(h_header(r, "Retry-After"));
         if (req_headers != NULL) /* the client's budget ran out, not all traffic's */
-            ck_assert_msg(strstr(r->body, "client 'alice' has used its daily budget of $0.005")
-                          != NULL, "%s", r->body);
+            ck_assert_msg(strstr(r->body, "client 'alice' has used its daily budget of $0.005") != NULL,
+                          "%s", r->body);
         s->over++;
     } else if (r->status == 503) {
         ck_assert_msg(strstr(r->body, "{\"error\":{") != NULL, "%s", r->body);
@@ -120,10 +120,13 @@ static int64_t q(struct pgconn *c, const char *sql)
  * with the shared ledger's rows (instances stopped: every row flushed). */
 static void check_budget_rows(struct pgconn *c, int64_t spent, int64_t limit)
 {
-    ck_assert_int_eq(q(c, "SELECT COALESCE(sum(cost_pusd), 0) FROM requests WHERE status = 200"), spent);
+    ck_assert_int_eq(q(c, "SELECT COALESCE(sum(cost_pusd), 0) FROM requests WHERE status = 200"),
+                     spent);
     ck_assert_int_eq(q(c, "SELECT count(*) FROM requests WHERE status <> 200 AND cost_pusd <> 0"), 0);
-    ck_assert_int_eq(q(c, "SELECT limit_pusd FROM budgets WHERE scope = '' AND period = 'day'"), limit);
-    ck_assert_int_eq(q(c, "SELECT spent_pusd FROM budgets WHERE scope = '' AND period = 'day'"), spent);
+    ck_assert_int_eq(q(c, "SELECT limit_pusd FROM budgets WHERE scope = '' AND period = 'day'"),
+                     limit);
+    ck_assert_int_eq(q(c, "SELECT spent_pusd FROM budgets WHERE scope = '' AND period = 'day'"),
+                     spent);
     ck_assert_int_eq(q(c, "SELECT leased_pusd FROM budgets WHERE scope = '' AND period = 'day'"),
                      q(c, "SELECT COALESCE(sum(leased_pusd), 0) FROM budget_leases"
                           " WHERE scope = '' AND period = 'day'"));
@@ -137,7 +140,8 @@ static void stmt_figures(int i, long long *res, long long *stmts)
     *res = *stmts = -1;
     ck_assert_ptr_nonnull(log);
     p = strstr(log, "budgets: ");
-    while (p != NULL && sscanf(p, "budgets: %lld shared reservations, %lld database statements", res, stmts) != 2)
+    while (p != NULL &&
+           sscanf(p, "budgets: %lld shared reservations, %lld database statements", res, stmts) != 2)
         p = strstr(p + 1, "budgets: ");
     free(log);
     ck_assert_msg(*res >= 0 && *stmts >= 0, "instance %d logged no figures", i);
@@ -162,7 +166,7 @@ static void budget_holds(const char *db, const char *model, const char *limits, 
             model, s.ok, s.over, s.unavailable, s.other, charged);
     ck_assert_int_eq(s.other + s.unavailable, 0);
     ck_assert_int_eq(s.ok + s.over, 300);
-    ck_assert_int_eq(charged, s.ok);               /* every admitted request reached upstream */
+    ck_assert_int_eq(charged, s.ok); /* every admitted request reached upstream */
     ck_assert_int_le((int64_t)charged * COST_PUSD, limit); /* and the budget held */
     ck_assert_int_ge(s.ok, min_ok);
     for (int i = 0; i < 3; i++)
@@ -176,7 +180,7 @@ static void budget_holds(const char *db, const char *model, const char *limits, 
 
 START_TEST(test_budget_holds_across_three_instances)
 {
-        /* $0.000604 reserved a request: 16 fit at once. */
+    /* $0.000604 reserved a request: 16 fit at once. */
     budget_holds("orp_bud_priced", "openai/gpt-4o-mini", "budget_usd_day = \"0.01\";", 8);
 }
 END_TEST
@@ -235,7 +239,8 @@ START_TEST(test_client_budget_holds_across_two_instances)
     ck_assert_int_eq(h_key_new("alice", key, sizeof key, hash), 0);
     snprintf(conf, sizeof conf,
              "auth = { mode = \"keys\"; };\nclients = ( { name = \"alice\"; key_sha256 = \"%s\";"
-             " budget_usd_day = \"0.005\"; } );\n", hash);
+             " budget_usd_day = \"0.005\"; } );\n",
+             hash);
     snprintf(auth, sizeof auth, "Authorization: Bearer %s", key);
     extra_conf = conf;
     req_headers = hdrs;
@@ -291,7 +296,8 @@ START_TEST(test_killed_instance_lease_returns)
     s = burst(6, 1, "openai/gpt-4o-mini", 0);
     ck_assert_int_eq(s.ok, 6);
     usleep(400000); /* settled locally and recorded (a 100 ms tick) */
-    ck_assert_int_gt(q(c, "SELECT COALESCE(sum(leased_pusd), 0) FROM budget_leases WHERE instance = 'i0'"), 0);
+    ck_assert_int_gt(
+        q(c, "SELECT COALESCE(sum(leased_pusd), 0) FROM budget_leases WHERE instance = 'i0'"), 0);
     ck_assert_int_eq(q(c, "SELECT spent_pusd FROM budgets WHERE scope = '' AND period = 'day'"),
                      6 * COST_PUSD);
     ck_assert_int_eq(h_proc_stop(&orp[0], SIGKILL, 5000), 128 + SIGKILL);
