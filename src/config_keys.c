@@ -1,5 +1,6 @@
 /* config_keys.c - where the upstream keys come from: a key file, systemd
- * credentials, or the environment.  See config_int.h.  A key is a secret:
+ * credentials, or the environment; and where the PostgreSQL ledger's
+ * password file is (a setting, or the credential).  See config_int.h.  A key is a secret:
  * buffers that held one are wiped, and no message quotes one. */
 #include "config_int.h"
 
