@@ -305,6 +305,15 @@ START_TEST(test_outage_mid_load)
         ck_assert_int_gt(spool_size(i), 0);
     }
     ck_assert(h_log_wait(&orp[0], "rows spool to", 1000));
+    {
+        /* an outage does not make an instance unready: its rows are safe */
+        struct h_resp r;
+        ck_assert(h_log_wait(&orp[0], "model prices loaded", 5000));
+        h_request(&r, orp[0].port, "GET", "/readyz", NULL, NULL, NULL);
+        ck_assert_msg(r.status == 200 && strstr(r.body, "\"postgresql\":{\"up\":false"),
+                      "%ld %s", r.status, r.body);
+        h_resp_free(&r);
+    }
     server("resume");
     for (int i = 0; i < 2; i++) {
         ck_assert_int_eq(wait_metric(i, "orproxy_ledger_spool_bytes", 0, 15000), 0);
