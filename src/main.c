@@ -470,8 +470,10 @@ static int run_daemon(struct orp_config *cfg)
     if (sd_watchdog_enabled(0, &wd_usec) <= 0)
         wd_usec = 0;
 
-    if (open_state(cfg) < 0)
+    if (open_state(cfg) < 0) {
+        config_release(cfg); /* ours (see main) */
         return 1;
+    }
     {
         char err[512];
         struct orp_config *merged = managed_start(cfg, err, sizeof err);
