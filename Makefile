@@ -109,7 +109,8 @@ test-e2e: $(BUILD)/orproxy $(FAKE) $(E2E)
 
 # PostgreSQL (issue 14 groundwork): a throwaway server on a loopback port, started as
 # nobody when run as root, removed at the end (tests/pg/run.sh, pgserver.sh). Part of
-# make check (about 15 s); the postgresql package comes with deps-test.
+# make check, plain (about 15 s) and in check-san (about 35 s); the postgresql package
+# comes with deps-test.
 .PHONY: test-pg
 test-pg: $(BUILD)/orproxy $(FAKE) $(PG_TESTS)
 	ORP_BIN=$(BUILD)/orproxy FAKE_BIN=$(FAKE) tests/pg/run.sh $(PG_TESTS)
@@ -215,7 +216,7 @@ check-steps:
 
 check-san:
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-	  $(MAKE) BUILD=build-san SAN=1 test-units test-e2e test-secrets
+	  $(MAKE) BUILD=build-san SAN=1 test-units test-e2e test-secrets test-pg
 
 format:
 	clang-format -i src/*.c src/*.h tests/*.c tests/e2e/*.c tests/e2e/*.h

@@ -33,7 +33,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 
 static check_fn check_address, check_url, check_env_name, check_key_path, check_nonempty,
@@ -517,40 +516,6 @@ static int is_loopback(const char *addr)
     return 0;
 }
 
-/* The PostgreSQL ledger's settings together: a URL when the backend needs
- * one, systemd's credential as the password file when none is named.
- * (instance.name's default is made where it is used, ledger_pg.c: a reload
- * that changes listen.port must not look like a change of instance.name.) */
-static int resolve_postgresql(struct loader *ld, struct orp_config *cfg)
-{
-    const char *cred = getenv("CREDENTIALS_DIRECTORY");
-
-    if (strcmp(cfg->ledger_backend, "postgresql") != 0)
-        return 0;
-    if (cfg->ledger_postgresql_url[0] == '\0')
-        return config_fail_at(ld, config_line_of(ld, "ledger.backend"),
-                              "ledger.backend = \"postgresql\" needs ledger.postgresql_url");
-    if (cfg->ledger_postgresql_password_file[0] != '\0') {
-        if (access(cfg->ledger_postgresql_password_file, R_OK) != 0)
-            return config_fail_at(ld, config_line_of(ld, "ledger.postgresql_password_file"),
-                                  "ledger.postgresql_password_file: cannot read '%s': %s",
-                                  cfg->ledger_postgresql_password_file, strerror(errno));
-        return 0;
-    }
-    if (cred != NULL && cred[0] != '\0') {
-        char *p;
-        if (asprintf(&p, "%s/postgresql-password", cred) < 0)
-            return config_fail_at(ld, 0, "out of memory");
-        if (access(p, F_OK) == 0) {
-            free(cfg->ledger_postgresql_password_file);
-            cfg->ledger_postgresql_password_file = p;
-        } else {
-            free(p);
-        }
-    }
-    return 0;
-}
-
 /* The rules that involve more than one setting or the environment. */
 static int validate_and_resolve(struct loader *ld, struct orp_config *cfg)
 {
@@ -588,7 +553,7 @@ static int validate_and_resolve(struct loader *ld, struct orp_config *cfg)
         free(cfg->ledger_path);
         cfg->ledger_path = p;
     }
-    if (resolve_postgresql(ld, cfg) < 0)
+    if (config_resolve_postgresql(ld, cfg) < 0)
         return -1;
     return config_resolve_key(ld, cfg);
 }

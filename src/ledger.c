@@ -14,7 +14,9 @@
  * refuses for itself (a constraint) would block the queue forever, so that
  * one record alone is dropped.  On close the writer drains the FIFO,
  * retrying for at most CLOSE_RETRY_MS, so a SIGTERM loses nothing unless the
- * database stays unwritable that long. */
+ * database stays unwritable that long.  With ledger.backend = "postgresql",
+ * each committed batch then goes, in order, to the shared database or its
+ * spool (ledger_pg.h), on this same thread. */
 #include "ledger.h"
 #include "ledger_pg.h"
 

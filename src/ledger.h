@@ -10,6 +10,8 @@
  * disk full), the batch is kept and retried with backoff; only when the
  * queue (ledger.queue_max, counting the batch being retried) is full are
  * new records counted as dropped and logged; the request is not affected.
+ * With ledger.backend = "postgresql" the same rows also go to a database
+ * shared by every instance, after their SQLite commit (ledger_pg.h).
  *
  * Costs are integers in picodollars (1e-12 USD): exact sums, no float
  * drift.  Schema (version 1), table `requests`:

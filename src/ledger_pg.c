@@ -31,6 +31,7 @@
 #define RETRY_MIN_MS 500
 #define RETRY_MAX_MS 5000
 #define GROWTH_LOG_BYTES 65536 /* log the spool's size from here, at each doubling */
+#define REPLAY_TURN_ROWS 10000 /* rows replayed per writer wake-up (about 0.5 s) */
 
 static struct {
     int enabled, migrated;
@@ -41,6 +42,10 @@ static struct {
     char spool_path[4096];
     struct pgl_row *buf, *scratch; /* PGLEDGER_CHUNK rows each */
     size_t n;
+    size_t turn_rows;       /* replayed in this turn */
+    uint64_t replayed_rows; /* since the spool was last empty */
+    int paused;             /* the last turn stopped at REPLAY_TURN_ROWS */
+    int turns;              /* replay turns since the spool was last empty */
     int backoff_ms;
     int64_t next_try_ms;
     uint64_t logged_bytes;
@@ -178,26 +183,46 @@ static int replay_sink(const struct pgl_row *rows, size_t n, void *arg)
 {
     char *err = arg;
 
+    if (P.turn_rows >= REPLAY_TURN_ROWS) {
+        P.paused = 1; /* the rest in the next turn: the writer has SQLite to commit */
+        return 1;
+    }
     memcpy(P.scratch, rows, n * sizeof *rows);
-    return send_rows(P.scratch, n, err, 512) == PGC_OK ? 0 : 1;
+    if (send_rows(P.scratch, n, err, 512) != PGC_OK)
+        return 1;
+    P.turn_rows += n;
+    P.replayed_rows += n;
+    return 0;
 }
 
-/* Empties the spool into PostgreSQL.  0 when it is empty afterwards. */
+/* One turn of replay: at most REPLAY_TURN_ROWS rows, so a long spool (a
+ * long outage) never holds the writer for long.  0 when the spool is empty
+ * afterwards; 1 when rows are left (a pause: due again at once; or a
+ * failure: after a backoff). */
 static int replay(void)
 {
     char err[512] = "";
-    uint64_t bytes = spool_bytes(P.sp);
     int rc;
 
-    if (bytes == 0)
+    if (spool_bytes(P.sp) == 0)
         return 0;
+    P.turn_rows = 0;
+    P.paused = 0;
+    P.turns++;
     rc = spool_replay(P.sp, replay_sink, err, PGLEDGER_CHUNK, err, sizeof err);
     note_bytes();
     if (rc == 0) {
         went_up();
         P.logged_bytes = 0;
-        log_info("ledger: the spool (%" PRIu64 " bytes) is replayed into postgresql", bytes);
+        log_info("ledger: the spool is replayed into postgresql (%" PRIu64 " rows in %d turn%s)",
+                 P.replayed_rows, P.turns, P.turns == 1 ? "" : "s");
+        P.replayed_rows = 0;
+        P.turns = 0;
         return 0;
+    }
+    if (rc > 0 && P.paused) {
+        went_up();
+        return 1;
     }
     went_down(err);
     if (rc < 0)

@@ -14,6 +14,7 @@
 #include "config.h"
 #include "jobs.h"
 #include "ledger.h"
+#include "ledger_pg.h"
 #include "metrics.h"
 #include "pricing.h"
 #include "relay.h"
@@ -132,6 +133,21 @@ static void reply(struct request *r, unsigned status, char *text, const char *ct
     r->reply_ctype = ctype;
 }
 
+/* ledger.backend = "postgresql": its state, for information.  An outage
+ * does not make the instance unready: its rows spool (ledger_pg.h); a
+ * spool that cannot be written does, through ledger_healthy. */
+static void add_postgresql(cJSON *root)
+{
+    struct ledgerpg_stats pg;
+    cJSON *o;
+
+    ledgerpg_get_stats(&pg);
+    if (!pg.enabled || (o = cJSON_AddObjectToObject(root, "postgresql")) == NULL)
+        return;
+    cJSON_AddBoolToObject(o, "up", pg.up);
+    cJSON_AddNumberToObject(o, "spool_bytes", (double)pg.spool_bytes);
+}
+
 /* GET /readyz: 200 only when requests can be served and accounted for. */
 static void answer_readyz(struct request *r)
 {
@@ -146,6 +162,7 @@ static void answer_readyz(struct request *r)
         cJSON_AddItemToArray(reasons, cJSON_CreateString("no price table is loaded yet"));
     ready = cJSON_GetArraySize(reasons) == 0;
     cJSON_AddBoolToObject(root, "ready", ready);
+    add_postgresql(root);
     reply(r, ready ? 200 : 503, cJSON_PrintUnformatted(root), "application/json");
     cJSON_Delete(root);
 }

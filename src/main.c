@@ -33,6 +33,7 @@
 #include "housekeeping.h"
 #include "keys.h"
 #include "ledger.h"
+#include "ledger_pg.h"
 #include "report_pg.h"
 #include "log.h"
 #include "local.h"
@@ -363,6 +364,7 @@ static int open_state(struct orp_config *cfg)
 static void close_state(void)
 {
     struct ledger_stats ls;
+    struct ledgerpg_stats pg;
 
     alerts_stop();
     housekeeping_stop();
@@ -371,6 +373,12 @@ static void close_state(void)
     ledger_get_stats(&ls);
     log_info("ledger: %llu written, %llu dropped", (unsigned long long)ls.written,
              (unsigned long long)ls.dropped);
+    ledgerpg_get_stats(&pg);
+    if (pg.enabled)
+        log_info("ledger: postgresql: %llu written, %llu spooled, %llu dropped; %llu bytes left "
+                 "in the spool",
+                 (unsigned long long)pg.written, (unsigned long long)pg.spooled,
+                 (unsigned long long)pg.dropped, (unsigned long long)pg.spool_bytes);
     pricing_shutdown();
     curl_global_cleanup();
 }
@@ -471,8 +479,10 @@ static int run_daemon(struct orp_config *cfg)
     if (sd_watchdog_enabled(0, &wd_usec) <= 0)
         wd_usec = 0;
 
-    if (open_state(cfg) < 0)
+    if (open_state(cfg) < 0) {
+        config_release(cfg); /* ours (see main) */
         return 1;
+    }
     {
         char err[512];
         struct orp_config *merged = managed_start(cfg, err, sizeof err);

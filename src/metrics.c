@@ -308,32 +308,27 @@ static void render_postgresql(buf_t *b)
     ledgerpg_get_stats(&pg);
     if (!pg.enabled)
         return;
-    printf_to(b, "# HELP orproxy_ledger_postgresql_up 1 when the last statement to the shared "
-                 "ledger succeeded.\n# TYPE orproxy_ledger_postgresql_up gauge\n"
-                 "orproxy_ledger_postgresql_up %d\n",
-              pg.up);
-    printf_to(b, "# HELP orproxy_ledger_spool_bytes Rows waiting on disk for PostgreSQL "
-                 "(0 = none).\n# TYPE orproxy_ledger_spool_bytes gauge\n"
-                 "orproxy_ledger_spool_bytes %llu\n",
-              (unsigned long long)pg.spool_bytes);
-    printf_to(b, "# HELP orproxy_ledger_postgresql_written_total Rows new in PostgreSQL.\n"
-                 "# TYPE orproxy_ledger_postgresql_written_total counter\n"
-                 "orproxy_ledger_postgresql_written_total %llu\n",
-              (unsigned long long)pg.written);
-    printf_to(b, "# HELP orproxy_ledger_postgresql_spooled_total Rows written to the spool.\n"
-                 "# TYPE orproxy_ledger_postgresql_spooled_total counter\n"
-                 "orproxy_ledger_postgresql_spooled_total %llu\n",
-              (unsigned long long)pg.spooled);
-    printf_to(b, "# HELP orproxy_ledger_postgresql_dropped_total Rows or cost updates "
-                 "PostgreSQL refused for themselves, or the spool could not keep.\n"
-                 "# TYPE orproxy_ledger_postgresql_dropped_total counter\n"
-                 "orproxy_ledger_postgresql_dropped_total %llu\n",
-              (unsigned long long)pg.dropped);
-    printf_to(b, "# HELP orproxy_ledger_postgresql_statements_total Statements sent to "
-                 "PostgreSQL (batched: far fewer than rows).\n"
-                 "# TYPE orproxy_ledger_postgresql_statements_total counter\n"
-                 "orproxy_ledger_postgresql_statements_total %llu\n",
-              (unsigned long long)pg.statements);
+    const struct {
+        const char *name, *type, *help;
+        unsigned long long v;
+    } m[] = {
+        {"orproxy_ledger_postgresql_up", "gauge",
+         "1 when the last statement to the shared ledger succeeded.", (unsigned long long)pg.up},
+        {"orproxy_ledger_spool_bytes", "gauge", "Rows waiting on disk for PostgreSQL (0 = none).",
+         pg.spool_bytes},
+        {"orproxy_ledger_postgresql_written_total", "counter", "Rows new in PostgreSQL.",
+         pg.written},
+        {"orproxy_ledger_postgresql_spooled_total", "counter", "Rows written to the spool.",
+         pg.spooled},
+        {"orproxy_ledger_postgresql_dropped_total", "counter",
+         "Rows or cost updates PostgreSQL refused for themselves, or the spool could not keep.",
+         pg.dropped},
+        {"orproxy_ledger_postgresql_statements_total", "counter",
+         "Statements sent to PostgreSQL (batched: far fewer than rows).", pg.statements},
+    };
+    for (size_t i = 0; i < sizeof m / sizeof m[0]; i++)
+        printf_to(b, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", m[i].name, m[i].help, m[i].name,
+                  m[i].type, m[i].name, m[i].v);
 }
 
 /* The gauges, and what the ledger and housekeeping threads report. */

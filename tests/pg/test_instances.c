@@ -21,6 +21,7 @@
 
 #include "harness.h"
 #include "pgtest.h"
+#include "spool.h"
 
 #define NINST 3
 static const char *const env_key[] = {"OPENROUTER_API_KEY=" H_CANARY_KEY, NULL};
@@ -305,6 +306,15 @@ START_TEST(test_outage_mid_load)
         ck_assert_int_gt(spool_size(i), 0);
     }
     ck_assert(h_log_wait(&orp[0], "rows spool to", 1000));
+    {
+        /* an outage does not make an instance unready: its rows are safe */
+        struct h_resp r;
+        ck_assert(h_log_wait(&orp[0], "model prices loaded", 5000));
+        h_request(&r, orp[0].port, "GET", "/readyz", NULL, NULL, NULL);
+        ck_assert_msg(r.status == 200 && strstr(r.body, "\"postgresql\":{\"up\":false"),
+                      "%ld %s", r.status, r.body);
+        h_resp_free(&r);
+    }
     server("resume");
     for (int i = 0; i < 2; i++) {
         ck_assert_int_eq(wait_metric(i, "orproxy_ledger_spool_bytes", 0, 15000), 0);
@@ -407,6 +417,78 @@ START_TEST(test_start_race_one_schema)
         ck_assert_int_eq(applied, 1); /* one instance migrated, the others found it done */
         ck_assert_int_eq(found, NINST - 1);
     }
+}
+END_TEST
+
+/* Writes n rows with request ids "<prefix>-<k>" and cost 1 microdollar each
+ * into instance i's spool file, as an outage would have left them. */
+static void fill_spool(int i, const char *prefix, int n)
+{
+    char path[512], err[256] = "";
+    struct pgl_row *rows = calloc(500, sizeof *rows);
+    struct spool *sp;
+
+    snprintf(path, sizeof path, "%s/state/postgresql.spool", orp[i].dir);
+    sp = spool_open(path, NULL, err, sizeof err);
+    ck_assert_msg(sp != NULL, "%s", err);
+    for (int k = 0; k < n;) {
+        int m = 0;
+        for (; m < 500 && k < n; m++, k++) {
+            struct ledger_record *r = &rows[m].rec;
+            memset(&rows[m], 0, sizeof rows[m]);
+            snprintf(rows[m].key, sizeof rows[m].key, "earlier-%d", k);
+            snprintf(r->request_id, sizeof r->request_id, "%s-%d", prefix, k);
+            r->started_ms = 1764547200000LL + k;
+            snprintf(r->route, sizeof r->route, "/chat/completions");
+            snprintf(r->model, sizeof r->model, "m/x");
+            snprintf(r->outcome, sizeof r->outcome, "ok");
+            r->status = 200;
+            r->cost_pusd = 1000000;
+            r->cost_source = COST_UPSTREAM;
+            r->ttfb_ms = -1;
+        }
+        ck_assert_msg(spool_append(sp, rows, (size_t)m, err, sizeof err) == 0, "%s", err);
+    }
+    spool_close(sp);
+    free(rows);
+}
+
+START_TEST(test_long_spool_replays_in_turns_while_serving)
+{
+    const char *url = pgt_fresh_db("orp_long");
+    char u[512];
+    const char *line;
+    char *log;
+    int rows = 0, turns = 0;
+
+    snprintf(u, sizeof u, "%s", url);
+    start(0, u);
+    ck_assert_int_eq(h_proc_stop(&orp[0], SIGTERM, 20000), 0);
+    fill_spool(0, "earlier", 25000); /* a long outage's rows */
+    start(0, u);
+    send_load("meanwhile", 0, 30, 1); /* served while the spool replays */
+    ck_assert_int_eq(wait_metric(0, "orproxy_ledger_spool_bytes", 0, 30000), 0);
+    ck_assert(h_log_wait(&orp[0], "is replayed into postgresql", 1000));
+    log = h_read_file(orp[0].log);
+    ck_assert_ptr_nonnull(log);
+    line = strstr(log, "is replayed into postgresql (");
+    ck_assert_ptr_nonnull(line);
+    ck_assert_int_eq(sscanf(line, "is replayed into postgresql (%d rows in %d turns", &rows, &turns),
+                     2);
+    free(log);
+    ck_assert_int_ge(rows, 25000);
+    ck_assert_int_ge(turns, 3); /* 10,000 rows a turn at most: the writer came back between */
+    ck_assert_int_eq(h_proc_stop(&orp[0], SIGTERM, 20000), 0);
+    ck_assert_int_eq(db_int(u, "SELECT count(*) FROM requests WHERE request_id LIKE 'earlier-%'"),
+                     25000);
+    ck_assert_int_eq(db_int(u, "SELECT count(DISTINCT row_key) FROM requests"), 25030);
+    ck_assert_int_eq(db_int(u, "SELECT count(*) FROM requests WHERE request_id LIKE 'meanwhile-%'"),
+                     30);
+    /* the replayed rows came first: in order */
+    ck_assert_int_eq(db_int(u, "SELECT count(*) FROM requests WHERE request_id LIKE 'meanwhile-%'"
+                               " AND id < (SELECT max(id) FROM requests WHERE request_id LIKE"
+                               " 'earlier-%')"),
+                     0);
 }
 END_TEST
 
@@ -548,6 +630,7 @@ int main(void)
     tcase_add_test(tc, test_sigterm_while_down_replays_at_next_start);
     tcase_add_test(tc, test_refused_row_dropped_alone);
     tcase_add_test(tc, test_reconciled_cost_reaches_postgresql);
+    tcase_add_test(tc, test_long_spool_replays_in_turns_while_serving);
     tcase_add_test(tc, test_start_race_one_schema);
     tcase_add_test(tc, test_start_refused_when_plainly_wrong);
     suite_add_tcase(s, tc);
