@@ -204,8 +204,10 @@ static int admit_scope(struct state *st, const struct orp_limits *lim, const cha
                  who, lim->tpm);
         return -1;
     }
-    st->day.limit_pusd = lim->budget_day_pusd;
-    st->month.limit_pusd = lim->budget_month_pusd;
+    /* Shared budgets are checked by bshare (across instances); the local
+     * counters still count this instance's spend. */
+    st->day.limit_pusd = bshare_active() ? 0 : lim->budget_day_pusd;
+    st->month.limit_pusd = bshare_active() ? 0 : lim->budget_month_pusd;
     {
         int daily = 1, ok = limits_budget_reserve(&st->day, now, est_pusd, &reset);
         if (ok && !limits_budget_reserve(&st->month, now, est_pusd, &reset)) {
@@ -242,8 +244,69 @@ static void release_scope(struct state *st, int64_t now, long long est_tokens, l
     limits_budget_settle(&st->month, now, est_pusd, cost);
 }
 
+/* The denial for a shared budget bshare_reserve did not grant: which is
+ * 0 client day, 1 client month, 2 all traffic day, 3 all traffic month. */
+static void shared_denial(const struct orp_config *cfg, int client, int which,
+                          enum bshare_verdict v, struct access_denial *d)
+{
+    const struct orp_limits *lim = which < 2 ? &cfg->clients[client].limits : &cfg->limits;
+    int daily = which % 2 == 0;
+    int64_t now = util_wall_ms(), reset = limits_period_next(now, daily ? LIMITS_DAY : LIMITS_MONTH);
+    char who[96], when[32], lim_s[40];
+
+    if (which < 2)
+        snprintf(who, sizeof who, "client '%s'", cfg->clients[client].name);
+    else
+        snprintf(who, sizeof who, "all clients together");
+    pricing_format_usd(daily ? lim->budget_day_pusd : lim->budget_month_pusd, lim_s, sizeof lim_s);
+    if (v == BSHARE_UNAVAILABLE) {
+        d->status = 503;
+        d->code = "budget_unavailable";
+        d->retry_after_s = 5;
+        snprintf(d->message, sizeof d->message,
+                 "the %s budget of %.80s cannot be checked: the shared budget database is "
+                 "unreachable; retry shortly",
+                 daily ? "daily" : "monthly", who);
+        return;
+    }
+    fmt_reset(reset, when, sizeof when);
+    d->status = 402;
+    d->code = daily ? "budget_day_exceeded" : "budget_month_exceeded";
+    d->retry_after_s = (long)((reset - now + 999) / 1000);
+    snprintf(d->message, sizeof d->message, "%s has used its %s budget of $%s; it resets at %s",
+             who, daily ? "daily" : "monthly", lim_s, when);
+}
+
+static int admit_local(const struct orp_config *cfg, int client, long long est_tokens,
+                       int64_t est_pusd, struct access_grant *g, struct access_denial *d);
+
 int access_admit(const struct orp_config *cfg, int client, long long est_tokens, int64_t est_pusd,
                  struct access_grant *g, struct access_denial *d)
+{
+    struct bshare_hold h = {0};
+    int which = 0;
+    enum bshare_verdict v;
+
+    if (!bshare_active())
+        return admit_local(cfg, client, est_tokens, est_pusd, g, d);
+    /* Shared budgets first: the only step that may wait (for the lease
+     * thread, when this instance's headroom is spent), so never under S.mu. */
+    v = bshare_reserve(cfg, client, est_pusd, &h, &which);
+    if (v != BSHARE_OK) {
+        memset(g, 0, sizeof *g);
+        shared_denial(cfg, client, which, v, d);
+        return -1;
+    }
+    if (admit_local(cfg, client, est_tokens, est_pusd, g, d) < 0) {
+        bshare_settle(&h, 0);
+        return -1;
+    }
+    g->share = h;
+    return 0;
+}
+
+static int admit_local(const struct orp_config *cfg, int client, long long est_tokens,
+                       int64_t est_pusd, struct access_grant *g, struct access_denial *d)
 {
     const struct orp_limits *lim;
     struct state *glob, *cst = NULL;
@@ -305,6 +368,7 @@ void access_release(const struct orp_config *cfg, struct access_grant *g, long l
     if ((st = state_for("")) != NULL)
         release_scope(st, now, g->tokens_est, tokens, g->reserved_pusd, cost_pusd);
     pthread_mutex_unlock(&S.mu);
+    bshare_settle(&g->share, cost_pusd);
 }
 
 void access_adjust_spend(const char *client, int64_t booked_ms, int64_t delta_pusd)
@@ -314,6 +378,7 @@ void access_adjust_spend(const char *client, int64_t booked_ms, int64_t delta_pu
 
     if (delta_pusd == 0)
         return;
+    bshare_adjust(client, booked_ms, delta_pusd);
     pthread_mutex_lock(&S.mu);
     if (client != NULL && client[0] != '\0' && (st = state_for(client)) != NULL) {
         limits_budget_adjust(&st->day, now, booked_ms, delta_pusd);

@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "bshare.h"
 #include "config.h"
 
 /* What a request holds between admission and its end. */
@@ -20,11 +21,12 @@ struct access_grant {
     int admitted;               /* access_release() must be called */
     long long tokens_est;       /* counted against tpm at admission */
     int64_t reserved_pusd;      /* budget reservation */
+    struct bshare_hold share;   /* the same on the shared budgets (ledger.backend postgresql) */
 };
 
 /* The decision when a request is refused. */
 struct access_denial {
-    unsigned status;            /* 401, 402, 403, 429 */
+    unsigned status;            /* 401, 402, 403, 429, 503 */
     const char *code;
     char message[256];
     long retry_after_s;         /* 429/402: when it frees up (0 = no header) */

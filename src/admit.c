@@ -185,7 +185,9 @@ static void edit_body(struct request *r)
 
 /* Tokens and dollars this request may use at most, for limits and budget
  * reservations: the prompt (about 4 bytes a token) plus max_tokens, or
- * 4096 completion tokens when the request sets no max_tokens. */
+ * 4096 completion tokens when the request sets no max_tokens.  A model
+ * missing from the price table could cost anything: it reserves
+ * limits.unpriced_reserve_usd, so it is not waved past a budget. */
 static void estimate(const struct request *r, long long *tokens, int64_t *pusd)
 {
     long long prompt = (long long)(buf_used(&r->body) + 3) / 4;
@@ -198,9 +200,12 @@ static void estimate(const struct request *r, long long *tokens, int64_t *pusd)
     for (size_t i = 0; i <= r->n_models; i++) {
         const char *m = i == 0 ? r->model : r->models[i - 1];
         int64_t c;
-        if (m == NULL || pricing_current_lookup(m, &pr) < 0)
+        if (m == NULL)
             continue;
-        c = pricing_cost_pusd(&pr, prompt, completion, 0, 0);
+        if (pricing_current_lookup(m, &pr) < 0)
+            c = r->cfg->limits_unpriced_reserve_pusd;
+        else
+            c = pricing_cost_pusd(&pr, prompt, completion, 0, 0);
         if (c > *pusd)
             *pusd = c;
     }

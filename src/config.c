@@ -18,6 +18,7 @@
 #include "config_int.h"
 #include "config_table.h"
 
+#include "pgconn.h"
 #include "pricing.h"
 
 #include <arpa/inet.h>
@@ -35,7 +36,7 @@
 
 
 static check_fn check_address, check_url, check_env_name, check_key_path, check_nonempty,
-    check_ca_file;
+    check_ca_file, check_pg_url;
 
 /* Rows; a trailing `.check = f` and/or `.flags = F_RESTART` is optional. */
 #define FIELD(f) .off = offsetof(struct orp_config, f)
@@ -101,6 +102,16 @@ static const struct setting settings[] = {
       "spend limit per UTC day for all traffic, USD (0 = none, at most 1000000)"),
     U("limits.budget_usd_month", limits.budget_month_pusd,
       "spend limit per UTC month for all traffic, USD (0 = none, at most 1000000)"),
+    U("limits.unpriced_reserve_usd", limits_unpriced_reserve_pusd,
+      "what a request for a model missing from the price table reserves against budgets until "
+      "it settles, USD (0 = nothing: such requests are not held back by a budget)",
+      .def_num = 1000000000000LL),
+    E("limits.budget_fail", limits_budget_fail, "closed", "closed|open",
+      "a budget that cannot be checked (ledger.backend postgresql: database down, lease spent): "
+      "closed = 503 budget_unavailable, open = admit"),
+    I("limits.lease_timeout_s", limits_lease_timeout_s, 30, 2, 3600,
+      "ledger.backend postgresql: a budget lease not renewed for this long returns to the pool "
+      "(a crashed instance's headroom comes back after it)"),
     E("auth.mode", auth_mode, "none", "none|keys",
       "none: no client keys (loopback only); keys: every API request needs a client key"),
     I("limits.client_timeout_s", limits_client_timeout_s, 60, 1, 86400,
@@ -126,6 +137,21 @@ static const struct setting settings[] = {
       "records waiting for the writer before new ones are dropped (and counted)", .flags = F_RESTART),
     I("ledger.flush_ms", ledger_flush_ms, 1000, 10, 60000,
       "longest time a record waits before it is committed (the crash-loss window)",
+      .flags = F_RESTART),
+    /* The PostgreSQL ledger (issue 14): these rows stay together. */
+    E("ledger.backend", ledger_backend, "sqlite", "sqlite|postgresql",
+      "sqlite: this instance's own ledger only; postgresql: also every row to the shared "
+      "database of ledger.postgresql_url (the local SQLite ledger is kept)",
+      .flags = F_RESTART),
+    S("ledger.postgresql_url", ledger_postgresql_url, "",
+      "libpq URI or key=value string of the shared ledger, without a password",
+      .check = check_pg_url, .flags = F_RESTART),
+    S("ledger.postgresql_password_file", ledger_postgresql_password_file, "",
+      "file holding the PostgreSQL password (first line; \"\" = "
+      "$CREDENTIALS_DIRECTORY/postgresql-password when set, else libpq's PGPASSFILE or ~/.pgpass)",
+      .flags = F_RESTART),
+    S("instance.name", instance_name, "",
+      "this instance's name in every shared ledger row (\"\" = hostname:listen.port)",
       .flags = F_RESTART),
     I("pricing.refresh_s", pricing_refresh_s, 21600, 60, 604800,
       "how often the price table is fetched from GET {base_url}/models"),
@@ -304,6 +330,20 @@ static const char *check_ca_file(char *v, char *buf, size_t len)
         return buf;
     }
     return NULL;
+}
+
+/* Parses, and names no password: a password belongs in a file (pgconn.h). */
+static const char *check_pg_url(char *v, char *buf, size_t len)
+{
+    static const char name[] = "ledger.postgresql_url";
+    size_t skip = 0;
+
+    if (v[0] == '\0' || pgconn_check_url(v, buf, len) == 0)
+        return NULL;
+    /* The loader names the setting already. */
+    if (strncmp(buf, name, sizeof name - 1) == 0)
+        skip = sizeof name - 1 + strspn(buf + sizeof name - 1, ": ");
+    return buf + skip;
 }
 
 static const char *check_nonempty(char *v, char *buf, size_t len)
@@ -513,6 +553,8 @@ static int validate_and_resolve(struct loader *ld, struct orp_config *cfg)
         free(cfg->ledger_path);
         cfg->ledger_path = p;
     }
+    if (config_resolve_postgresql(ld, cfg) < 0)
+        return -1;
     return config_resolve_key(ld, cfg);
 }
 

@@ -73,6 +73,9 @@ struct orp_config {
     int limits_max_connections;
     int limits_max_header_bytes;   /* limits.max_header_bytes */
     int limits_client_timeout_s;
+    long long limits_unpriced_reserve_pusd; /* limits.unpriced_reserve_usd */
+    char *limits_budget_fail;      /* limits.budget_fail: closed|open */
+    int limits_lease_timeout_s;    /* limits.lease_timeout_s */
     int workers;                   /* 0 = number of online CPUs */
     char *log_level;               /* error|warn|info|debug */
     char *log_format;              /* text|json */
@@ -83,6 +86,10 @@ struct orp_config {
     char *ledger_jsonl_path;       /* ledger.jsonl_path ("" = off) */
     int ledger_queue_max;          /* ledger.queue_max */
     int ledger_flush_ms;           /* ledger.flush_ms */
+    char *ledger_backend;          /* ledger.backend: sqlite|postgresql */
+    char *ledger_postgresql_url;   /* ledger.postgresql_url ("" = none; never a password) */
+    char *ledger_postgresql_password_file; /* resolved: the credential when unset and present */
+    char *instance_name;           /* instance.name ("" = hostname:listen.port, made in ledger_pg.c) */
     int pricing_refresh_s;         /* pricing.refresh_s */
     char *auth_mode;               /* auth.mode: none|keys */
     char *alerts_webhook_url;      /* alerts.webhook_url ("" = off) */

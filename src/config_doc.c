@@ -37,8 +37,21 @@ static void md_cell(FILE *out, const char *s)
     }
 }
 
+/* A dollar setting's default as the config file would write it: 0, or a
+ * decimal string ("1.00": quoted, as libconfig reads it exactly). */
+static const char *usd_default(const struct config_row *r, char *buf, size_t n)
+{
+    char v[48];
+    if (r->def_num == 0)
+        return "0";
+    pricing_format_usd(r->def_num, v, sizeof v);
+    snprintf(buf, n, "\"%s\"", v);
+    return buf;
+}
+
 void config_doc_markdown(FILE *out)
 {
+    char d[64];
     struct config_row r;
 
     fputs("| Setting | Type | Default | Range / values | Meaning |\n"
@@ -62,7 +75,8 @@ void config_doc_markdown(FILE *out)
             fprintf(out, "integer | `%lld` | %lld … %lld", r.def_num, r.min, r.max);
             break;
         case CONFIG_ROW_USD:
-            fprintf(out, "USD (number or decimal string) | `0` | 0 … %d", PRICING_MAX_COST_USD);
+            fprintf(out, "USD (number or decimal string) | `%s` | 0 … %d", usd_default(&r, d, sizeof d),
+                    PRICING_MAX_COST_USD);
             break;
         case CONFIG_ROW_INT_LIST:
             fprintf(out, "list of integers | `%s` | each %lld … %lld, ascending", r.def_str, r.min,
@@ -120,6 +134,7 @@ static void roff_size(FILE *out, const char *name, long long v)
 /* The second line of an entry: type, allowed values, default. */
 static void man_type_line(FILE *out, const struct config_row *r)
 {
+    char d[64];
     switch (r->type) {
     case CONFIG_ROW_STRING:
         fputs("String; default \\fB\"", out);
@@ -150,8 +165,8 @@ static void man_type_line(FILE *out, const struct config_row *r)
         break;
     case CONFIG_ROW_USD:
         fprintf(out, "US dollars, a number or a decimal string such as \\fB\"50.00\"\\fR, "
-                     "from 0 to %d; default \\fB0\\fR.\n",
-                PRICING_MAX_COST_USD);
+                     "from 0 to %d; default \\fB%s\\fR.\n",
+                PRICING_MAX_COST_USD, usd_default(r, d, sizeof d));
         break;
     case CONFIG_ROW_INT_LIST:
         fprintf(out, "A list of integers, each from %lld to %lld, ascending with no repeats; "

@@ -133,5 +133,8 @@ int config_read_key_file(struct loader *ld, const char *path, char **key);
 /* Frees a string after overwriting it (keys). */
 void config_free_secret(char **p);
 int config_resolve_key(struct loader *ld, struct orp_config *cfg);
+/* ledger.backend = "postgresql": the URL it needs, the password file (a readable file,
+ * or systemd's credential postgresql-password).  0, or -1 (reported). */
+int config_resolve_postgresql(struct loader *ld, struct orp_config *cfg);
 
 #endif

@@ -1,5 +1,6 @@
 /* config_keys.c - where the upstream keys come from: a key file, systemd
- * credentials, or the environment.  See config_int.h.  A key is a secret:
+ * credentials, or the environment; and where the PostgreSQL ledger's
+ * password file is (a setting, or the credential).  See config_int.h.  A key is a secret:
  * buffers that held one are wiped, and no message quotes one. */
 #include "config_int.h"
 
@@ -8,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* A copy of the first non-blank line of s without its surrounding
  * whitespace, or NULL when there is none (or no memory). */
@@ -92,6 +94,40 @@ int config_resolve_key(struct loader *ld, struct orp_config *cfg)
         const char *v = getenv(cfg->upstream_api_key_env);
         if (v != NULL)
             cfg->upstream_key = config_trimmed_dup(v);
+    }
+    return 0;
+}
+
+/* The PostgreSQL ledger's settings together: a URL when the backend needs
+ * one, systemd's credential as the password file when none is named.
+ * (instance.name's default is made where it is used, ledger_pg.c: a reload
+ * that changes listen.port must not look like a change of instance.name.) */
+int config_resolve_postgresql(struct loader *ld, struct orp_config *cfg)
+{
+    const char *cred = getenv("CREDENTIALS_DIRECTORY");
+
+    if (strcmp(cfg->ledger_backend, "postgresql") != 0)
+        return 0;
+    if (cfg->ledger_postgresql_url[0] == '\0')
+        return config_fail_at(ld, config_line_of(ld, "ledger.backend"),
+                              "ledger.backend = \"postgresql\" needs ledger.postgresql_url");
+    if (cfg->ledger_postgresql_password_file[0] != '\0') {
+        if (access(cfg->ledger_postgresql_password_file, R_OK) != 0)
+            return config_fail_at(ld, config_line_of(ld, "ledger.postgresql_password_file"),
+                                  "ledger.postgresql_password_file: cannot read '%s': %s",
+                                  cfg->ledger_postgresql_password_file, strerror(errno));
+        return 0;
+    }
+    if (cred != NULL && cred[0] != '\0') {
+        char *p;
+        if (asprintf(&p, "%s/postgresql-password", cred) < 0)
+            return config_fail_at(ld, 0, "out of memory");
+        if (access(p, F_OK) == 0) {
+            free(cfg->ledger_postgresql_password_file);
+            cfg->ledger_postgresql_password_file = p;
+        } else {
+            free(p);
+        }
     }
     return 0;
 }

@@ -48,6 +48,10 @@ static const char settle_sql[] =
     " SELECT b.limit_pusd, b.spent_pusd, b.leased_pusd, COALESCE((SELECT leased_pusd FROM l), 0)"
     " FROM b";
 
+static const char renew_sql[] =
+    "UPDATE budget_leases SET expires_at = now() + $5::bigint * interval '1 millisecond'"
+    " WHERE " KEY " AND instance = $4 RETURNING leased_pusd";
+
 static const char expire_sql[] =
     "WITH d AS (DELETE FROM budget_leases WHERE expires_at < now()"
     "  RETURNING scope, period, period_key, leased_pusd),"
@@ -189,4 +193,25 @@ int lease_expire(struct pgconn *c, int64_t *returned_pusd, int *leases, char *er
         *leases = atoi(PQgetvalue(r, 0, 1));
     PQclear(r);
     return PGC_OK;
+}
+
+int lease_renew(struct pgconn *c, const char *instance, const struct lease_id *id, int timeout_ms,
+                struct lease_state *st, char *err, size_t errlen)
+{
+    char t[24];
+    const char *p[5] = {id->scope, period_name(id->period), id->period_key, instance, t};
+    PGresult *r = NULL;
+    int rc;
+
+    snprintf(t, sizeof t, "%d", timeout_ms);
+    rc = run(c, renew_sql, 5, p, &r, err, errlen);
+    if (rc != PGC_OK)
+        return rc;
+    rc = PQntuples(r) == 1;
+    if (rc && st != NULL) {
+        memset(st, 0, sizeof *st);
+        st->held_pusd = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+    }
+    PQclear(r);
+    return rc;
 }

@@ -1,6 +1,6 @@
 /* lease.h - budgets shared by several instances through PostgreSQL: each
  * instance leases headroom from a budget row, spends it locally, settles
- * what it spent and returns the rest (issue 14; not wired in yet).
+ * what it spent and returns the rest (issue 14; src/bshare.c uses it).
  *
  * Table budgets (pgledger.c, migration 2): one row per scope (a client name,
  * or "" for all traffic), period ("day" | "month") and period key
@@ -75,6 +75,13 @@ int lease_settle(struct pgconn *c, const char *instance, const struct lease_id *
 /* Gives back unused pusd of the hold.  A pgconn_rc. */
 int lease_return(struct pgconn *c, const char *instance, const struct lease_id *id, int64_t unused,
                  struct lease_state *st, char *err, size_t errlen);
+
+/* Extends this instance's hold by timeout_ms from now (the database's
+ * clock) without taking more.  1 renewed (st->held_pusd filled; the other
+ * fields 0), 0 no hold (it expired and went back to the pool), or a
+ * pgconn_rc (< 0). */
+int lease_renew(struct pgconn *c, const char *instance, const struct lease_id *id, int timeout_ms,
+                struct lease_state *st, char *err, size_t errlen);
 
 /* Returns every hold past its expiry to its budget.  *returned_pusd and
  * *leases (may be NULL): what came back.  A pgconn_rc. */

@@ -14,8 +14,11 @@
  * refuses for itself (a constraint) would block the queue forever, so that
  * one record alone is dropped.  On close the writer drains the FIFO,
  * retrying for at most CLOSE_RETRY_MS, so a SIGTERM loses nothing unless the
- * database stays unwritable that long. */
+ * database stays unwritable that long.  With ledger.backend = "postgresql",
+ * each committed batch then goes, in order, to the shared database or its
+ * spool (ledger_pg.h), on this same thread. */
 #include "ledger.h"
+#include "ledger_pg.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -82,20 +85,6 @@ static struct {
 } L = {.mu = PTHREAD_MUTEX_INITIALIZER,
        .cv = PTHREAD_COND_INITIALIZER,
        .q = STAILQ_HEAD_INITIALIZER(L.q)};
-
-const char *ledger_cost_source_name(enum cost_source s)
-{
-    switch (s) {
-    case COST_UPSTREAM:
-        return "upstream";
-    case COST_PRICING:
-        return "pricing";
-    case COST_ESTIMATE:
-        return "estimate";
-    default:
-        return "none";
-    }
-}
 
 static const char insert_sql[] =
     "INSERT INTO requests (request_id, started_at, started_ms, client, user, route, model,"
@@ -349,6 +338,19 @@ fail:
     return BATCH_RETRY;
 }
 
+/* ledger.backend = "postgresql": what SQLite committed goes on to the
+ * shared database (or its spool), in the same order (ledger_pg.h). */
+static void hand_to_postgresql(const struct item_list *list)
+{
+    struct item *it;
+
+    if (!ledgerpg_enabled())
+        return;
+    STAILQ_FOREACH(it, list, link)
+        ledgerpg_add(&it->rec, it->op == OP_UPDATE_COST);
+    ledgerpg_flush();
+}
+
 static void free_list(struct item_list *list)
 {
     struct item *it;
@@ -400,6 +402,7 @@ static void *writer_main(void *arg)
         L.inflight = n;
         pthread_mutex_unlock(&L.mu);
         if (!STAILQ_EMPTY(&list) && write_batch(&list, &n) == BATCH_DONE) {
+            hand_to_postgresql(&list);
             free_list(&list);
             n = 0;
             backoff_ms = 0;
@@ -416,6 +419,7 @@ static void *writer_main(void *arg)
                 n = 0;
             }
         }
+        ledgerpg_tick(0);
         pthread_mutex_lock(&L.mu);
         L.inflight = 0;
         requeue(&list, n);
@@ -524,6 +528,8 @@ int ledger_open(const struct orp_config *cfg, char *err, size_t errlen)
             goto fail;
         }
     }
+    if (ledgerpg_open(cfg, err, errlen) < 0)
+        goto fail;
     L.max = (size_t)cfg->ledger_queue_max;
     L.flush_ms = cfg->ledger_flush_ms;
     L.stopping = 0;
@@ -531,6 +537,7 @@ int ledger_open(const struct orp_config *cfg, char *err, size_t errlen)
     atomic_store(&L.healthy, 1);
     if (pthread_create(&L.thread, NULL, writer_main, NULL) != 0) {
         L.running = 0;
+        ledgerpg_close();
         snprintf(err, errlen, "cannot start the ledger writer thread");
         goto fail;
     }
@@ -551,6 +558,7 @@ void ledger_close(void)
     pthread_mutex_unlock(&L.mu);
     pthread_cond_signal(&L.cv);
     pthread_join(L.thread, NULL);
+    ledgerpg_close(); /* to PostgreSQL, or kept in the spool for the next start */
     pthread_mutex_lock(&L.mu);
     L.running = 0;
     pthread_mutex_unlock(&L.mu);
@@ -569,7 +577,10 @@ void ledger_get_stats(struct ledger_stats *out)
 
 int ledger_healthy(void)
 {
-    return L.running && atomic_load(&L.healthy);
+    struct ledgerpg_stats pg;
+
+    ledgerpg_get_stats(&pg);
+    return L.running && atomic_load(&L.healthy) && !pg.spool_failed;
 }
 
 static int64_t utc_start(int month)

@@ -10,6 +10,8 @@
  * disk full), the batch is kept and retried with backoff; only when the
  * queue (ledger.queue_max, counting the batch being retried) is full are
  * new records counted as dropped and logged; the request is not affected.
+ * With ledger.backend = "postgresql" the same rows also go to a database
+ * shared by every instance, after their SQLite commit (ledger_pg.h).
  *
  * Costs are integers in picodollars (1e-12 USD): exact sums, no float
  * drift.  Schema (version 1), table `requests`:
@@ -29,6 +31,8 @@
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include "ledger_record.h"
 
 #define LEDGER_SCHEMA_VERSION 2
 
@@ -189,30 +193,6 @@
     " SUM(completion_tokens), SUM(cached_tokens), SUM(reasoning_tokens),"      \
     " SUM(cost_pusd) FROM rollup_hour GROUP BY 1, 2, 3, 4;"
 
-enum cost_source { COST_NONE = 0, COST_UPSTREAM, COST_PRICING, COST_ESTIMATE };
-
-struct ledger_record {
-    char request_id[65];
-    int64_t started_ms;             /* unix ms */
-    char client[64];                /* key name or "anonymous" */
-    char user[128];                 /* the request's "user" field */
-    char route[32];
-    char model[128];
-    char served_model[128];
-    char provider[64];
-    int stream;
-    int status;
-    int attempts;
-    int64_t prompt_tokens, completion_tokens, total_tokens, cached_tokens, reasoning_tokens;
-    int64_t cost_pusd;
-    enum cost_source cost_source;
-    char generation_id[96];
-    char finish_reason[32];
-    double latency_ms, ttfb_ms;     /* ttfb < 0: none */
-    char error_class[48];
-    char outcome[24];
-};
-
 struct ledger_stats {
     uint64_t submitted, written, dropped, queue_depth;
 };
@@ -236,6 +216,5 @@ int ledger_healthy(void);
  * client NULL, in all) and hands each to fn.  For budgets at start-up. */
 void ledger_seed_spend(const char *path, void (*fn)(const char *client, int64_t day_pusd,
                                                      int64_t month_pusd));
-const char *ledger_cost_source_name(enum cost_source s);
 
 #endif

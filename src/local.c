@@ -14,23 +14,29 @@
 #include "config.h"
 #include "jobs.h"
 #include "ledger.h"
+#include "ledger_pg.h"
 #include "metrics.h"
 #include "pricing.h"
 #include "relay.h"
 #include "report.h"
+#include "report_pg.h"
 #include "util.h"
 
 /* One /v1/usage query's parameters, copied off the request. */
 struct usage_ctx {
     char *client;
+    char *pg_url, *pg_password_file; /* ledger.backend = "postgresql": the shared ledger */
     struct report_query q;
 };
 
 static void usage_free(void *arg)
 {
     struct usage_ctx *u = arg;
-    if (u != NULL)
+    if (u != NULL) {
         free(u->client);
+        free(u->pg_url);
+        free(u->pg_password_file);
+    }
     free(u);
 }
 
@@ -41,7 +47,9 @@ static void run_usage(struct job *j)
     sqlite3 *db = NULL;
     cJSON *json = NULL;
 
-    if (sqlite3_open_v2(j->ledger_path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK) {
+    if (u->pg_url != NULL) {
+        json = report_pg_json(u->pg_url, u->pg_password_file, &u->q, j->err, sizeof j->err);
+    } else if (sqlite3_open_v2(j->ledger_path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK) {
         sqlite3_busy_timeout(db, 2000);
         json = report_query_json(db, &u->q, j->err, sizeof j->err);
     } else {
@@ -85,7 +93,21 @@ static int answer_usage(struct request *r)
         return 0;
     }
     if ((v = query_arg(r, "by")) != NULL && report_parse_by(v, &u->q.by) < 0) {
-        relay_set_error(r, 400, "invalid_group", "by must be one of key, model, day, user, none");
+        relay_set_error(r, 400, "invalid_group",
+                        "by must be one of key, model, day, user, instance, none");
+        usage_free(u);
+        return 0;
+    }
+    if (u->q.by == REPORT_BY_INSTANCE && strcmp(cfg->ledger_backend, "postgresql") != 0) {
+        relay_set_error(r, 400, "invalid_group",
+                        "by=instance needs ledger.backend = \"postgresql\" (one instance here)");
+        usage_free(u);
+        return 0;
+    }
+    if (strcmp(cfg->ledger_backend, "postgresql") == 0 &&
+        ((u->pg_url = strdup(cfg->ledger_postgresql_url)) == NULL ||
+         (u->pg_password_file = strdup(cfg->ledger_postgresql_password_file)) == NULL)) {
+        relay_set_error(r, 500, "out_of_memory", "orproxy is out of memory");
         usage_free(u);
         return 0;
     }
@@ -111,6 +133,21 @@ static void reply(struct request *r, unsigned status, char *text, const char *ct
     r->reply_ctype = ctype;
 }
 
+/* ledger.backend = "postgresql": its state, for information.  An outage
+ * does not make the instance unready: its rows spool (ledger_pg.h); a
+ * spool that cannot be written does, through ledger_healthy. */
+static void add_postgresql(cJSON *root)
+{
+    struct ledgerpg_stats pg;
+    cJSON *o;
+
+    ledgerpg_get_stats(&pg);
+    if (!pg.enabled || (o = cJSON_AddObjectToObject(root, "postgresql")) == NULL)
+        return;
+    cJSON_AddBoolToObject(o, "up", pg.up);
+    cJSON_AddNumberToObject(o, "spool_bytes", (double)pg.spool_bytes);
+}
+
 /* GET /readyz: 200 only when requests can be served and accounted for. */
 static void answer_readyz(struct request *r)
 {
@@ -125,6 +162,7 @@ static void answer_readyz(struct request *r)
         cJSON_AddItemToArray(reasons, cJSON_CreateString("no price table is loaded yet"));
     ready = cJSON_GetArraySize(reasons) == 0;
     cJSON_AddBoolToObject(root, "ready", ready);
+    add_postgresql(root);
     reply(r, ready ? 200 : 503, cJSON_PrintUnformatted(root), "application/json");
     cJSON_Delete(root);
 }

@@ -33,6 +33,8 @@
 #include "housekeeping.h"
 #include "keys.h"
 #include "ledger.h"
+#include "ledger_pg.h"
+#include "report_pg.h"
 #include "log.h"
 #include "local.h"
 #include "managed.h"
@@ -63,9 +65,12 @@ static void usage(FILE *out)
 static void usage_cmd_help(FILE *out)
 {
     fprintf(out, "usage: orproxy usage [-c FILE] [--since 24h|7d|2026-11-01] [--until ...]\n"
-                 "                     [--by key|model|day|user|none] [--format table|json|csv]\n"
+                 "                     [--by key|model|day|user|instance|none]\n"
+                 "                     [--format table|json|csv] [--local]\n"
                  "Totals of requests, tokens and cost from the usage ledger (default: the last\n"
-                 "7 days, by model, as a table).  Works while the daemon runs.\n");
+                 "7 days, by model, as a table).  Works while the daemon runs.  With\n"
+                 "ledger.backend = \"postgresql\" it reads the shared database (every instance;\n"
+                 "--by instance); --local reads this instance's own SQLite ledger instead.\n");
 }
 
 /* `orproxy usage ...`: reads the ledger named by the config. */
@@ -75,14 +80,14 @@ static int usage_cmd(int argc, char **argv)
         {"config", required_argument, NULL, 'c'}, {"since", required_argument, NULL, 's'},
         {"until", required_argument, NULL, 'u'},  {"by", required_argument, NULL, 'b'},
         {"format", required_argument, NULL, 'f'}, {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0}};
+        {"local", no_argument, NULL, 'l'},        {NULL, 0, NULL, 0}};
     const char *path = DEFAULT_CONFIG, *since = "7d", *until = NULL;
     struct report_query q;
     enum report_format fmt = REPORT_TABLE;
     struct orp_config cfg;
     char err[1024];
     int64_t now;
-    int c, rc;
+    int c, rc, local = 0;
 
     memset(&q, 0, sizeof q);
     q.by = REPORT_BY_MODEL;
@@ -101,7 +106,8 @@ static int usage_cmd(int argc, char **argv)
             break;
         case 'b':
             if (report_parse_by(optarg, &q.by) < 0) {
-                fprintf(stderr, "orproxy usage: --by must be key, model, day, user or none\n");
+                fprintf(stderr,
+                        "orproxy usage: --by must be key, model, day, user, instance or none\n");
                 return 2;
             }
             break;
@@ -110,6 +116,9 @@ static int usage_cmd(int argc, char **argv)
                 fprintf(stderr, "orproxy usage: --format must be table, json or csv\n");
                 return 2;
             }
+            break;
+        case 'l':
+            local = 1;
             break;
         case 'h':
             usage_cmd_help(stdout);
@@ -130,7 +139,11 @@ static int usage_cmd(int argc, char **argv)
         config_free(&cfg);
         return 2;
     }
-    rc = report_write(cfg.ledger_path, &q, fmt, stdout, err, sizeof err);
+    if (!local && strcmp(cfg.ledger_backend, "postgresql") == 0)
+        rc = report_pg_write(cfg.ledger_postgresql_url, cfg.ledger_postgresql_password_file, &q,
+                             fmt, stdout, err, sizeof err);
+    else
+        rc = report_write(cfg.ledger_path, &q, fmt, stdout, err, sizeof err);
     if (rc < 0)
         fprintf(stderr, "orproxy usage: %s\n", err);
     config_free(&cfg);
@@ -261,6 +274,7 @@ static void publish(struct orp_config *merged, void *arg)
     for (int i = 0; i < published.n; i++)
         worker_set_config(&published.w[i], config_hold(merged));
     housekeeping_set_config(merged);
+    bshare_set_config(merged);
     alerts_set_config(merged);
 }
 
@@ -337,19 +351,34 @@ static int open_state(struct orp_config *cfg)
         ledger_close();
         return -1;
     }
+    if (bshare_start(cfg, err, sizeof err) < 0) {
+        log_error("%s", err);
+        alerts_stop();
+        housekeeping_stop();
+        ledger_close();
+        return -1;
+    }
     return 0;
 }
 
 static void close_state(void)
 {
     struct ledger_stats ls;
+    struct ledgerpg_stats pg;
 
     alerts_stop();
     housekeeping_stop();
+    bshare_stop(); /* records what is left to settle, returns the leases */
     ledger_close(); /* flushes every queued record */
     ledger_get_stats(&ls);
     log_info("ledger: %llu written, %llu dropped", (unsigned long long)ls.written,
              (unsigned long long)ls.dropped);
+    ledgerpg_get_stats(&pg);
+    if (pg.enabled)
+        log_info("ledger: postgresql: %llu written, %llu spooled, %llu dropped; %llu bytes left "
+                 "in the spool",
+                 (unsigned long long)pg.written, (unsigned long long)pg.spooled,
+                 (unsigned long long)pg.dropped, (unsigned long long)pg.spool_bytes);
     pricing_shutdown();
     curl_global_cleanup();
 }
@@ -450,8 +479,10 @@ static int run_daemon(struct orp_config *cfg)
     if (sd_watchdog_enabled(0, &wd_usec) <= 0)
         wd_usec = 0;
 
-    if (open_state(cfg) < 0)
+    if (open_state(cfg) < 0) {
+        config_release(cfg); /* ours (see main) */
         return 1;
+    }
     {
         char err[512];
         struct orp_config *merged = managed_start(cfg, err, sizeof err);
@@ -463,6 +494,7 @@ static int run_daemon(struct orp_config *cfg)
         }
         cfg = merged; /* the file config is its base now */
         housekeeping_set_config(cfg);
+        bshare_set_config(cfg);
         alerts_set_config(cfg); /* managed clients' budgets alert too */
     }
     workers = calloc((size_t)nworkers, sizeof *workers);

@@ -141,7 +141,8 @@ static struct orp_config *merge(sqlite3 *db, struct orp_config *base, char *err,
         config_release(m);
         return NULL;
     }
-    memcpy(m->clients, base->clients, (size_t)base->n_clients * sizeof *m->clients);
+    if (base->n_clients > 0) /* base->clients is NULL without any: memcpy's src must not be */
+        memcpy(m->clients, base->clients, (size_t)base->n_clients * sizeof *m->clients);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         const char *name = (const char *)sqlite3_column_text(st, 0);
         if (name == NULL || base_has(base, name)) {

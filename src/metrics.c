@@ -18,6 +18,7 @@
 
 #include "alerts.h"
 #include "housekeeping.h"
+#include "ledger_pg.h"
 #include "pricing.h"
 #include "utf8.h"
 #include "version.h"
@@ -316,6 +317,37 @@ static void render_hist(buf_t *b, const char *name, const char *route, const str
     printf_to(b, "\"} %llu\n", h->count);
 }
 
+/* ledger.backend = "postgresql" only: the shared ledger and its spool. */
+static void render_postgresql(buf_t *b)
+{
+    struct ledgerpg_stats pg;
+
+    ledgerpg_get_stats(&pg);
+    if (!pg.enabled)
+        return;
+    const struct {
+        const char *name, *type, *help;
+        unsigned long long v;
+    } m[] = {
+        {"orproxy_ledger_postgresql_up", "gauge",
+         "1 when the last statement to the shared ledger succeeded.", (unsigned long long)pg.up},
+        {"orproxy_ledger_spool_bytes", "gauge", "Rows waiting on disk for PostgreSQL (0 = none).",
+         pg.spool_bytes},
+        {"orproxy_ledger_postgresql_written_total", "counter", "Rows new in PostgreSQL.",
+         pg.written},
+        {"orproxy_ledger_postgresql_spooled_total", "counter", "Rows written to the spool.",
+         pg.spooled},
+        {"orproxy_ledger_postgresql_dropped_total", "counter",
+         "Rows or cost updates PostgreSQL refused for themselves, or the spool could not keep.",
+         pg.dropped},
+        {"orproxy_ledger_postgresql_statements_total", "counter",
+         "Statements sent to PostgreSQL (batched: far fewer than rows).", pg.statements},
+    };
+    for (size_t i = 0; i < sizeof m / sizeof m[0]; i++)
+        printf_to(b, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", m[i].name, m[i].help, m[i].name,
+                  m[i].type, m[i].name, m[i].v);
+}
+
 /* The gauges, and what the ledger and housekeeping threads report. */
 static void render_others(buf_t *b, const struct tables *M)
 {
@@ -342,6 +374,7 @@ static void render_others(buf_t *b, const struct tables *M)
                  "database error).\n# TYPE orproxy_ledger_dropped_total counter\n"
                  "orproxy_ledger_dropped_total %llu\n",
               (unsigned long long)ls.dropped);
+    render_postgresql(b);
     printf_to(b, "# HELP orproxy_reconcile_pending Aborted streams whose cost is still being "
                  "asked of upstream (GET /generation).\n"
                  "# TYPE orproxy_reconcile_pending gauge\norproxy_reconcile_pending %zu\n",

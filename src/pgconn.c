@@ -33,7 +33,7 @@ static void set_pg_err(char *err, size_t errlen, const char *what, const char *m
 }
 
 /* The URL parses and names no password. */
-static int check_url(const char *url, char *err, size_t errlen)
+int pgconn_check_url(const char *url, char *err, size_t errlen)
 {
     char *perr = NULL;
     PQconninfoOption *opts = PQconninfoParse(url, &perr), *o;
@@ -81,7 +81,7 @@ struct pgconn *pgconn_new(const struct pgconn_opts *o, char *err, size_t errlen)
 {
     struct pgconn *c;
 
-    if (o->url == NULL || check_url(o->url, err, errlen) != 0)
+    if (o->url == NULL || pgconn_check_url(o->url, err, errlen) != 0)
         return NULL;
     c = calloc(1, sizeof *c);
     if (c == NULL)

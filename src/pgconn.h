@@ -41,6 +41,9 @@ struct pgconn;
  * pgconn_free. */
 struct pgconn *pgconn_new(const struct pgconn_opts *o, char *err, size_t errlen);
 void pgconn_free(struct pgconn *c);
+/* 0 when url parses and names no password; -1 with err otherwise (err
+ * never repeats a password).  For the config's check. */
+int pgconn_check_url(const char *url, char *err, size_t errlen);
 
 /* Connects now if not connected.  PGC_OK or PGC_DOWN with err. */
 int pgconn_connect(struct pgconn *c, char *err, size_t errlen);

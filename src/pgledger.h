@@ -23,7 +23,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "ledger.h"
+#include "ledger_record.h"
 #include "pgconn.h"
 
 /* The newest schema version this build knows. */

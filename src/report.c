@@ -4,7 +4,7 @@
  * grouping has its own complete statement, assembled at compile time from
  * one template: no SQL is ever built at run time, and the user's values
  * (time bounds, client) only ever reach SQLite as bound parameters.  The
- * rows land in a plain array (struct result) that each output format
+ * rows land in a plain array (struct report_acc) that each output format
  * renders; the grand total is summed in C from the group rows, so it is
  * exactly the sum of what is shown and comes from the same snapshot.
  *
@@ -25,24 +25,17 @@
 #include <time.h>
 
 
-/* The sums of one group (or of everything). */
-struct sums {
-    int64_t requests, errors;
-    int64_t prompt, completion, total;
-    int64_t cost, est, priced; /* pusd: all sources, cost_source = 'estimate', = 'pricing' */
-};
-
 struct row {
     char *group; /* malloc'd, NULL when the rows have no value for it */
-    struct sums s;
+    struct report_sums s;
 };
 
 /* One report's result; owned by whoever ran the query, released with
  * result_free(). */
-struct result {
+struct report_acc {
     struct row *rows;
     size_t n, cap;
-    struct sums total;
+    struct report_sums total;
 };
 
 #define REPORT_SQL(group_expr)                                                                 \
@@ -66,6 +59,7 @@ static const struct {
     {"model", "MODEL", REPORT_SQL("COALESCE(NULLIF(served_model, ''), NULLIF(model, ''))")},
     {"day", "DAY", REPORT_SQL("strftime('%Y-%m-%d', started_ms / 1000, 'unixepoch')")},
     {"user", "USER", REPORT_SQL("NULLIF(\"user\", '')")},
+    {"instance", "INSTANCE", NULL}, /* no such column in SQLite (report_pg.c) */
 };
 
 /* ---- parsing (report_parse.c has the times and formats) ------------- */
@@ -104,7 +98,7 @@ static void iso_time(int64_t ms, char *buf, size_t n)
 
 /* ---- the query -------------------------------------------------------- */
 
-static void result_free(struct result *r)
+static void result_free(struct report_acc *r)
 {
     for (size_t i = 0; i < r->n; i++)
         free(r->rows[i].group);
@@ -112,7 +106,7 @@ static void result_free(struct result *r)
     memset(r, 0, sizeof *r);
 }
 
-static int sums_add(struct sums *acc, const struct sums *s)
+static int sums_add(struct report_sums *acc, const struct report_sums *s)
 {
 #define ADD(f) __builtin_add_overflow(acc->f, s->f, &acc->f)
     if (ADD(requests) || ADD(errors) || ADD(prompt) || ADD(completion) || ADD(total) ||
@@ -143,15 +137,48 @@ static int check_ledger(sqlite3 *db, char *err, size_t errlen)
     return ret;
 }
 
-static int run_query(sqlite3 *db, const struct report_query *q, struct result *r, char *err,
-                     size_t errlen)
+int report_acc_add(struct report_acc *r, const char *group, const struct report_sums *s,
+                   enum report_by by, char *err, size_t errlen)
 {
+    struct row row = {0};
+
+    row.s = *s;
+    if (sums_add(&r->total, &row.s) < 0) {
+        util_set_err(err, errlen, "cannot query ledger: totals overflow 64 bits");
+        return -1;
+    }
+    if (by == REPORT_BY_NONE)
+        return 0;
+    if (group != NULL && (row.group = strdup(group)) == NULL)
+        goto nomem;
+    if (r->n == r->cap) {
+        size_t cap = r->cap ? 2 * r->cap : 16;
+        struct row *rows = realloc(r->rows, cap * sizeof *rows);
+        if (rows == NULL) {
+            free(row.group);
+            goto nomem;
+        }
+        r->rows = rows;
+        r->cap = cap;
+    }
+    r->rows[r->n++] = row;
+    return 0;
+nomem:
+    util_set_err(err, errlen, "out of memory");
+    return -1;
+}
+
+/* The SQLite ledger as a report_fill_fn; src is the sqlite3 handle. */
+static int sqlite_fill(void *src, const struct report_query *q, struct report_acc *r, char *err,
+                       size_t errlen)
+{
+    sqlite3 *db = src;
     sqlite3_stmt *st = NULL;
     int rc, ret = -1;
 
-    memset(r, 0, sizeof *r);
-    if ((unsigned)q->by >= sizeof groupings / sizeof groupings[0]) {
-        util_set_err(err, errlen, "invalid grouping %d", (int)q->by);
+    if (groupings[q->by].sql == NULL) {
+        util_set_err(err, errlen, "by %s needs ledger.backend = \"postgresql\"",
+                     groupings[q->by].name);
         return -1;
     }
     if (check_ledger(db, err, errlen) < 0)
@@ -165,55 +192,46 @@ static int run_query(sqlite3 *db, const struct report_query *q, struct result *r
     if (q->client != NULL)
         sqlite3_bind_text(st, 3, q->client, -1, SQLITE_STATIC);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        struct row row = {0};
-        const unsigned char *g = sqlite3_column_text(st, 0);
-
-        row.s.requests = sqlite3_column_int64(st, 1);
-        row.s.errors = sqlite3_column_int64(st, 2);
-        row.s.prompt = sqlite3_column_int64(st, 3);
-        row.s.completion = sqlite3_column_int64(st, 4);
-        row.s.total = sqlite3_column_int64(st, 5);
-        row.s.cost = sqlite3_column_int64(st, 6);
-        row.s.est = sqlite3_column_int64(st, 7);
-        row.s.priced = sqlite3_column_int64(st, 8);
-        if (sums_add(&r->total, &row.s) < 0) {
-            util_set_err(err, errlen, "cannot query ledger: totals overflow 64 bits");
+        struct report_sums s;
+        s.requests = sqlite3_column_int64(st, 1);
+        s.errors = sqlite3_column_int64(st, 2);
+        s.prompt = sqlite3_column_int64(st, 3);
+        s.completion = sqlite3_column_int64(st, 4);
+        s.total = sqlite3_column_int64(st, 5);
+        s.cost = sqlite3_column_int64(st, 6);
+        s.est = sqlite3_column_int64(st, 7);
+        s.priced = sqlite3_column_int64(st, 8);
+        if (report_acc_add(r, (const char *)sqlite3_column_text(st, 0), &s, q->by, err, errlen) < 0)
             goto done;
-        }
-        if (q->by == REPORT_BY_NONE)
-            continue;
-        if (g != NULL && (row.group = strdup((const char *)g)) == NULL)
-            goto nomem;
-        if (r->n == r->cap) {
-            size_t cap = r->cap ? 2 * r->cap : 16;
-            struct row *rows = realloc(r->rows, cap * sizeof *rows);
-            if (rows == NULL) {
-                free(row.group);
-                goto nomem;
-            }
-            r->rows = rows;
-            r->cap = cap;
-        }
-        r->rows[r->n++] = row;
     }
     if (rc != SQLITE_DONE) {
         util_set_err(err, errlen, "cannot query ledger: %s", sqlite3_errmsg(db));
         goto done;
     }
     ret = 0;
-    goto done;
-nomem:
-    util_set_err(err, errlen, "out of memory");
 done:
     sqlite3_finalize(st);
-    if (ret < 0)
-        result_free(r);
     return ret;
+}
+
+static int run_query(report_fill_fn fill, void *src, const struct report_query *q,
+                     struct report_acc *r, char *err, size_t errlen)
+{
+    memset(r, 0, sizeof *r);
+    if ((unsigned)q->by >= sizeof groupings / sizeof groupings[0]) {
+        util_set_err(err, errlen, "invalid grouping %d", (int)q->by);
+        return -1;
+    }
+    if (fill(src, q, r, err, errlen) < 0) {
+        result_free(r);
+        return -1;
+    }
+    return 0;
 }
 
 /* ---- JSON ------------------------------------------------------------- */
 
-static double estimated_share(const struct sums *s)
+static double estimated_share(const struct report_sums *s)
 {
     return s->cost > 0 && s->est > 0 ? (double)s->est / (double)s->cost : 0.0;
 }
@@ -226,7 +244,7 @@ static int add_usd(cJSON *o, const char *name, int64_t pusd)
     return cJSON_AddStringToObject(o, name, usd) != NULL ? 0 : -1;
 }
 
-static int add_sums(cJSON *o, const struct sums *s)
+static int add_sums(cJSON *o, const struct report_sums *s)
 {
     const struct {
         const char *name;
@@ -259,7 +277,7 @@ static int add_time(cJSON *o, const char *name, int64_t ms)
     return cJSON_AddStringToObject(o, name, iso) != NULL ? 0 : -1;
 }
 
-static cJSON *result_json(const struct report_query *q, const struct result *r)
+static cJSON *result_json(const struct report_query *q, const struct report_acc *r)
 {
     cJSON *root = cJSON_CreateObject(), *rows, *total;
 
@@ -293,10 +311,16 @@ fail:
 
 cJSON *report_query_json(sqlite3 *db, const struct report_query *q, char *err, size_t errlen)
 {
-    struct result r;
+    return report_json_with(sqlite_fill, db, q, err, errlen);
+}
+
+cJSON *report_json_with(report_fill_fn fill, void *src, const struct report_query *q, char *err,
+                        size_t errlen)
+{
+    struct report_acc r;
     cJSON *root;
 
-    if (run_query(db, q, &r, err, errlen) < 0)
+    if (run_query(fill, src, q, &r, err, errlen) < 0)
         return NULL;
     root = result_json(q, &r);
     if (root == NULL)
@@ -317,7 +341,7 @@ struct cells {
     char v[NCOLS - 1][32];
 };
 
-static void sums_cells(const struct sums *s, struct cells *c)
+static void sums_cells(const struct report_sums *s, struct cells *c)
 {
     snprintf(c->v[0], sizeof c->v[0], "%" PRId64, s->requests);
     snprintf(c->v[1], sizeof c->v[1], "%" PRId64, s->errors);
@@ -361,7 +385,7 @@ static void put_line(FILE *out, const size_t *width, const char *label, const st
     fputc('\n', out);
 }
 
-static int write_table(const struct report_query *q, const struct result *r, FILE *out)
+static int write_table(const struct report_query *q, const struct report_acc *r, FILE *out)
 {
     size_t width[NCOLS];
     struct cells total, *cells = NULL;
@@ -444,7 +468,7 @@ static void csv_field(FILE *out, const char *s)
     fputc('"', out);
 }
 
-static void csv_line(FILE *out, const char *group, const struct sums *s)
+static void csv_line(FILE *out, const char *group, const struct report_sums *s)
 {
     char cost[32], est[32];
 
@@ -455,7 +479,7 @@ static void csv_line(FILE *out, const char *group, const struct sums *s)
             s->requests, s->errors, s->prompt, s->completion, s->total, cost, est);
 }
 
-static void write_csv(const struct result *r, FILE *out)
+static void write_csv(const struct report_acc *r, FILE *out)
 {
     fputs("group,requests,errors,prompt_tokens,completion_tokens,total_tokens,cost_usd,"
           "estimated_cost_usd\n",
@@ -467,7 +491,7 @@ static void write_csv(const struct result *r, FILE *out)
 
 /* ---- the command ------------------------------------------------------ */
 
-static int write_json(const struct report_query *q, const struct result *r, FILE *out)
+static int write_json(const struct report_query *q, const struct report_acc *r, FILE *out)
 {
     cJSON *root = result_json(q, r);
     char *text = root != NULL ? cJSON_Print(root) : NULL;
@@ -487,7 +511,6 @@ int report_write(const char *db_path, const struct report_query *q, enum report_
                  FILE *out, char *err, size_t errlen)
 {
     sqlite3 *db = NULL;
-    struct result r = {0};
     char why[256];
     int rc, ret = -1;
 
@@ -498,10 +521,24 @@ int report_write(const char *db_path, const struct report_query *q, enum report_
         goto done;
     }
     sqlite3_busy_timeout(db, 2000);
-    if (run_query(db, q, &r, why, sizeof why) < 0) {
+    if (report_write_with(sqlite_fill, db, q, fmt, out, why, sizeof why) < 0) {
         util_set_err(err, errlen, "%s: %s", db_path, why);
         goto done;
     }
+    ret = 0;
+done:
+    sqlite3_close(db);
+    return ret;
+}
+
+int report_write_with(report_fill_fn fill, void *src, const struct report_query *q,
+                      enum report_format fmt, FILE *out, char *err, size_t errlen)
+{
+    struct report_acc r = {0};
+    int rc, ret = -1;
+
+    if (run_query(fill, src, q, &r, err, errlen) < 0)
+        return -1;
     switch (fmt) {
     case REPORT_TABLE: rc = write_table(q, &r, out); break;
     case REPORT_JSON: rc = write_json(q, &r, out); break;
@@ -521,6 +558,5 @@ int report_write(const char *db_path, const struct report_query *q, enum report_
     ret = 0;
 done:
     result_free(&r);
-    sqlite3_close(db);
     return ret;
 }

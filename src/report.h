@@ -30,7 +30,8 @@ enum report_by {
     REPORT_BY_KEY,   /* column client */
     REPORT_BY_MODEL, /* COALESCE(served_model, model) */
     REPORT_BY_DAY,   /* UTC date of started_ms, YYYY-MM-DD */
-    REPORT_BY_USER   /* column user */
+    REPORT_BY_USER,  /* column user */
+    REPORT_BY_INSTANCE /* column instance: the PostgreSQL ledger only (report_pg.h) */
 };
 
 enum report_format { REPORT_TABLE, REPORT_JSON, REPORT_CSV };
@@ -48,7 +49,7 @@ struct report_query {
  * to 3 digits and the Z are as shown or optional respectively).  Returns 0,
  * or -1 when s is not one of these or the time falls before 1970. */
 int report_parse_time(const char *s, int64_t now_ms, int64_t *out_ms);
-/* "key", "model", "day", "user" or "none".  Returns 0 or -1. */
+/* "key", "model", "day", "user", "instance" or "none".  Returns 0 or -1. */
 int report_parse_by(const char *s, enum report_by *out);
 /* "table", "json" or "csv".  Returns 0 or -1. */
 int report_parse_format(const char *s, enum report_format *out);
@@ -77,5 +78,33 @@ cJSON *report_query_json(sqlite3 *db, const struct report_query *q, char *err, s
  * "/x/usage.db: not an orproxy ledger (no requests table)". */
 int report_write(const char *db_path, const struct report_query *q, enum report_format fmt,
                  FILE *out, char *err, size_t errlen);
+
+/* ---- other ledgers (report_pg.c): the same report over another backend ---- */
+
+/* One group's sums.  Costs in pusd: all sources, cost_source = 'estimate',
+ * = 'pricing'. */
+struct report_sums {
+    int64_t requests, errors;
+    int64_t prompt, completion, total;
+    int64_t cost, est, priced;
+};
+
+/* The groups being collected for one report. */
+struct report_acc;
+
+/* Adds one group (group NULL: the rows without a value), in the order the
+ * report shows them.  0, or -1 with err (totals overflow, out of memory). */
+int report_acc_add(struct report_acc *acc, const char *group, const struct report_sums *s,
+                   enum report_by by, char *err, size_t errlen);
+
+/* A ledger backend: adds q's groups to acc.  0, or -1 with err. */
+typedef int (*report_fill_fn)(void *src, const struct report_query *q, struct report_acc *acc,
+                              char *err, size_t errlen);
+
+/* report_query_json and report_write over the backend fill (with src). */
+cJSON *report_json_with(report_fill_fn fill, void *src, const struct report_query *q, char *err,
+                        size_t errlen);
+int report_write_with(report_fill_fn fill, void *src, const struct report_query *q,
+                      enum report_format fmt, FILE *out, char *err, size_t errlen);
 
 #endif

@@ -1070,6 +1070,99 @@ START_TEST(test_config_man_page_is_ascii_roff_with_escaped_hyphens)
 }
 END_TEST
 
+/* ---- the PostgreSQL ledger's settings (issue 14) ---- */
+
+START_TEST(test_pgconfig_defaults_keep_sqlite)
+{
+    struct orp_config cfg;
+    ck_assert_int_eq(load("", &cfg), 0);
+    ck_assert_str_eq(cfg.ledger_backend, "sqlite");
+    ck_assert_str_eq(cfg.ledger_postgresql_url, "");
+    ck_assert_str_eq(cfg.ledger_postgresql_password_file, "");
+    ck_assert_str_eq(cfg.instance_name, "");
+    config_free(&cfg);
+}
+END_TEST
+
+START_TEST(test_pgconfig_values)
+{
+    struct orp_config cfg;
+    char pw[64];
+    char text[512];
+
+    write_file(pw, sizeof pw, "secret\n");
+    snprintf(text, sizeof text,
+             "ledger = { backend = \"postgresql\"; postgresql_url = \"postgresql://u@10.0.0.1/db\";"
+             " postgresql_password_file = \"%s\"; };\ninstance = { name = \"a:1\"; };\n",
+             pw);
+    ck_assert_msg(load(text, &cfg) == 0, "%s", err);
+    ck_assert_str_eq(cfg.ledger_backend, "postgresql");
+    ck_assert_str_eq(cfg.ledger_postgresql_url, "postgresql://u@10.0.0.1/db");
+    ck_assert_str_eq(cfg.ledger_postgresql_password_file, pw);
+    ck_assert_str_eq(cfg.instance_name, "a:1");
+    config_free(&cfg);
+    unlink(pw);
+}
+END_TEST
+
+START_TEST(test_pgconfig_password_in_url_is_an_error)
+{
+    struct orp_config cfg;
+    assert_error("ledger = { postgresql_url = \"postgresql://u:hunter2@h/db\"; };\n", 1,
+                 "ledger.postgresql_url must not contain a password (use "
+                 "ledger.postgresql_password_file or .pgpass)");
+    /* key=value form too, and the password is never repeated */
+    ck_assert_int_eq(load("ledger = { postgresql_url = \"host=h password=hunter2\"; };\n", &cfg),
+                     -1);
+    ck_assert_ptr_null(strstr(err, "hunter2"));
+    ck_assert_ptr_nonnull(strstr(err, "must not contain a password"));
+    config_free(&cfg);
+}
+END_TEST
+
+START_TEST(test_pgconfig_backend_needs_url_and_readable_password)
+{
+    assert_error("ledger = { backend = \"postgresql\"; };\n", 1,
+                 "ledger.backend = \"postgresql\" needs ledger.postgresql_url");
+    assert_error("ledger = { backend = \"postgresql\"; postgresql_url = \"postgresql://u@h/d\";\n"
+                 " postgresql_password_file = \"/nonexistent/pw\"; };\n",
+                 2,
+                 "ledger.postgresql_password_file: cannot read '/nonexistent/pw': No such file "
+                 "or directory");
+    assert_error("ledger = { backend = \"mysql\"; };\n", 1,
+                 "ledger.backend must be one of sqlite|postgresql, not 'mysql'");
+}
+END_TEST
+
+START_TEST(test_pgconfig_systemd_credential)
+{
+    struct orp_config cfg;
+    char dir[] = "/tmp/orp-cred-XXXXXX", path[128];
+    FILE *f;
+
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    setenv("CREDENTIALS_DIRECTORY", dir, 1);
+    /* no credential file: libpq's own (.pgpass) */
+    ck_assert_msg(load("ledger = { backend = \"postgresql\"; postgresql_url = \"postgresql://u@h/d\"; };\n",
+                       &cfg) == 0,
+                  "%s", err);
+    ck_assert_str_eq(cfg.ledger_postgresql_password_file, "");
+    config_free(&cfg);
+    snprintf(path, sizeof path, "%s/postgresql-password", dir);
+    f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs("pw\n", f);
+    fclose(f);
+    ck_assert_msg(load("ledger = { backend = \"postgresql\"; postgresql_url = \"postgresql://u@h/d\"; };\n",
+                       &cfg) == 0,
+                  "%s", err);
+    ck_assert_str_eq(cfg.ledger_postgresql_password_file, path);
+    config_free(&cfg);
+    unlink(path);
+    rmdir(dir);
+}
+END_TEST
+
 static Suite *config_suite(void)
 {
     Suite *s = suite_create("config");
@@ -1079,6 +1172,7 @@ static Suite *config_suite(void)
     TCase *key = tcase_create("key");
     TCase *life = tcase_create("lifetime");
     TCase *docs = tcase_create("docs");
+    TCase *pg = tcase_create("postgresql");
 
     tcase_add_checked_fixture(load_tc, clean_env, clean_env);
     tcase_add_test(load_tc, test_config_empty_file_gives_every_default);
@@ -1150,6 +1244,13 @@ static Suite *config_suite(void)
     tcase_add_test(docs, test_config_man_page_reload_lists_the_restart_only_settings);
     tcase_add_test(docs, test_config_man_page_is_ascii_roff_with_escaped_hyphens);
     suite_add_tcase(s, docs);
+    tcase_add_checked_fixture(pg, clean_env, clean_env);
+    tcase_add_test(pg, test_pgconfig_defaults_keep_sqlite);
+    tcase_add_test(pg, test_pgconfig_values);
+    tcase_add_test(pg, test_pgconfig_password_in_url_is_an_error);
+    tcase_add_test(pg, test_pgconfig_backend_needs_url_and_readable_password);
+    tcase_add_test(pg, test_pgconfig_systemd_credential);
+    suite_add_tcase(s, pg);
     tcase_add_checked_fixture(alerts, clean_env, clean_env);
     tcase_add_test(alerts, test_config_alert_thresholds_default_and_list);
     tcase_add_test(alerts, test_config_alert_thresholds_errors);

@@ -551,6 +551,13 @@ static char **h_build_env(const char *const *env)
 
 int h_orproxy_start(struct h_proc *p, const char *conf_text, const char *const *env)
 {
+    if (h_orproxy_spawn(p, conf_text, env) < 0)
+        return -1;
+    return h_orproxy_ready(p);
+}
+
+int h_orproxy_spawn(struct h_proc *p, const char *conf_text, const char *const *env)
+{
     if (p->pid > 0) {
         h_warn("h_orproxy_start: pid %d is still running", (int)p->pid);
         return -1;
@@ -588,7 +595,14 @@ int h_orproxy_start(struct h_proc *p, const char *conf_text, const char *const *
         p->pid = 0;
         return -1;
     }
+    return 0;
+}
 
+int h_orproxy_ready(struct h_proc *p)
+{
+    const char *bin = getenv("ORP_BIN");
+    if (!bin || !*bin)
+        bin = "build/orproxy";
     double deadline = h_now() + H_ORP_START_MS / 1000.0;
     struct h_req_opts o = {.timeout_ms = 1000};
     while (h_now() < deadline) {
@@ -1160,6 +1174,26 @@ char *h_db_value(const char *db_path, const char *sql, int timeout_ms)
         if (waited >= timeout_ms)
             return NULL;
         h_sleep_ms(20);
+    }
+}
+
+int h_wait_ready(int port, int timeout_ms)
+{
+    double until = h_now() + timeout_ms / 1000.0;
+
+    for (;;) {
+        struct h_resp r;
+        long st;
+        h_request(&r, port, "GET", "/readyz", NULL, NULL, NULL);
+        st = r.status;
+        h_resp_free(&r);
+        if (st == 200)
+            return 0;
+        if (h_now() >= until) {
+            fprintf(stderr, "harness: 127.0.0.1:%d never answered /readyz 200\n", port);
+            return -1;
+        }
+        usleep(50000);
     }
 }
 

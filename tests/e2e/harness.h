@@ -108,6 +108,13 @@ int h_fake_start(struct h_proc *p, const char *extra_args);
  */
 int h_orproxy_start(struct h_proc *p, const char *conf_text, const char *const *env);
 
+/*
+ * h_orproxy_start in two halves, for tests that start several at once: spawn writes the config
+ * and starts the process without waiting; ready waits (up to 10 s) for GET /healthz to answer 200.
+ */
+int h_orproxy_spawn(struct h_proc *p, const char *conf_text, const char *const *env);
+int h_orproxy_ready(struct h_proc *p);
+
 /* conf_text with the substitutions above applied (malloc'd; caller frees). For reload tests. */
 char *h_subst(const struct h_proc *p, const char *conf_text);
 
@@ -283,6 +290,12 @@ char *h_db_value(const char *db_path, const char *sql, int timeout_ms);
  * response); *value is -1 when the series is absent or the status is not 200.
  */
 long h_metric(int port, const char *const *headers, const char *series, long long *value);
+
+/*
+ * Polls GET /readyz on 127.0.0.1:port every 50 ms until it answers 200 (orproxy has its price
+ * table: before that every model counts as unpriced), up to timeout_ms. 0, or -1 (reported).
+ */
+int h_wait_ready(int port, int timeout_ms);
 
 /* ---- raw sockets ------------------------------------------------------------------------- */
 

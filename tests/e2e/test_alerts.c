@@ -201,7 +201,8 @@ static void teardown(void)
 }
 
 /* One chat completion that costs cost_usd (the fake's usage.cost); a model
- * with no price, so the reservation is 0 and only settled spend counts. */
+ * with no price and limits.unpriced_reserve_usd = 0, so the reservation is
+ * 0 and only settled spend counts. */
 static void spend(const char *key, const char *cost_usd)
 {
     char body[256], auth[128];
@@ -303,7 +304,7 @@ START_TEST(test_each_threshold_fires_once_also_across_a_restart)
 
     hook_start(0);
     snprintf(clients, sizeof clients,
-             "auth = { mode = \"keys\"; };\nlimits = { budget_usd_month = \"2.00\"; };\n"
+             "auth = { mode = \"keys\"; };\nlimits = { budget_usd_month = \"2.00\"; unpriced_reserve_usd = 0; };\n"
              "clients = ( { name = \"alice\"; key_sha256 = \"%s\"; budget_usd_day = \"1.00\"; } );",
              alice_h);
     ck_assert_int_eq(h_orproxy_start(&orp, make_conf(clients, ""), env_key), 0);
@@ -369,7 +370,7 @@ END_TEST
 
 START_TEST(test_failing_receiver_gets_it_after_retries_and_a_restart)
 {
-    const char *global = "limits = { budget_usd_day = \"1.00\"; };";
+    const char *global = "limits = { budget_usd_day = \"1.00\"; unpriced_reserve_usd = 0; };";
     const char *alerts = "thresholds_pct = [50, 100];";
     long long v;
 
@@ -457,7 +458,7 @@ START_TEST(test_slack_shape_and_key_expiry)
     utc_now("%Y-%m-%d", day, sizeof day);
     hook_start(0);
     ck_assert_int_eq(h_orproxy_start(&orp,
-                                     make_conf("limits = { budget_usd_day = \"1.00\"; };",
+                                     make_conf("limits = { budget_usd_day = \"1.00\"; unpriced_reserve_usd = 0; };",
                                                "thresholds_pct = [50]; format = \"slack\";"),
                                      env_key),
                      0);

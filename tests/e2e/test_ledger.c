@@ -379,6 +379,17 @@ START_TEST(test_usage_report_formats_and_endpoint)
     h_request(&r, orp.port, "GET", "/v1/usage?by=planet", NULL, NULL, NULL);
     ck_assert_int_eq(r.status, 400);
     h_resp_free(&r);
+    /* by=instance needs the shared (PostgreSQL) ledger: a clear refusal here */
+    h_request(&r, orp.port, "GET", "/v1/usage?by=instance", NULL, NULL, NULL);
+    ck_assert_int_eq(r.status, 400);
+    ck_assert_ptr_nonnull(strstr(r.body, "\"invalid_group\""));
+    ck_assert_ptr_nonnull(strstr(r.body, "ledger.backend"));
+    h_resp_free(&r);
+    const char *by_instance[] = {bin, "usage", "-c", orp.conf, "--by", "instance", NULL};
+    ck_assert_int_eq(h_run(by_instance, &out, &err), 1);
+    ck_assert_ptr_nonnull(strstr(err, "by instance needs ledger.backend = \"postgresql\""));
+    free(out);
+    free(err);
 }
 END_TEST
 

@@ -45,6 +45,39 @@ START_TEST(test_period_keys_are_utc)
 }
 END_TEST
 
+/* lease_renew moves the expiry without taking more; once the hold has
+ * expired and gone back to the pool there is nothing to renew. */
+START_TEST(test_renew_extends_the_hold_only)
+{
+    struct pgconn *c = pgt_migrated("orp_lease_renew", &url);
+    struct lease_id id;
+    struct lease_state st;
+    char err[256] = "";
+    int64_t back = 0;
+    int n = 0;
+
+    lease_id_set(&id, "", LEASE_DAY, T0);
+    ck_assert_int_eq(lease_budget_ensure(c, &id, 100, err, sizeof err), PGC_OK);
+    ck_assert_int_eq(lease_renew(c, "a", &id, 60000, &st, err, sizeof err), 0); /* no hold yet */
+    ck_assert_int_eq(lease_take(c, "a", &id, 30, 500, &st, err, sizeof err), 1);
+    ck_assert_int_eq(lease_renew(c, "a", &id, 60000, &st, err, sizeof err), 1);
+    ck_assert_int_eq(st.held_pusd, 30);
+    usleep(700000); /* past the take's 500 ms, not the renewal's 60 s */
+    ck_assert_int_eq(lease_expire(c, &back, &n, err, sizeof err), PGC_OK);
+    ck_assert_int_eq(n, 0);
+    ck_assert_int_eq(pgt_int(c, "SELECT leased_pusd FROM budgets"), 30);
+    ck_assert_int_eq(lease_renew(c, "a", &id, 100, &st, err, sizeof err), 1);
+    usleep(300000);
+    ck_assert_int_eq(lease_expire(c, &back, &n, err, sizeof err), PGC_OK);
+    ck_assert_int_eq(n, 1);
+    ck_assert_int_eq(back, 30);
+    ck_assert_int_eq(lease_renew(c, "a", &id, 60000, &st, err, sizeof err), 0);
+    ck_assert_int_eq(pgt_int(c, "SELECT leased_pusd FROM budgets"), 0);
+    assert_leases_add_up(c);
+    pgconn_free(c);
+}
+END_TEST
+
 START_TEST(test_take_refuses_beyond_the_limit)
 {
     struct pgconn *c = pgt_migrated("orp_lease_basic", &url);
@@ -437,6 +470,7 @@ static Suite *suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_period_keys_are_utc);
     tcase_add_test(tc, test_take_refuses_beyond_the_limit);
+    tcase_add_test(tc, test_renew_extends_the_hold_only);
     tcase_add_test(tc, test_concurrent_instances_never_overspend);
     tcase_add_test(tc, test_racing_holders_never_exceed_the_limit);
     tcase_add_test(tc, test_killed_instance_lease_returns_after_timeout);
