@@ -644,8 +644,8 @@ async function revokeClient(c) {
   if (!(await confirmDialog('Revoke ' + c.name, `Every key of ${c.name} stops working within a second, including an old key in its grace period.`, 'Revoke'))) return;
   try {
     await api('clients/' + encodeURIComponent(c.name), { method: 'DELETE' });
+    await render(); /* a render clears the status line: set it after */
     setStatus(c.name + ' revoked');
-    render();
   } catch (e) { handleError(e); }
 }
 
