@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "pgledger.h"
 #include "pgtest.h"
 #include "spool.h"
 
@@ -402,8 +403,8 @@ START_TEST(test_start_race_one_schema)
         ck_assert_int_eq(h_orproxy_spawn(&orp[i], conf_for(u, i), env_key), 0);
     for (int i = 0; i < NINST; i++)
         ck_assert_int_eq(h_orproxy_ready(&orp[i]), 0);
-    ck_assert_int_eq(db_int(u, "SELECT count(*) FROM orp_schema"), 2);
-    ck_assert_int_eq(db_int(u, "SELECT count(DISTINCT version) FROM orp_schema"), 2);
+    ck_assert_int_eq(db_int(u, "SELECT count(*) FROM orp_schema"), PGLEDGER_SCHEMA_VERSION);
+    ck_assert_int_eq(db_int(u, "SELECT count(DISTINCT version) FROM orp_schema"), PGLEDGER_SCHEMA_VERSION);
     send_load("race", 0, 30, NINST);
     stop_all(NINST);
     assert_db_matches_fake(u, 30);
