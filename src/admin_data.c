@@ -1,7 +1,11 @@
 /* admin_data.c - the console's data routes: /admin/v1/overview,
  * /timeseries, /requests, /models, /health.  The query string is checked
- * on the worker (a bad one is a 400 at once); the SQLite work runs on the
- * jobs thread with its own read-only connection (console_query.h). */
+ * on the worker (a bad one is a 400 at once); the queries run on the jobs
+ * thread: over the SQLite ledger with its own read-only connection
+ * (console_query.h), or, with ledger.backend = "postgresql", over the
+ * shared database (console_pg.h) through one connection the jobs thread
+ * keeps, every wait bounded (PG_TIMEOUT_MS): a database that cannot be
+ * reached is a 503 ledger_unavailable, never a hang. */
 #include "admin_int.h"
 
 #include <stdio.h>
@@ -9,6 +13,7 @@
 #include <string.h>
 
 #include "access.h"
+#include "console_pg.h"
 #include "housekeeping.h"
 #include "ledger.h"
 #include "metrics.h"
@@ -45,6 +50,9 @@ void admin_ctx_free(void *arg)
     free(c->s1);
     free(c->s2);
     free(c->s3);
+    free(c->s4);
+    free(c->pg_url);
+    free(c->pg_password_file);
     free(c);
 }
 
@@ -144,16 +152,19 @@ static int str_arg(struct request *r, const char *name, char **out)
     return 0;
 }
 
-static int choice(struct request *r, const char *name, const char *a, const char *b, int *out)
+/* *out = the index of the value among the NULL-ended list of choices. */
+static int choice(struct request *r, const char *name, const char *const *list, const char *text,
+                  int *out)
 {
     const char *v = arg(r, name);
     if (v == NULL)
         return 0;
-    if (strcmp(v, a) == 0 || strcmp(v, b) == 0) {
-        *out = strcmp(v, b) == 0;
-        return 0;
-    }
-    relay_set_error(r, 400, "invalid_parameter", "%s must be %s or %s", name, a, b);
+    for (int i = 0; list[i] != NULL; i++)
+        if (strcmp(v, list[i]) == 0) {
+            *out = i;
+            return 0;
+        }
+    relay_set_error(r, 400, "invalid_parameter", "%s must be %s", name, text);
     return -1;
 }
 
@@ -174,15 +185,18 @@ static sqlite3 *open_ro(struct job *j)
 }
 
 /* A console_query result, or its error: 400 for a bad parameter, 500 for
- * the ledger ("ledger: ..."). */
+ * the ledger ("ledger: ..."), 503 for a database out of reach. */
 static void answer(struct job *j, cJSON *o)
 {
     if (o != NULL) {
         admin_set_json(j, 200, o);
         return;
     }
-    j->status = strncmp(j->err, "ledger: ", 8) == 0 ? 500 : 400;
-    j->code = j->status == 500 ? "ledger_unavailable" : "invalid_parameter";
+    if (strncmp(j->err, CQPG_UNAVAILABLE, strlen(CQPG_UNAVAILABLE)) == 0)
+        j->status = 503;
+    else
+        j->status = strncmp(j->err, "ledger: ", 8) == 0 ? 500 : 400;
+    j->code = j->status >= 500 ? "ledger_unavailable" : "invalid_parameter";
 }
 
 static void add_budget(cJSON *list, const char *client, const char *period, int64_t limit,
@@ -228,23 +242,68 @@ static void add_price(const char *model, const struct price *p, void *arg)
     cJSON_AddItemToArray(arg, e);
 }
 
+/* The jobs thread's connection to the shared ledger, made again when the
+ * configured URL or password file changed (a reload). */
+#define PG_TIMEOUT_MS 5000
+static struct {
+    struct pgconn *c;
+    char *url, *password_file;
+} PG;
+
+static struct pgconn *pg_conn(struct job *j, const struct admin_ctx *c)
+{
+    struct pgconn_opts o = {.url = c->pg_url,
+                            .password_file = c->pg_password_file,
+                            .app_name = "orproxy console",
+                            .timeout_ms = PG_TIMEOUT_MS};
+
+    if (PG.c != NULL && strcmp(PG.url, c->pg_url) == 0 &&
+        strcmp(PG.password_file, c->pg_password_file) == 0)
+        return PG.c;
+    pgconn_free(PG.c);
+    free(PG.url);
+    free(PG.password_file);
+    PG.url = strdup(c->pg_url);
+    PG.password_file = strdup(c->pg_password_file);
+    PG.c = PG.url != NULL && PG.password_file != NULL ? pgconn_new(&o, j->err, sizeof j->err) : NULL;
+    if (PG.c == NULL) {
+        j->status = 503;
+        j->code = "ledger_unavailable";
+        if (j->err[0] == '\0')
+            snprintf(j->err, sizeof j->err, "orproxy is out of memory");
+    }
+    return PG.c;
+}
+
+/* The route's query over PostgreSQL (pg) or SQLite (db). */
+static cJSON *query(struct job *j, const struct admin_ctx *c, struct pgconn *pg, sqlite3 *db)
+{
+    char *e = j->err;
+    size_t n = sizeof j->err;
+
+    if (strcmp(c->name, "overview") == 0)
+        return pg ? cqpg_overview(pg, c->now_ms, e, n) : cq_overview(db, c->now_ms, e, n);
+    if (strcmp(c->name, "timeseries") == 0)
+        return pg ? cqpg_timeseries(pg, c->since_ms, c->until_ms, c->bucket_day, c->group, c->top_n, e, n)
+                  : cq_timeseries(db, c->since_ms, c->until_ms, c->bucket_day, c->group, c->top_n, e, n);
+    if (strcmp(c->name, "requests") == 0)
+        return pg ? cqpg_requests(pg, &c->filter, e, n) : cq_requests(db, &c->filter, e, n);
+    return pg ? cqpg_models(pg, c->since_ms, e, n) : cq_models(db, c->since_ms, e, n);
+}
+
 static void run_data(struct job *j)
 {
     struct admin_ctx *c = j->ctx;
-    sqlite3 *db = open_ro(j);
-    cJSON *o = NULL;
+    struct pgconn *pg = NULL;
+    sqlite3 *db = NULL;
+    cJSON *o;
 
-    if (db == NULL)
+    if (c->pg_url != NULL ? (pg = pg_conn(j, c)) == NULL : (db = open_ro(j)) == NULL)
         return;
-    if (strcmp(c->name, "overview") == 0) {
-        if ((o = cq_overview(db, c->now_ms, j->err, sizeof j->err)) != NULL)
-            add_budgets(o);
-    } else if (strcmp(c->name, "timeseries") == 0) {
-        o = cq_timeseries(db, c->since_ms, c->until_ms, c->bucket_day, c->by_model, c->top_n, j->err,
-                          sizeof j->err);
-    } else if (strcmp(c->name, "requests") == 0) {
-        o = cq_requests(db, &c->filter, j->err, sizeof j->err);
-    } else if ((o = cq_models(db, c->since_ms, j->err, sizeof j->err)) != NULL) {
+    o = query(j, c, pg, db);
+    if (o != NULL && strcmp(c->name, "overview") == 0) {
+        add_budgets(o);
+    } else if (o != NULL && strcmp(c->name, "models") == 0) {
         cJSON *prices = cJSON_AddArrayToObject(o, "prices");
         admin_add_time(o, "prices_fetched_at", pricing_current_each(add_price, prices));
     }
@@ -305,8 +364,10 @@ static int parse_query(struct request *r, struct admin_ctx *c)
 
     c->now_ms = util_wall_ms();
     if (strcmp(c->name, "timeseries") == 0) {
-        if (choice(r, "bucket", "hour", "day", &c->bucket_day) < 0 ||
-            choice(r, "by", "client", "model", &c->by_model) < 0)
+        static const char *const buckets[] = {"hour", "day", NULL};
+        static const char *const bys[] = {"client", "model", "instance", NULL};
+        if (choice(r, "bucket", buckets, "hour or day", &c->bucket_day) < 0 ||
+            choice(r, "by", bys, "client, model or instance", &c->group) < 0)
             return -1;
         c->since_ms = c->now_ms - (c->bucket_day ? 30LL : 1LL) * 86400000;
         c->until_ms = c->now_ms;
@@ -334,11 +395,13 @@ static int parse_query(struct request *r, struct admin_ctx *c)
         f->before_id = arg(r, "before") ? v : 0;
         if (time_arg(r, "since", c->now_ms, &f->since_ms) < 0 ||
             time_arg(r, "until", c->now_ms, &f->until_ms) < 0 || str_arg(r, "client", &c->s1) < 0 ||
-            str_arg(r, "model", &c->s2) < 0 || str_arg(r, "outcome", &c->s3) < 0)
+            str_arg(r, "model", &c->s2) < 0 || str_arg(r, "outcome", &c->s3) < 0 ||
+            str_arg(r, "instance", &c->s4) < 0)
             return -1;
         f->client = c->s1;
         f->model = c->s2;
         f->outcome = c->s3;
+        f->instance = c->s4;
     } else if (strcmp(c->name, "models") == 0) {
         c->since_ms = c->now_ms - 30LL * 86400000;
         if (time_arg(r, "since", c->now_ms, &c->since_ms) < 0)
@@ -367,6 +430,13 @@ int admin_data_route(struct request *r, const char *rest)
             return 0;
         }
         c->op = OP_DATA;
+        if (i != 4 && strcmp(r->cfg->ledger_backend, "postgresql") == 0 &&
+            ((c->pg_url = strdup(r->cfg->ledger_postgresql_url)) == NULL ||
+             (c->pg_password_file = strdup(r->cfg->ledger_postgresql_password_file)) == NULL)) {
+            admin_ctx_free(c);
+            relay_set_error(r, 500, "out_of_memory", "orproxy is out of memory");
+            return 0;
+        }
         if (parse_query(r, c) < 0) {
             admin_ctx_free(c);
             return 0;

@@ -22,9 +22,10 @@ struct admin_ctx {
     size_t body_len;
     /* the data routes' query */
     int64_t since_ms, until_ms, now_ms;
-    int bucket_day, by_model, top_n;
-    struct cq_filter filter;     /* its strings point at s1..s3 */
-    char *s1, *s2, *s3;
+    int bucket_day, group, top_n; /* group: enum cq_by */
+    struct cq_filter filter;     /* its strings point at s1..s4 */
+    char *s1, *s2, *s3, *s4;
+    char *pg_url, *pg_password_file; /* ledger.backend = "postgresql": read there */
 };
 
 void admin_ctx_free(void *c);

@@ -15,7 +15,7 @@
  * The time series keeps one cell per (bucket, name) seen: rows arrive in
  * time order, so a name's current cell is always its last one, and memory
  * follows the rows read, not names x buckets. */
-#include "console_query.h"
+#include "console_int.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -28,16 +28,11 @@
 #define DAY_MS INT64_C(86400000)
 #define TOP_LIST 10
 
-struct sums {
-    int64_t requests, errors, prompt, completion, cached, reasoning, cost;
-    int64_t cost_day; /* cq_spend: the day's part of cost */
-};
-
 /* ---- a table of names (clients, models, sources) with their sums ---- */
 
 struct names {
     char **name;
-    struct sums *sums;
+    struct cq_sums *sums;
     size_t n, cap;
     size_t *slot; /* open addressing: index + 1, 0 = empty; nslot a power of 2 */
     size_t nslot;
@@ -57,7 +52,7 @@ static int names_grow(struct names *t)
 {
     size_t cap = t->cap ? t->cap * 2 : 32, nslot = cap * 2;
     char **name = realloc(t->name, cap * sizeof *name);
-    struct sums *sums;
+    struct cq_sums *sums;
     size_t *slot;
 
     if (name == NULL)
@@ -82,7 +77,7 @@ static int names_grow(struct names *t)
 }
 
 /* The sums of s, added (zeroed) if new; NULL when out of memory. */
-static struct sums *names_get(struct names *t, const char *s)
+static struct cq_sums *names_get(struct names *t, const char *s)
 {
     size_t h;
     char *copy;
@@ -99,7 +94,7 @@ static struct sums *names_get(struct names *t, const char *s)
     if ((copy = strdup(s)) == NULL)
         return NULL;
     t->name[t->n] = copy;
-    t->sums[t->n] = (struct sums){0};
+    t->sums[t->n] = (struct cq_sums){0};
     t->slot[h] = t->n + 1;
     t->last = t->n++;
     return &t->sums[t->last];
@@ -115,65 +110,7 @@ static void names_free(struct names *t)
     *t = (struct names){0};
 }
 
-/* ---- one scan of rollup_hour ---- */
-
-struct rrow {
-    int64_t t_ms; /* the hour or day */
-    const char *client, *model, *source;
-    struct sums s;
-};
-
-typedef int (*rrow_fn)(const struct rrow *r, void *arg);
-
-#define ROLLUP_SELECT(t, k)                                                                        \
-    "SELECT " k ", client, model, cost_source, requests, errors, prompt_tokens,"                   \
-    " completion_tokens, cached_tokens, reasoning_tokens, cost_pusd FROM " t " WHERE " k           \
-    " >= ?1 AND " k " < ?2"
-
-/* Hands every row of rollup_day (day) or rollup_hour with from <= its time
- * < to to fn (which returns 0, or -1 on running out of memory).  Returns 0
- * or -1 with err set. */
-static int scan_rollup(sqlite3 *db, int day, int64_t from, int64_t to, rrow_fn fn, void *arg,
-                       char *err, size_t errlen)
-{
-    const char *sql = day ? ROLLUP_SELECT("rollup_day", "day_ms")
-                          : ROLLUP_SELECT("rollup_hour", "hour_ms");
-    sqlite3_stmt *st = NULL;
-    struct rrow r = {0};
-    int64_t *sum_field[] = {&r.s.requests, &r.s.errors,    &r.s.prompt, &r.s.completion,
-                            &r.s.cached,   &r.s.reasoning, &r.s.cost};
-    int rc;
-
-    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
-        goto fail;
-    sqlite3_bind_int64(st, 1, from);
-    sqlite3_bind_int64(st, 2, to);
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        r.t_ms = sqlite3_column_int64(st, 0);
-        r.client = (const char *)sqlite3_column_text(st, 1);
-        r.model = (const char *)sqlite3_column_text(st, 2);
-        r.source = (const char *)sqlite3_column_text(st, 3);
-        for (int k = 0; k < 7; k++) /* the sums, in the SELECT's order */
-            *sum_field[k] = sqlite3_column_int64(st, 4 + k);
-        if (r.client == NULL || r.model == NULL || r.source == NULL)
-            continue;
-        if (fn(&r, arg) < 0) {
-            sqlite3_finalize(st);
-            util_set_err(err, errlen, "ledger: out of memory");
-            return -1;
-        }
-    }
-    if (rc != SQLITE_DONE)
-        goto fail;
-    sqlite3_finalize(st);
-    return 0;
-fail:
-    util_set_err(err, errlen, "ledger: %s", sqlite3_errmsg(db));
-    sqlite3_finalize(st);
-    return -1;
-}
-
-static void sums_add(struct sums *a, const struct sums *b)
+static void sums_add(struct cq_sums *a, const struct cq_sums *b)
 {
     a->requests += b->requests;
     a->errors += b->errors;
@@ -189,7 +126,7 @@ static void sums_add(struct sums *a, const struct sums *b)
 /* One entry of a sorted view of a name table. */
 struct named {
     const char *name;
-    const struct sums *s;
+    const struct cq_sums *s;
 };
 
 /* By cost, then requests (both descending), then name. */
@@ -250,7 +187,7 @@ static cJSON *top_list(const struct names *t, const char *key, size_t max, int e
         return NULL;
     }
     for (size_t i = 0; arr != NULL && i < t->n && i < max; i++) {
-        const struct sums *s = v[i].s;
+        const struct cq_sums *s = v[i].s;
         cJSON *o = cJSON_CreateObject();
         add_model(o, key, v[i].name);
         cJSON_AddNumberToObject(o, "requests", (double)s->requests);
@@ -269,14 +206,15 @@ static cJSON *top_list(const struct names *t, const char *key, size_t max, int e
 struct overview {
     int64_t day0, month0, last30;
     int64_t today, month, spend30;
-    struct sums all;
-    struct names clients, models, sources;
+    struct cq_sums all;
+    struct names clients, models, sources, instances;
+    int by_instance;
 };
 
-static int overview_row(const struct rrow *r, void *arg)
+static int overview_row(const struct cq_row *r, void *arg)
 {
     struct overview *o = arg;
-    struct sums *c, *m, *s;
+    struct cq_sums *c, *m, *s;
 
     if (r->t_ms >= o->day0)
         o->today = pricing_add_pusd(o->today, r->s.cost);
@@ -289,6 +227,12 @@ static int overview_row(const struct rrow *r, void *arg)
         (m = names_get(&o->models, r->model)) == NULL ||
         (s = names_get(&o->sources, r->source)) == NULL)
         return -1;
+    if (r->instance != NULL) {
+        struct cq_sums *i = names_get(&o->instances, r->instance);
+        if (i == NULL)
+            return -1;
+        sums_add(i, &r->s);
+    }
     sums_add(&o->all, &r->s);
     sums_add(c, &r->s);
     sums_add(m, &r->s);
@@ -324,10 +268,13 @@ static cJSON *overview_json(const struct overview *o)
     free(v);
     cJSON_AddItemToObject(j, "top_clients", top_list(&o->clients, "client", TOP_LIST, 1));
     cJSON_AddItemToObject(j, "top_models", top_list(&o->models, "model", TOP_LIST, 1));
+    if (o->by_instance)
+        cJSON_AddItemToObject(j, "top_instances",
+                              top_list(&o->instances, "instance", TOP_LIST, 1));
     return j;
 }
 
-cJSON *cq_overview(sqlite3 *db, int64_t now_ms, char *err, size_t errlen)
+cJSON *cq_overview_from(const struct cq_source *src, int64_t now_ms, char *err, size_t errlen)
 {
     struct overview o = {0};
     int64_t from;
@@ -337,16 +284,18 @@ cJSON *cq_overview(sqlite3 *db, int64_t now_ms, char *err, size_t errlen)
         util_set_err(err, errlen, "now must be a positive unix time in ms");
         return NULL;
     }
+    o.by_instance = src->instances;
     o.day0 = limits_period_start(now_ms, LIMITS_DAY);
     o.month0 = limits_period_start(now_ms, LIMITS_MONTH);
     o.last30 = o.day0 - 29 * DAY_MS;
     from = o.month0 < o.last30 ? o.month0 : o.last30;
-    if (scan_rollup(db, 1, from, INT64_MAX, overview_row, &o, err, errlen) == 0 &&
+    if (src->scan(src->db, 1, from, INT64_MAX, overview_row, &o, err, errlen) == 0 &&
         (j = overview_json(&o)) == NULL)
         util_set_err(err, errlen, "ledger: out of memory");
     names_free(&o.clients);
     names_free(&o.models);
     names_free(&o.sources);
+    names_free(&o.instances);
     return j;
 }
 
@@ -354,12 +303,12 @@ cJSON *cq_overview(sqlite3 *db, int64_t now_ms, char *err, size_t errlen)
 
 struct cell {
     size_t bucket, name;
-    struct sums s;
+    struct cq_sums s;
 };
 
 struct series {
     int64_t t0, width;
-    int by_model;
+    int by; /* enum cq_by */
     struct names names; /* totals over the range, to rank the names */
     size_t *last;          /* per name: its newest cell + 1 (0 = none) */
     size_t last_cap;
@@ -367,11 +316,13 @@ struct series {
     size_t ncells, cap;
 };
 
-static int series_row(const struct rrow *r, void *arg)
+static int series_row(const struct cq_row *r, void *arg)
 {
     struct series *ts = arg;
     size_t b = (size_t)((r->t_ms - ts->t0) / ts->width), id;
-    struct sums *tot = names_get(&ts->names, ts->by_model ? r->model : r->client);
+    struct cq_sums *tot = names_get(&ts->names, ts->by == CQ_BY_MODEL      ? r->model
+                                                : ts->by == CQ_BY_INSTANCE ? r->instance
+                                                                           : r->client);
 
     if (tot == NULL)
         return -1;
@@ -405,7 +356,7 @@ static int series_row(const struct rrow *r, void *arg)
 static cJSON *series_json(const struct series *ts, const size_t *slot, size_t want,
                           const char *name, size_t nb)
 {
-    struct sums *v = calloc(nb ? nb : 1, sizeof *v);
+    struct cq_sums *v = calloc(nb ? nb : 1, sizeof *v);
     cJSON *o = cJSON_CreateObject(), *cost, *req, *tok;
 
     if (v == NULL || o == NULL) {
@@ -460,15 +411,17 @@ fail:
     return NULL;
 }
 
-static int series_check(int64_t since_ms, int64_t until_ms, int bucket_day, int by_model,
-                        int top_n, char *err, size_t errlen)
+static int series_check(const struct cq_source *src, int64_t since_ms, int64_t until_ms,
+                        int bucket_day, int by, int top_n, char *err, size_t errlen)
 {
     if (since_ms < 0 || until_ms < 0)
         util_set_err(err, errlen, "since and until must be unix times in ms (>= 0)");
     else if (since_ms > until_ms)
         util_set_err(err, errlen, "since must not be after until");
-    else if ((bucket_day != 0 && bucket_day != 1) || (by_model != 0 && by_model != 1))
-        util_set_err(err, errlen, "bucket must be hour or day and by client or model");
+    else if ((bucket_day != 0 && bucket_day != 1) || by < CQ_BY_CLIENT || by > CQ_BY_INSTANCE)
+        util_set_err(err, errlen, "bucket must be hour or day and by client, model or instance");
+    else if (by == CQ_BY_INSTANCE && !src->instances)
+        util_set_err(err, errlen, "by=instance needs ledger.backend = \"postgresql\"");
     else if (!bucket_day && until_ms - since_ms > CQ_MAX_HOURLY_MS)
         util_set_err(err, errlen, "a range of hourly buckets may span at most 400 days");
     else if (bucket_day && until_ms - since_ms > CQ_MAX_DAILY_MS)
@@ -480,23 +433,24 @@ static int series_check(int64_t since_ms, int64_t until_ms, int bucket_day, int 
     return -1;
 }
 
-cJSON *cq_timeseries(sqlite3 *db, int64_t since_ms, int64_t until_ms, int bucket_day, int by_model,
-                     int top_n, char *err, size_t errlen)
+cJSON *cq_timeseries_from(const struct cq_source *src, int64_t since_ms, int64_t until_ms,
+                          int bucket_day, int by, int top_n, char *err, size_t errlen)
 {
-    struct series ts = {.width = bucket_day ? DAY_MS : HOUR_MS, .by_model = by_model};
+    static const char *const by_label[] = {"client", "model", "instance"};
+    struct series ts = {.width = bucket_day ? DAY_MS : HOUR_MS, .by = by};
     cJSON *j = NULL, *t, *list = NULL;
     size_t nb;
 
-    if (series_check(since_ms, until_ms, bucket_day, by_model, top_n, err, errlen) < 0)
+    if (series_check(src, since_ms, until_ms, bucket_day, by, top_n, err, errlen) < 0)
         return NULL;
     ts.t0 = since_ms - since_ms % ts.width;
     nb = until_ms > ts.t0 ? (size_t)((until_ms - ts.t0 + ts.width - 1) / ts.width) : 0;
-    if (scan_rollup(db, bucket_day, ts.t0, ts.t0 + (int64_t)nb * ts.width, series_row, &ts, err, errlen) < 0)
+    if (src->scan(src->db, bucket_day, ts.t0, ts.t0 + (int64_t)nb * ts.width, series_row, &ts, err, errlen) < 0)
         goto done;
     if ((list = series_list(&ts, (size_t)top_n, nb)) == NULL || (j = cJSON_CreateObject()) == NULL)
         goto oom;
     cJSON_AddStringToObject(j, "bucket", bucket_day ? "day" : "hour");
-    cJSON_AddStringToObject(j, "by", by_model ? "model" : "client");
+    cJSON_AddStringToObject(j, "by", by_label[by]);
     cJSON_AddNumberToObject(j, "since", (double)since_ms);
     cJSON_AddNumberToObject(j, "until", (double)until_ms);
     t = cJSON_AddArrayToObject(j, "t");
@@ -517,9 +471,9 @@ done:
 
 /* ---- models and spend ---- */
 
-static int model_row(const struct rrow *r, void *arg)
+static int model_row(const struct cq_row *r, void *arg)
 {
-    struct sums *s = names_get(arg, r->model);
+    struct cq_sums *s = names_get(arg, r->model);
 
     if (s == NULL)
         return -1;
@@ -527,7 +481,7 @@ static int model_row(const struct rrow *r, void *arg)
     return 0;
 }
 
-cJSON *cq_models(sqlite3 *db, int64_t since_ms, char *err, size_t errlen)
+cJSON *cq_models_from(const struct cq_source *src, int64_t since_ms, char *err, size_t errlen)
 {
     struct names t = {0};
     cJSON *j = NULL, *list;
@@ -539,8 +493,8 @@ cJSON *cq_models(sqlite3 *db, int64_t since_ms, char *err, size_t errlen)
     }
     /* The hours before the first whole day, then whole days. */
     day1 = since_ms % DAY_MS != 0 ? since_ms - since_ms % DAY_MS + DAY_MS : since_ms;
-    if (scan_rollup(db, 0, since_ms - since_ms % HOUR_MS, day1, model_row, &t, err, errlen) == 0 &&
-        scan_rollup(db, 1, day1, INT64_MAX, model_row, &t, err, errlen) == 0) {
+    if (src->scan(src->db, 0, since_ms - since_ms % HOUR_MS, day1, model_row, &t, err, errlen) == 0 &&
+        src->scan(src->db, 1, day1, INT64_MAX, model_row, &t, err, errlen) == 0) {
         list = top_list(&t, "model", t.n, 0);
         if (list == NULL || (j = cJSON_CreateObject()) == NULL) {
             cJSON_Delete(list);
@@ -559,10 +513,10 @@ struct spend {
     int64_t day, month;
 };
 
-static int spend_row(const struct rrow *r, void *arg)
+static int spend_row(const struct cq_row *r, void *arg)
 {
     struct spend *sp = arg;
-    struct sums *s = names_get(&sp->clients, r->client);
+    struct cq_sums *s = names_get(&sp->clients, r->client);
 
     if (s == NULL)
         return -1;
@@ -600,7 +554,7 @@ static cJSON *spend_json(const struct spend *sp)
     return j;
 }
 
-cJSON *cq_spend(sqlite3 *db, int64_t now_ms, char *err, size_t errlen)
+cJSON *cq_spend_from(const struct cq_source *src, int64_t now_ms, char *err, size_t errlen)
 {
     struct spend sp = {0};
     cJSON *j = NULL;
@@ -610,7 +564,7 @@ cJSON *cq_spend(sqlite3 *db, int64_t now_ms, char *err, size_t errlen)
         return NULL;
     }
     sp.day0 = limits_period_start(now_ms, LIMITS_DAY);
-    if (scan_rollup(db, 1, limits_period_start(now_ms, LIMITS_MONTH), INT64_MAX, spend_row, &sp, err,
+    if (src->scan(src->db, 1, limits_period_start(now_ms, LIMITS_MONTH), INT64_MAX, spend_row, &sp, err,
                     errlen) == 0 &&
         (j = spend_json(&sp)) == NULL)
         util_set_err(err, errlen, "ledger: out of memory");

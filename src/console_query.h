@@ -19,7 +19,13 @@
  * Amounts are decimal strings (pricing_format_usd), times unix ms,
  * buckets UTC hours or days.  A row without a model (model NULL in the
  * ledger, '' in the rollups) shows as "model": null in lists and as the
- * series "(none)" in a time series. */
+ * series "(none)" in a time series.
+ *
+ * With ledger.backend = "postgresql" the same queries run over the shared
+ * database (console_pg.h), whose rows also carry the instance that served
+ * them: there a time series may be by instance, the overview adds
+ * top_instances, and the requests list takes an instance filter.  Over
+ * SQLite those are a 400 ("needs ledger.backend"). */
 #ifndef ORP_CONSOLE_QUERY_H
 #define ORP_CONSOLE_QUERY_H
 
@@ -36,10 +42,14 @@
 #define CQ_MAX_TOP_N 100  /* named series in one time series */
 #define CQ_MAX_FILTER_LEN 256
 
+/* What a time series' names are. */
+enum cq_by { CQ_BY_CLIENT = 0, CQ_BY_MODEL = 1, CQ_BY_INSTANCE = 2 };
+
 /* /admin/v1/requests; NULL / -1 = no filter.  Owned by the caller; the
  * strings are borrowed for the call. */
 struct cq_filter {
     const char *client, *model, *outcome; /* exact matches; model is the requested model */
+    const char *instance;                 /* exact; PostgreSQL only */
     int status;                           /* exact status (100..599), or -1 */
     int stream;                           /* 0, 1, or -1 */
     int64_t since_ms, until_ms;           /* since <= started_ms < until; 0 = open */
@@ -51,7 +61,8 @@ struct cq_filter {
  *  "tokens":{"prompt","completion","cached","reasoning"},
  *  "cost_by_source":[{"cost_source","cost_usd","requests"}],
  *  "top_clients":[{"client","requests","errors","tokens","cost_usd"}],
- *  "top_models":[{"model",...the same}]}
+ *  "top_models":[{"model",...the same}]
+ *  (PostgreSQL: "top_instances":[{"instance",...the same}])}
  * today and month are the UTC day and month holding now_ms; the last 30
  * days are the 30 UTC days ending with today (from rollup_day), over
  * which requests, errors, tokens, cost_by_source and the top lists (10
@@ -59,7 +70,7 @@ struct cq_filter {
  * prompt + completion. */
 cJSON *cq_overview(sqlite3 *db, int64_t now_ms, char *err, size_t errlen);
 
-/* {"bucket":"hour"|"day","by":"client"|"model","since":ms,"until":ms,
+/* {"bucket":"hour"|"day","by":"client"|"model"|"instance","since":ms,"until":ms,
  *  "t":[bucket start ms,...],
  *  "series":[{"name","cost_usd":["..",..],"requests":[N,..],"tokens":[N,..]},..]}
  * t holds every bucket that starts before until_ms, from the one holding
@@ -67,7 +78,7 @@ cJSON *cq_overview(sqlite3 *db, int64_t now_ms, char *err, size_t errlen);
  * CQ_MAX_DAILY_MS apart).  The top_n (1..CQ_MAX_TOP_N) names by cost in
  * the range get a series each, largest first; the rest are summed into
  * one series named "(other)", last, present only when there is a rest. */
-cJSON *cq_timeseries(sqlite3 *db, int64_t since_ms, int64_t until_ms, int bucket_day, int by_model,
+cJSON *cq_timeseries(sqlite3 *db, int64_t since_ms, int64_t until_ms, int bucket_day, int by,
                      int top_n, char *err, size_t errlen);
 
 /* {"requests":[{every ledger column, with "cost_usd":".." instead of

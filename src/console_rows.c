@@ -1,5 +1,7 @@
-/* console_rows.c - the console's requests list: ledger rows, newest first,
- * paged by id.  See console_query.h for the contract.
+/* console_rows.c - the console's queries over the SQLite ledger: the
+ * rollup scan the aggregates of console_query.c read, and the requests
+ * list: ledger rows, newest first, paged by id.  See console_query.h for
+ * the contract.
  *
  * Keyset paging (id < before_id ORDER BY id DESC LIMIT n; with a time
  * range, by start time: see by_time) costs the same
@@ -10,7 +12,7 @@
  * (model, id) index backwards from before_id) and no user text reaches the
  * SQL.  One row more than the page is read to tell whether an older page
  * exists. */
-#include "console_query.h"
+#include "console_int.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -18,10 +20,82 @@
 #include "pricing.h"
 #include "util.h"
 
-static int filter_check(const struct cq_filter *f, char *err, size_t errlen)
+#define ROLLUP_SELECT(t, k)                                                                        \
+    "SELECT " k ", client, model, cost_source, requests, errors, prompt_tokens,"                   \
+    " completion_tokens, cached_tokens, reasoning_tokens, cost_pusd FROM " t " WHERE " k           \
+    " >= ?1 AND " k " < ?2"
+
+/* A cq_source scan of rollup_day (day) or rollup_hour, along its primary
+ * key (time first). */
+static int scan_rollup(void *arg_db, int day, int64_t from, int64_t to, cq_row_fn fn, void *arg,
+                       char *err, size_t errlen)
 {
-    const char *text[] = {f->client, f->model, f->outcome};
-    const char *label[] = {"client", "model", "outcome"};
+    const char *sql = day ? ROLLUP_SELECT("rollup_day", "day_ms")
+                          : ROLLUP_SELECT("rollup_hour", "hour_ms");
+    sqlite3 *db = arg_db;
+    sqlite3_stmt *st = NULL;
+    struct cq_row r = {0};
+    int64_t *sum_field[] = {&r.s.requests, &r.s.errors,    &r.s.prompt, &r.s.completion,
+                            &r.s.cached,   &r.s.reasoning, &r.s.cost};
+    int rc;
+
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+        goto fail;
+    sqlite3_bind_int64(st, 1, from);
+    sqlite3_bind_int64(st, 2, to);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        r.t_ms = sqlite3_column_int64(st, 0);
+        r.client = (const char *)sqlite3_column_text(st, 1);
+        r.model = (const char *)sqlite3_column_text(st, 2);
+        r.source = (const char *)sqlite3_column_text(st, 3);
+        for (int k = 0; k < 7; k++) /* the sums, in the SELECT's order */
+            *sum_field[k] = sqlite3_column_int64(st, 4 + k);
+        if (r.client == NULL || r.model == NULL || r.source == NULL)
+            continue;
+        if (fn(&r, arg) < 0) {
+            sqlite3_finalize(st);
+            util_set_err(err, errlen, "ledger: out of memory");
+            return -1;
+        }
+    }
+    if (rc != SQLITE_DONE)
+        goto fail;
+    sqlite3_finalize(st);
+    return 0;
+fail:
+    util_set_err(err, errlen, "ledger: %s", sqlite3_errmsg(db));
+    sqlite3_finalize(st);
+    return -1;
+}
+
+#define SQLITE_SOURCE(db) (&(struct cq_source){.scan = scan_rollup, .db = (db)})
+
+cJSON *cq_overview(sqlite3 *db, int64_t now_ms, char *err, size_t errlen)
+{
+    return cq_overview_from(SQLITE_SOURCE(db), now_ms, err, errlen);
+}
+
+cJSON *cq_timeseries(sqlite3 *db, int64_t since_ms, int64_t until_ms, int bucket_day, int by,
+                     int top_n, char *err, size_t errlen)
+{
+    return cq_timeseries_from(SQLITE_SOURCE(db), since_ms, until_ms, bucket_day, by, top_n, err,
+                              errlen);
+}
+
+cJSON *cq_models(sqlite3 *db, int64_t since_ms, char *err, size_t errlen)
+{
+    return cq_models_from(SQLITE_SOURCE(db), since_ms, err, errlen);
+}
+
+cJSON *cq_spend(sqlite3 *db, int64_t now_ms, char *err, size_t errlen)
+{
+    return cq_spend_from(SQLITE_SOURCE(db), now_ms, err, errlen);
+}
+
+int cq_filter_check(const struct cq_filter *f, char *err, size_t errlen)
+{
+    const char *text[] = {f->client, f->model, f->outcome, f->instance};
+    const char *label[] = {"client", "model", "outcome", "instance"};
 
     for (size_t i = 0; i < sizeof text / sizeof text[0]; i++)
         if (text[i] != NULL && (text[i][0] == '\0' || strlen(text[i]) > CQ_MAX_FILTER_LEN)) {
@@ -146,9 +220,13 @@ cJSON *cq_requests(sqlite3 *db, const struct cq_filter *f, char *err, size_t err
     int64_t last = 0, before_started = 0;
     int rc, n = 0;
 
-    if (f == NULL || filter_check(f, err, errlen) < 0) {
+    if (f == NULL || cq_filter_check(f, err, errlen) < 0) {
         if (f == NULL)
             util_set_err(err, errlen, "no filter");
+        return NULL;
+    }
+    if (f->instance != NULL) {
+        util_set_err(err, errlen, "instance needs ledger.backend = \"postgresql\"");
         return NULL;
     }
     if (by_time(f) && f->before_id != 0 && (before_started = started_of(db, f->before_id)) < 0) {

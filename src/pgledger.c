@@ -22,6 +22,44 @@
 /* pg_advisory_xact_lock key of the migrations: "orproxy" in ASCII. */
 #define MIGRATE_LOCK "31369549696694393"
 
+/* The console's rollups (version 3): as the SQLite ledger's (ledger.h),
+ * with the instance in the key.  Each instance's writer touches only its
+ * own rollup rows, so writers on several instances never wait for each
+ * other (nor deadlock) there. */
+#define PG_ROLLUP_TABLE(t, k)                                                                      \
+    "CREATE TABLE " t " (" k " bigint NOT NULL, instance text NOT NULL, client text NOT NULL,"     \
+    " model text NOT NULL, cost_source text NOT NULL, requests bigint NOT NULL DEFAULT 0,"         \
+    " errors bigint NOT NULL DEFAULT 0, prompt_tokens bigint NOT NULL DEFAULT 0,"                 \
+    " completion_tokens bigint NOT NULL DEFAULT 0, cached_tokens bigint NOT NULL DEFAULT 0,"      \
+    " reasoning_tokens bigint NOT NULL DEFAULT 0, cost_pusd bigint NOT NULL DEFAULT 0,"           \
+    " PRIMARY KEY (" k ", instance, client, model, cost_source));"
+/* A statement's new rows (the transition table: only the rows really
+ * inserted, so one skipped by ON CONFLICT DO NOTHING, a replay, counts
+ * nothing) add to their rollup rows, one upsert per group and statement. */
+#define PG_ROLLUP_ADD(t, k, w)                                                                     \
+    " INSERT INTO " t " SELECT started_ms - started_ms % " w ", instance, client,"                 \
+    " COALESCE(model, ''), cost_source, count(*), count(*) FILTER (WHERE status >= 400),"         \
+    " sum(prompt_tokens), sum(completion_tokens), sum(cached_tokens), sum(reasoning_tokens),"     \
+    " sum(cost_pusd) FROM new_rows GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5"                 \
+    " ON CONFLICT (" k ", instance, client, model, cost_source) DO UPDATE SET"                    \
+    " requests = " t ".requests + EXCLUDED.requests, errors = " t ".errors + EXCLUDED.errors,"     \
+    " prompt_tokens = " t ".prompt_tokens + EXCLUDED.prompt_tokens,"                              \
+    " completion_tokens = " t ".completion_tokens + EXCLUDED.completion_tokens,"                  \
+    " cached_tokens = " t ".cached_tokens + EXCLUDED.cached_tokens,"                              \
+    " reasoning_tokens = " t ".reasoning_tokens + EXCLUDED.reasoning_tokens,"                     \
+    " cost_pusd = " t ".cost_pusd + EXCLUDED.cost_pusd;"
+/* A reconciled cost moves the row's cost (and maybe its source); the
+ * request stays counted where it was first written (as in SQLite). */
+#define PG_ROLLUP_MOVE(t, k, w)                                                                    \
+    " UPDATE " t " SET cost_pusd = cost_pusd - OLD.cost_pusd WHERE " k " = OLD.started_ms -"       \
+    " OLD.started_ms % " w " AND instance = OLD.instance AND client = OLD.client"                 \
+    " AND model = COALESCE(OLD.model, '') AND cost_source = OLD.cost_source;"                     \
+    " INSERT INTO " t " (" k ", instance, client, model, cost_source, cost_pusd) VALUES"          \
+    " (NEW.started_ms - NEW.started_ms % " w ", NEW.instance, NEW.client,"                        \
+    " COALESCE(NEW.model, ''), NEW.cost_source, NEW.cost_pusd)"                                   \
+    " ON CONFLICT (" k ", instance, client, model, cost_source) DO UPDATE SET"                    \
+    " cost_pusd = " t ".cost_pusd + EXCLUDED.cost_pusd;"
+
 /* Migration n (1-based) brings the schema from version n-1 to n. */
 static const char *const migrations[PGLEDGER_SCHEMA_VERSION] = {
     /* 1: the ledger rows. */
@@ -77,6 +115,35 @@ static const char *const migrations[PGLEDGER_SCHEMA_VERSION] = {
     " PRIMARY KEY (scope, period, period_key, instance),"
     " FOREIGN KEY (scope, period, period_key) REFERENCES budgets ON DELETE CASCADE);"
     "CREATE INDEX budget_leases_expiry ON budget_leases(expires_at);",
+    /* 3: the console's rollups and paging indexes (console_pg.c). */
+    PG_ROLLUP_TABLE("rollup_hour", "hour_ms") PG_ROLLUP_TABLE("rollup_day", "day_ms")
+    "CREATE FUNCTION orp_rollup_insert() RETURNS trigger LANGUAGE plpgsql AS $f$ BEGIN"
+    PG_ROLLUP_ADD("rollup_hour", "hour_ms", "3600000")
+    PG_ROLLUP_ADD("rollup_day", "day_ms", "86400000")
+    " RETURN NULL; END $f$;"
+    "CREATE TRIGGER requests_rollup_insert AFTER INSERT ON requests"
+    " REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION orp_rollup_insert();"
+    "CREATE FUNCTION orp_rollup_move() RETURNS trigger LANGUAGE plpgsql AS $f$ BEGIN"
+    PG_ROLLUP_MOVE("rollup_hour", "hour_ms", "3600000")
+    PG_ROLLUP_MOVE("rollup_day", "day_ms", "86400000")
+    " RETURN NULL; END $f$;"
+    "CREATE TRIGGER requests_rollup_update AFTER UPDATE OF cost_pusd, cost_source ON requests"
+    " FOR EACH ROW WHEN (OLD.cost_pusd IS DISTINCT FROM NEW.cost_pusd"
+    " OR OLD.cost_source IS DISTINCT FROM NEW.cost_source)"
+    " EXECUTE FUNCTION orp_rollup_move();"
+    /* the rows written before this version */
+    "INSERT INTO rollup_hour SELECT started_ms - started_ms % 3600000, instance, client,"
+    " COALESCE(model, ''), cost_source, count(*), count(*) FILTER (WHERE status >= 400),"
+    " sum(prompt_tokens), sum(completion_tokens), sum(cached_tokens), sum(reasoning_tokens),"
+    " sum(cost_pusd) FROM requests GROUP BY 1, 2, 3, 4, 5;"
+    "INSERT INTO rollup_day SELECT hour_ms - hour_ms % 86400000, instance, client, model,"
+    " cost_source, sum(requests), sum(errors), sum(prompt_tokens), sum(completion_tokens),"
+    " sum(cached_tokens), sum(reasoning_tokens), sum(cost_pusd) FROM rollup_hour"
+    " GROUP BY 1, 2, 3, 4, 5;"
+    "CREATE INDEX requests_client_id ON requests(client, id);"
+    "CREATE INDEX requests_model_id ON requests(model, id);"
+    "CREATE INDEX requests_instance_id ON requests(instance, id);"
+    "CREATE INDEX requests_started_id ON requests(started_ms, id);",
 };
 
 #define NCOLS 27
