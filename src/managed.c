@@ -45,7 +45,7 @@ static void num(const cJSON *o, const char *name, int *has, double *out)
 }
 
 /* The defaults column (checked when written: managed_edit.c). */
-static void load_defaults(const char *text, struct bodyedit_defaults *d)
+void managed_load_defaults(const char *text, struct bodyedit_defaults *d)
 {
     cJSON *o = text ? cJSON_Parse(text) : NULL;
     double mt = 0;
@@ -66,7 +66,7 @@ static void load_defaults(const char *text, struct bodyedit_defaults *d)
     cJSON_Delete(o);
 }
 
-static void load_models(const char *text, struct orp_client *c)
+void managed_load_models(const char *text, struct orp_client *c)
 {
     cJSON *a = text ? cJSON_Parse(text) : NULL, *m;
     int n = cJSON_IsArray(a) ? cJSON_GetArraySize(a) : 0;
@@ -90,19 +90,18 @@ static void copy_blob(sqlite3_stmt *st, int col, unsigned char out[32])
 static void load_row(sqlite3_stmt *st, struct orp_client *c)
 {
     c->name = strdup((const char *)sqlite3_column_text(st, 0));
-    c->managed = 1;
     copy_blob(st, 1, c->key_sha256);
     copy_blob(st, 2, c->old_key_sha256);
     c->old_key_until_ms = sqlite3_column_int64(st, 3);
     c->admin = sqlite3_column_int(st, 4);
-    load_models((const char *)sqlite3_column_text(st, 5), c);
+    managed_load_models((const char *)sqlite3_column_text(st, 5), c);
     c->limits.rpm = sqlite3_column_int64(st, 6);
     c->limits.tpm = sqlite3_column_int64(st, 7);
     c->limits.max_concurrent = sqlite3_column_int(st, 8);
     c->limits.budget_day_pusd = sqlite3_column_int64(st, 9);
     c->limits.budget_month_pusd = sqlite3_column_int64(st, 10);
     c->expires_ms = sqlite3_column_int64(st, 11);
-    load_defaults((const char *)sqlite3_column_text(st, 12), &c->defaults);
+    managed_load_defaults((const char *)sqlite3_column_text(st, 12), &c->defaults);
     c->created_ms = sqlite3_column_int64(st, 13);
     c->updated_ms = sqlite3_column_int64(st, 14);
 }
@@ -115,6 +114,50 @@ static int base_has(const struct orp_config *base, const char *name)
     return 0;
 }
 
+struct orp_config *managed_merge_begin(struct orp_config *base, int *cap)
+{
+    struct orp_config *m = malloc(sizeof *m);
+
+    if (m == NULL)
+        return NULL;
+    *cap = base->n_clients + 8;
+    memcpy(m, base, sizeof *m);
+    m->clients = calloc((size_t)*cap, sizeof *m->clients);
+    m->base = config_hold(base);
+    m->n_base_clients = base->n_clients;
+    atomic_init(&m->refs, 1);
+    if (m->clients == NULL) {
+        m->n_clients = m->n_base_clients = 0;
+        config_release(m);
+        return NULL;
+    }
+    if (base->n_clients > 0) /* base->clients is NULL without any: memcpy's src must not be */
+        memcpy(m->clients, base->clients, (size_t)base->n_clients * sizeof *m->clients);
+    return m;
+}
+
+struct orp_client *managed_merge_slot(struct orp_config *m, int *cap, const char *name)
+{
+    struct orp_client *c;
+
+    if (name == NULL || base_has(m->base, name)) {
+        log_warn("managed client '%s' is hidden: the config file defines a client of that name",
+                 name ? name : "?");
+        return NULL;
+    }
+    if (m->n_clients == *cap) {
+        struct orp_client *nc = realloc(m->clients, (size_t)*cap * 2 * sizeof *nc);
+        if (nc == NULL)
+            return NULL;
+        m->clients = nc;
+        *cap *= 2;
+    }
+    c = &m->clients[m->n_clients++];
+    memset(c, 0, sizeof *c);
+    c->managed = 1;
+    return c;
+}
+
 /* A merged config: base's settings and clients, then every client of the
  * table that is not revoked and whose name base does not use.  NULL (err
  * set) when the table cannot be read. */
@@ -124,41 +167,19 @@ static struct orp_config *merge(sqlite3 *db, struct orp_config *base, char *err,
         "SELECT name, key_sha256, old_key_sha256, old_key_until_ms, admin, models, rpm, tpm,"
         " max_concurrent, budget_day_pusd, budget_month_pusd, expires_ms, defaults, created_ms,"
         " updated_ms FROM clients WHERE revoked_ms IS NULL ORDER BY name";
-    struct orp_config *m = malloc(sizeof *m);
+    int cap, rc;
+    struct orp_config *m = managed_merge_begin(base, &cap);
     sqlite3_stmt *st = NULL;
-    int cap = base->n_clients + 8, rc;
 
-    if (m == NULL)
-        return NULL;
-    memcpy(m, base, sizeof *m);
-    m->clients = calloc((size_t)cap, sizeof *m->clients);
-    m->base = config_hold(base);
-    m->n_base_clients = base->n_clients;
-    atomic_init(&m->refs, 1);
-    if (m->clients == NULL || sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
+    if (m == NULL || sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
         snprintf(err, errlen, "cannot read the managed clients: %s", sqlite3_errmsg(db));
-        m->n_clients = m->n_base_clients = 0;
         config_release(m);
         return NULL;
     }
-    if (base->n_clients > 0) /* base->clients is NULL without any: memcpy's src must not be */
-        memcpy(m->clients, base->clients, (size_t)base->n_clients * sizeof *m->clients);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        const char *name = (const char *)sqlite3_column_text(st, 0);
-        if (name == NULL || base_has(base, name)) {
-            log_warn("managed client '%s' is hidden: the config file defines a client of that name",
-                     name ? name : "?");
-            continue;
-        }
-        if (m->n_clients == cap) {
-            struct orp_client *nc = realloc(m->clients, (size_t)cap * 2 * sizeof *nc);
-            if (nc == NULL)
-                break;
-            m->clients = nc;
-            cap *= 2;
-        }
-        memset(&m->clients[m->n_clients], 0, sizeof *m->clients);
-        load_row(st, &m->clients[m->n_clients++]);
+        struct orp_client *c = managed_merge_slot(m, &cap, (const char *)sqlite3_column_text(st, 0));
+        if (c != NULL)
+            load_row(st, c);
     }
     sqlite3_finalize(st);
     if (rc != SQLITE_DONE) {
@@ -169,18 +190,25 @@ static struct orp_config *merge(sqlite3 *db, struct orp_config *base, char *err,
     return m;
 }
 
-/* Caller holds M.mu.  The new merged config replaces the current one and
- * goes to every worker.  0, or -1 (err set; nothing changed). */
-int managed_republish(sqlite3 *db, char *err, size_t errlen)
+void managed_install(struct orp_config *m)
 {
-    struct orp_config *m = merge(db, M.base, err, errlen);
-
-    if (m == NULL)
-        return -1;
     config_release(M.current);
     M.current = m;
     if (M.publish != NULL)
         M.publish(m, M.publish_arg);
+}
+
+/* Caller holds M.mu.  The new merged config replaces the current one and
+ * goes to every worker.  0, or -1 (err set; nothing changed). */
+int managed_republish(sqlite3 *db, char *err, size_t errlen)
+{
+    struct orp_config *m;
+
+    if (M.pg != NULL)
+        return managed_pg_republish(err, errlen);
+    if ((m = merge(db, M.base, err, errlen)) == NULL)
+        return -1;
+    managed_install(m);
     return 0;
 }
 
@@ -196,19 +224,40 @@ static int open_db(const char *path, sqlite3 **db, char *err, size_t errlen)
     return 0;
 }
 
-struct orp_config *managed_start(struct orp_config *file_cfg, char *err, size_t errlen)
+/* Caller holds M.mu: the table read and published.  0, or -1 (err set). */
+static int load(char *err, size_t errlen)
 {
     sqlite3 *db = NULL;
-    struct orp_config *out = NULL;
+    int rc;
+
+    if (M.pg != NULL)
+        return managed_pg_republish(err, errlen);
+    rc = open_db(M.base->ledger_path, &db, err, errlen) == 0 ? managed_republish(db, err, errlen) : -1;
+    sqlite3_close(db);
+    return rc;
+}
+
+struct orp_config *managed_start(struct orp_config *file_cfg, char *err, size_t errlen)
+{
+    struct orp_config *out = NULL, *m;
 
     pthread_mutex_lock(&M.mu);
     M.base = file_cfg;
-    if (open_db(file_cfg->ledger_path, &db, err, errlen) == 0 && managed_republish(db, err, errlen) == 0)
+    if (strcmp(file_cfg->ledger_backend, "postgresql") == 0 &&
+        managed_pg_open(file_cfg, err, errlen) < 0) {
+        /* err set */
+    } else if (load(err, errlen) == 0) {
         out = config_hold(M.current);
-    sqlite3_close(db);
+    } else if (M.pg != NULL && (m = managed_pg_merge()) != NULL) {
+        /* The LISTEN thread reads them as soon as PostgreSQL answers. */
+        log_warn("%s; no managed client works until PostgreSQL answers", err);
+        managed_install(m);
+        out = config_hold(M.current);
+    }
     pthread_mutex_unlock(&M.mu);
     if (out != NULL && out->n_clients > out->n_base_clients)
-        log_info("%d managed clients loaded from the ledger", out->n_clients - out->n_base_clients);
+        log_info("%d managed clients loaded from the %s", out->n_clients - out->n_base_clients,
+                 M.pg != NULL ? "PostgreSQL database" : "ledger");
     return out;
 }
 
@@ -218,19 +267,27 @@ void managed_set_publisher(managed_publish_fn fn, void *arg)
     M.publish = fn;
     M.publish_arg = arg;
     pthread_mutex_unlock(&M.mu);
+    if (fn != NULL)
+        managed_pg_start(); /* with PostgreSQL: now its publishes reach the workers */
 }
 
 struct orp_config *managed_rebase(struct orp_config *file_cfg)
 {
-    sqlite3 *db = NULL;
     struct orp_config *old_base, *out;
     char err[512];
+    int failed;
 
     pthread_mutex_lock(&M.mu);
     old_base = M.base;
     M.base = file_cfg;
-    if (open_db(file_cfg->ledger_path, &db, err, sizeof err) < 0 ||
-        managed_republish(db, err, sizeof err) < 0) {
+    failed = load(err, sizeof err) < 0;
+    if (failed && M.pg != NULL) {
+        /* PostgreSQL: the set read last stays in force. */
+        struct orp_config *m = managed_pg_merge();
+        log_error("reload: %s; keeping the managed clients read last", err);
+        if (m != NULL)
+            managed_install(m);
+    } else if (failed) {
         /* The table cannot be read now: the new file config still takes
          * effect, with the managed clients of the last good read. */
         struct orp_config *m = malloc(sizeof *m);
@@ -256,7 +313,6 @@ struct orp_config *managed_rebase(struct orp_config *file_cfg)
                 M.publish(m, M.publish_arg);
         }
     }
-    sqlite3_close(db);
     config_release(old_base);
     out = config_hold(M.current);
     pthread_mutex_unlock(&M.mu);
@@ -274,6 +330,7 @@ struct orp_config *managed_current(void)
 
 void managed_stop(void)
 {
+    managed_pg_close(); /* its thread publishes under M.mu: stopped first */
     pthread_mutex_lock(&M.mu);
     config_release(M.current);
     config_release(M.base);

@@ -16,7 +16,7 @@
  *
  * Table requests: the SQLite ledger's columns (ledger.h) plus id bigserial,
  * row_key (UNIQUE) and instance; "user" is quoted (a keyword here).
- * Table budgets and budget_leases: see lease.h. */
+ * Table budgets and budget_leases: see lease.h.  Table clients: managed.h. */
 #ifndef ORP_PGLEDGER_H
 #define ORP_PGLEDGER_H
 
@@ -27,7 +27,7 @@
 #include "pgconn.h"
 
 /* The newest schema version this build knows. */
-#define PGLEDGER_SCHEMA_VERSION 2
+#define PGLEDGER_SCHEMA_VERSION 3
 
 /* Rows per INSERT statement: 27 parameters each, under libpq's 65535. */
 #define PGLEDGER_CHUNK 500
