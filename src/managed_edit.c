@@ -439,23 +439,18 @@ static int parse_grace(const cJSON *body, int64_t *grace_s, struct managed_resul
     return 0;
 }
 
-void managed_rotate(sqlite3 *db, const char *name, const cJSON *body, struct managed_result *res)
+/* The SQLite side of managed_rotate (begun and ended here). */
+static void rotate_sqlite(sqlite3 *db, const char *name, int64_t grace_s, int64_t now,
+                          struct managed_result *res)
 {
     static const char sql[] =
         "UPDATE clients SET old_key_sha256 = CASE WHEN ?3 > 0 THEN key_sha256 END,"
         " old_key_until_ms = CASE WHEN ?3 > 0 THEN ?4 + ?3 * 1000 END, key_sha256 = ?2,"
         " updated_ms = ?4 WHERE name = ?1";
     sqlite3_stmt *st = NULL;
-    int64_t grace_s, now = util_wall_ms();
     uint8_t h[32];
     int bad;
 
-    if (parse_grace(body, &grace_s, res) < 0)
-        return;
-    if (managed_g.pg != NULL) {
-        managed_pg_rotate(name, grace_s, res);
-        return;
-    }
     if (begin(db, name, 1, res) < 0)
         return;
     bad = managed_new_key(res, h) < 0 || sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK;
@@ -468,6 +463,18 @@ void managed_rotate(sqlite3 *db, const char *name, const cJSON *body, struct man
     }
     sqlite3_finalize(st);
     end(db, bad, 200, res);
+}
+
+void managed_rotate(sqlite3 *db, const char *name, const cJSON *body, struct managed_result *res)
+{
+    int64_t grace_s, now = util_wall_ms();
+
+    if (parse_grace(body, &grace_s, res) < 0)
+        return;
+    if (managed_g.pg != NULL)
+        managed_pg_rotate(name, grace_s, now, res);
+    else
+        rotate_sqlite(db, name, grace_s, now, res);
     res->until_ms = grace_s > 0 ? now + grace_s * 1000 : 0;
     if (res->status != 200)
         memset(res->key, 0, sizeof res->key);

@@ -81,7 +81,8 @@ struct orp_config *managed_pg_merge(void);
 /* The writes (each takes managed_g.mu, commits with NOTIFY, publishes). */
 void managed_pg_create(const struct managed_change *e, struct managed_result *res);
 void managed_pg_update(const char *name, const struct managed_change *e, struct managed_result *res);
-void managed_pg_rotate(const char *name, int64_t grace_s, struct managed_result *res);
+/* The caller logs, sets until_ms and wipes the key of a failure. */
+void managed_pg_rotate(const char *name, int64_t grace_s, int64_t now, struct managed_result *res);
 void managed_pg_revoke(const char *name, struct managed_result *res);
 
 #endif

@@ -383,13 +383,12 @@ void managed_pg_update(const char *name, const struct managed_change *e, struct 
         log_info("admin: managed client '%s' edited", name);
 }
 
-void managed_pg_rotate(const char *name, int64_t grace_s, struct managed_result *res)
+void managed_pg_rotate(const char *name, int64_t grace_s, int64_t now, struct managed_result *res)
 {
     static const char sql[] =
         "UPDATE clients SET old_key_sha256 = CASE WHEN $3::bigint > 0 THEN key_sha256 END,"
         " old_key_until_ms = CASE WHEN $3::bigint > 0 THEN $4::bigint + $3::bigint * 1000 END,"
         " key_sha256 = decode($2, 'hex'), updated_ms = $4 WHERE name = $1 AND revoked_ms IS NULL";
-    int64_t now = util_wall_ms();
     uint8_t h[32];
     char hex[65], g[24], ms[24];
     const char *p[4] = {name, hex, g, ms};
@@ -407,12 +406,6 @@ void managed_pg_rotate(const char *name, int64_t grace_s, struct managed_result 
         pgconn_exec(P.w, "ROLLBACK", 0, NULL, NULL, NULL, 0);
     }
     end(bad, 200, res);
-    res->until_ms = grace_s > 0 ? now + grace_s * 1000 : 0;
-    if (res->status != 200)
-        memset(res->key, 0, sizeof res->key);
-    else
-        log_info("admin: key of managed client '%s' rotated (old key valid %lld s more)", name,
-                 (long long)grace_s);
 }
 
 void managed_pg_revoke(const char *name, struct managed_result *res)
