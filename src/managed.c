@@ -4,12 +4,14 @@
 #include "managed_int.h"
 
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "log.h"
+#include "pgconn.h"
 
 struct managed_state managed_g = {.mu = PTHREAD_MUTEX_INITIALIZER};
 #define M managed_g
@@ -198,14 +200,97 @@ void managed_install(struct orp_config *m)
         M.publish(m, M.publish_arg);
 }
 
+/* ---- ledger.backend = "postgresql" (managed_pg.c reads the rows) ---- */
+
+static PGresult *pg_last; /* the last good read (under M.mu) */
+
+static int64_t col_i(const PGresult *r, int row, int col)
+{
+    return PQgetisnull(r, row, col) ? 0 : strtoll(PQgetvalue(r, row, col), NULL, 10);
+}
+
+static void col_hash(const PGresult *r, int row, int col, unsigned char out[32])
+{
+    if (PQgetisnull(r, row, col) || keys_unhex(PQgetvalue(r, row, col), out, 32) < 0)
+        memset(out, 0, 32);
+}
+
+static void load_pg_row(const PGresult *r, int i, struct orp_client *c)
+{
+    c->name = strdup(PQgetvalue(r, i, 0));
+    col_hash(r, i, 1, c->key_sha256);
+    col_hash(r, i, 2, c->old_key_sha256);
+    c->old_key_until_ms = col_i(r, i, 3);
+    c->admin = (int)col_i(r, i, 4);
+    managed_load_models(PQgetvalue(r, i, 5), c);
+    c->limits.rpm = col_i(r, i, 6);
+    c->limits.tpm = col_i(r, i, 7);
+    c->limits.max_concurrent = (int)col_i(r, i, 8);
+    c->limits.budget_day_pusd = col_i(r, i, 9);
+    c->limits.budget_month_pusd = col_i(r, i, 10);
+    c->expires_ms = col_i(r, i, 11);
+    managed_load_defaults(PQgetvalue(r, i, 12), &c->defaults);
+    c->created_ms = col_i(r, i, 13);
+    c->updated_ms = col_i(r, i, 14);
+}
+
+/* The merged config from the last good read of PostgreSQL (base alone
+ * before any); NULL when out of memory. */
+static struct orp_config *merge_pg(void)
+{
+    int cap;
+    struct orp_config *m = managed_merge_begin(M.base, &cap);
+
+    for (int i = 0; m != NULL && pg_last != NULL && i < PQntuples(pg_last); i++) {
+        struct orp_client *c = managed_merge_slot(m, &cap, PQgetvalue(pg_last, i, 0));
+        if (c != NULL)
+            load_pg_row(pg_last, i, c);
+    }
+    return m;
+}
+
+/* Caller holds M.mu: reads through c, publishes. */
+static int republish_pg(struct pgconn *c, char *err, size_t errlen)
+{
+    PGresult *r = NULL;
+    struct orp_config *m;
+
+    if (managed_pg_read(c, &r, err, errlen) < 0)
+        return -1;
+    PQclear(pg_last);
+    pg_last = r;
+    if ((m = merge_pg()) == NULL) {
+        snprintf(err, errlen, "cannot merge the managed clients: out of memory");
+        return -1;
+    }
+    managed_install(m);
+    return 0;
+}
+
+/* managed_pg.c's thread, after a notification, a reconnect or its period:
+ * the table re-read through its own connection c and published. */
+static int pg_changed(struct pgconn *c, void *arg)
+{
+    char err[512];
+    int rc;
+
+    (void)arg;
+    pthread_mutex_lock(&M.mu);
+    rc = republish_pg(c, err, sizeof err);
+    pthread_mutex_unlock(&M.mu);
+    if (rc < 0)
+        log_warn("clients: %s; the managed clients read last stay in force", err);
+    return rc;
+}
+
 /* Caller holds M.mu.  The new merged config replaces the current one and
  * goes to every worker.  0, or -1 (err set; nothing changed). */
 int managed_republish(sqlite3 *db, char *err, size_t errlen)
 {
     struct orp_config *m;
 
-    if (M.pg != NULL)
-        return managed_pg_republish(err, errlen);
+    if (M.pg)
+        return republish_pg(managed_pg_writer(), err, errlen);
     if ((m = merge(db, M.base, err, errlen)) == NULL)
         return -1;
     managed_install(m);
@@ -230,8 +315,8 @@ static int load(char *err, size_t errlen)
     sqlite3 *db = NULL;
     int rc;
 
-    if (M.pg != NULL)
-        return managed_pg_republish(err, errlen);
+    if (M.pg)
+        return managed_republish(NULL, err, errlen);
     rc = open_db(M.base->ledger_path, &db, err, errlen) == 0 ? managed_republish(db, err, errlen) : -1;
     sqlite3_close(db);
     return rc;
@@ -243,12 +328,12 @@ struct orp_config *managed_start(struct orp_config *file_cfg, char *err, size_t 
 
     pthread_mutex_lock(&M.mu);
     M.base = file_cfg;
-    if (strcmp(file_cfg->ledger_backend, "postgresql") == 0 &&
-        managed_pg_open(file_cfg, err, errlen) < 0) {
-        /* err set */
+    M.pg = strcmp(file_cfg->ledger_backend, "postgresql") == 0;
+    if (M.pg && managed_pg_open(file_cfg, pg_changed, NULL, err, errlen) < 0) {
+        M.pg = 0; /* err set */
     } else if (load(err, errlen) == 0) {
         out = config_hold(M.current);
-    } else if (M.pg != NULL && (m = managed_pg_merge()) != NULL) {
+    } else if (M.pg && (m = merge_pg()) != NULL) {
         /* The LISTEN thread reads them as soon as PostgreSQL answers. */
         log_warn("%s; no managed client works until PostgreSQL answers", err);
         managed_install(m);
@@ -257,7 +342,7 @@ struct orp_config *managed_start(struct orp_config *file_cfg, char *err, size_t 
     pthread_mutex_unlock(&M.mu);
     if (out != NULL && out->n_clients > out->n_base_clients)
         log_info("%d managed clients loaded from the %s", out->n_clients - out->n_base_clients,
-                 M.pg != NULL ? "PostgreSQL database" : "ledger");
+                 M.pg ? "PostgreSQL database" : "ledger");
     return out;
 }
 
@@ -281,9 +366,9 @@ struct orp_config *managed_rebase(struct orp_config *file_cfg)
     old_base = M.base;
     M.base = file_cfg;
     failed = load(err, sizeof err) < 0;
-    if (failed && M.pg != NULL) {
+    if (failed && M.pg) {
         /* PostgreSQL: the set read last stays in force. */
-        struct orp_config *m = managed_pg_merge();
+        struct orp_config *m = merge_pg();
         log_error("reload: %s; keeping the managed clients read last", err);
         if (m != NULL)
             managed_install(m);
@@ -332,9 +417,54 @@ void managed_stop(void)
 {
     managed_pg_close(); /* its thread publishes under M.mu: stopped first */
     pthread_mutex_lock(&M.mu);
+    M.pg = 0;
+    PQclear(pg_last);
+    pg_last = NULL;
     config_release(M.current);
     config_release(M.base);
     M.current = M.base = NULL;
     M.publish = NULL;
     pthread_mutex_unlock(&M.mu);
+}
+
+/* ---- shared by the writes (managed_edit.c, managed_pgedit.c) ---- */
+
+int managed_fail(struct managed_result *res, unsigned status, const char *code, const char *fmt, ...)
+{
+    va_list ap;
+    res->status = status;
+    res->code = code;
+    va_start(ap, fmt);
+    vsnprintf(res->msg, sizeof res->msg, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+static int is_config_client(const char *name)
+{
+    const struct orp_config *b = M.base;
+    for (int i = 0; b != NULL && i < b->n_clients; i++)
+        if (strcmp(b->clients[i].name, name) == 0)
+            return 1;
+    return 0;
+}
+
+int managed_check_name(const char *name, int must_exist, struct managed_result *res)
+{
+    if (!managed_valid_name(name))
+        return managed_fail(res, must_exist ? 404 : 400, must_exist ? "unknown_client" : "invalid_name",
+                    must_exist ? "no client named '%.63s'" : "invalid name '%.63s'", name);
+    if (is_config_client(name))
+        return managed_fail(res, 409, must_exist ? "config_client" : "name_taken",
+                    must_exist ? "client '%s' is defined in the config file: it is read-only here"
+                               : "client '%s' is defined in the config file", name);
+    return 0;
+}
+
+int managed_new_key(struct managed_result *res, uint8_t h[32])
+{
+    if (keys_generate(res->key, sizeof res->key) < 0)
+        return managed_fail(res, 500, "no_randomness", "the kernel gave no randomness for a key");
+    keys_sha256(res->key, strlen(res->key), h);
+    return 0;
 }

@@ -20,16 +20,6 @@
 
 #define fail managed_fail
 
-int managed_fail(struct managed_result *res, unsigned status, const char *code, const char *fmt, ...)
-{
-    va_list ap;
-    res->status = status;
-    res->code = code;
-    va_start(ap, fmt);
-    vsnprintf(res->msg, sizeof res->msg, fmt, ap);
-    va_end(ap);
-    return -1;
-}
 
 /* A member name from the body, for an error message: at most 60 bytes,
  * cut between characters (the answer must stay valid UTF-8). */
@@ -277,14 +267,6 @@ static int live_row(sqlite3 *db, const char *name)
     return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
 }
 
-static int is_config_client(const char *name)
-{
-    const struct orp_config *b = managed_g.base;
-    for (int i = 0; b != NULL && i < b->n_clients; i++)
-        if (strcmp(b->clients[i].name, name) == 0)
-            return 1;
-    return 0;
-}
 
 /* Caller holds the lock and an open transaction: commit and publish. */
 static void commit(sqlite3 *db, unsigned ok_status, struct managed_result *res)
@@ -305,17 +287,6 @@ static void commit(sqlite3 *db, unsigned ok_status, struct managed_result *res)
 
 /* Begins a write on name: lock, transaction, the checks every write on
  * an existing client shares.  0, or -1 (res filled, lock released). */
-int managed_check_name(const char *name, int must_exist, struct managed_result *res)
-{
-    if (!managed_valid_name(name))
-        return fail(res, must_exist ? 404 : 400, must_exist ? "unknown_client" : "invalid_name",
-                    must_exist ? "no client named '%.63s'" : "invalid name '%.63s'", name);
-    if (is_config_client(name))
-        return fail(res, 409, must_exist ? "config_client" : "name_taken",
-                    must_exist ? "client '%s' is defined in the config file: it is read-only here"
-                               : "client '%s' is defined in the config file", name);
-    return 0;
-}
 
 static int begin(sqlite3 *db, const char *name, int must_exist, struct managed_result *res)
 {
@@ -353,13 +324,6 @@ static void end(sqlite3 *db, int failed, unsigned ok_status, struct managed_resu
     pthread_mutex_unlock(&managed_g.mu);
 }
 
-int managed_new_key(struct managed_result *res, uint8_t h[32])
-{
-    if (keys_generate(res->key, sizeof res->key) < 0)
-        return fail(res, 500, "no_randomness", "the kernel gave no randomness for a key");
-    keys_sha256(res->key, strlen(res->key), h);
-    return 0;
-}
 
 void managed_create(sqlite3 *db, const cJSON *body, struct managed_result *res)
 {
@@ -372,7 +336,7 @@ void managed_create(sqlite3 *db, const cJSON *body, struct managed_result *res)
     int bad;
 
     memset(&e, 0, sizeof e);
-    if (parse_edit(body, 1, &e, res) < 0 || managed_g.pg != NULL) {
+    if (parse_edit(body, 1, &e, res) < 0 || managed_g.pg) {
         if (res->status == 0)
             managed_pg_create(&e, res);
         edit_free(&e);
@@ -404,7 +368,7 @@ void managed_edit(sqlite3 *db, const char *name, const cJSON *body, struct manag
     struct managed_change e;
 
     memset(&e, 0, sizeof e);
-    if (parse_edit(body, 0, &e, res) < 0 || managed_g.pg != NULL) {
+    if (parse_edit(body, 0, &e, res) < 0 || managed_g.pg) {
         if (res->status == 0)
             managed_pg_update(name, &e, res);
         edit_free(&e);
@@ -471,7 +435,7 @@ void managed_rotate(sqlite3 *db, const char *name, const cJSON *body, struct man
 
     if (parse_grace(body, &grace_s, res) < 0)
         return;
-    if (managed_g.pg != NULL)
+    if (managed_g.pg)
         managed_pg_rotate(name, grace_s, now, res);
     else
         rotate_sqlite(db, name, grace_s, now, res);
@@ -491,7 +455,7 @@ void managed_revoke(sqlite3 *db, const char *name, struct managed_result *res)
     sqlite3_stmt *st = NULL;
     int bad;
 
-    if (managed_g.pg != NULL) {
+    if (managed_g.pg) {
         managed_pg_revoke(name, res);
         return;
     }

@@ -1,14 +1,15 @@
-/* managed_int.h - what managed.c (the merged config), managed_edit.c (the
- * writes) and managed_pg.c (the clients in PostgreSQL) share; not for
- * other modules. */
+/* managed_int.h - what the files of managed.h share; not for other
+ * modules.  Layers, each calling only those below it: managed_edit.c (the
+ * writes; hands PostgreSQL's to managed_pgedit.c), managed_pgedit.c,
+ * managed.c (the merged config), managed_pg.c (PostgreSQL's connections,
+ * read and LISTEN thread, which reports upward by a callback). */
 #ifndef ORP_MANAGED_INT_H
 #define ORP_MANAGED_INT_H
 
 #include <pthread.h>
 
 #include "managed.h"
-
-struct managed_pg;
+#include "pgconn.h"
 
 struct managed_state {
     pthread_mutex_t mu;            /* orders writes, reloads and publishes */
@@ -16,7 +17,7 @@ struct managed_state {
     struct orp_config *current;    /* the merged config last published (held) */
     managed_publish_fn publish;
     void *publish_arg;
-    struct managed_pg *pg;         /* ledger.backend = "postgresql": the store; NULL: SQLite */
+    int pg;                        /* ledger.backend = "postgresql": the store is managed_pg.c */
 };
 extern struct managed_state managed_g;
 
@@ -65,20 +66,26 @@ int managed_check_name(const char *name, int must_exist, struct managed_result *
 /* A fresh key into res->key; its hash into h.  0, or -1 (res filled). */
 int managed_new_key(struct managed_result *res, uint8_t h[32]);
 
-/* ---- PostgreSQL (managed_pg.c) ---- */
-/* Opens the store's connections (no thread yet); sets managed_g.pg. */
-int managed_pg_open(const struct orp_config *cfg, char *err, size_t errlen);
-/* Starts the thread that LISTENs and re-reads (once; after the publisher
- * is set). */
+/* ---- PostgreSQL (managed_pg.c: connections, read, LISTEN thread) ---- */
+/* Called on managed_pg.c's thread after a notification, a reconnect and
+ * every 30 s: re-read the table through c and publish; 0, or -1 to be
+ * called again soon. */
+typedef int (*managed_pg_changed_fn)(struct pgconn *c, void *arg);
+/* Opens the store's two connections (no thread yet). */
+int managed_pg_open(const struct orp_config *cfg, managed_pg_changed_fn changed, void *arg,
+                    char *err, size_t errlen);
+/* Starts the thread that LISTENs (once; after the publisher is set). */
 void managed_pg_start(void);
 /* Stops the thread, closes; caller does not hold managed_g.mu. */
 void managed_pg_close(void);
-/* Caller holds managed_g.mu: reads the table, publishes.  0 or -1. */
-int managed_pg_republish(char *err, size_t errlen);
-/* Caller holds managed_g.mu: the merged config from the last good read
- * (base alone before any); NULL when out of memory. */
-struct orp_config *managed_pg_merge(void);
-/* The writes (each takes managed_g.mu, commits with NOTIFY, publishes). */
+/* The connection of the writes and reads under managed_g.mu. */
+struct pgconn *managed_pg_writer(void);
+/* The live rows (name, key hashes in hex, ..., the columns of managed.c's
+ * SQLite read) into *out (the caller PQclears it).  0, or -1 (err set). */
+int managed_pg_read(struct pgconn *c, PGresult **out, char *err, size_t errlen);
+
+/* ---- the writes in PostgreSQL (managed_pgedit.c) ---- */
+/* Each takes managed_g.mu, commits with NOTIFY, publishes. */
 void managed_pg_create(const struct managed_change *e, struct managed_result *res);
 void managed_pg_update(const char *name, const struct managed_change *e, struct managed_result *res);
 /* The caller logs, sets until_ms and wipes the key of a failure. */
