@@ -141,7 +141,8 @@ static const struct setting settings[] = {
     /* The PostgreSQL ledger (issue 14): these rows stay together. */
     E("ledger.backend", ledger_backend, "sqlite", "sqlite|postgresql",
       "sqlite: this instance's own ledger only; postgresql: also every row to the shared "
-      "database of ledger.postgresql_url (the local SQLite ledger is kept)",
+      "database of ledger.postgresql_url (the local SQLite ledger is kept), and the budgets and "
+      "managed clients shared there by every instance",
       .flags = F_RESTART),
     S("ledger.postgresql_url", ledger_postgresql_url, "",
       "libpq URI or key=value string of the shared ledger, without a password",

@@ -1,6 +1,8 @@
 /* managed.h - managed clients: the clients created, edited, rotated and
  * revoked through /admin/v1/clients, kept in the ledger database's
- * `clients` table (ledger.h, schema version 2; only SHA-256 key hashes).
+ * `clients` table (ledger.h, schema version 2; only SHA-256 key hashes), or,
+ * with ledger.backend = "postgresql", in PostgreSQL's (managed_pg.c: shared
+ * by every instance, a change on one reaching the others by NOTIFY).
  *
  * They join the config file's clients in one merged config (config.h:
  * `base`, `n_base_clients`): the file's clients first, the managed ones
@@ -43,7 +45,7 @@ struct orp_config *managed_current(void);
 void managed_stop(void);
 
 /* The outcome of a write: an HTTP status (201, 200, 204; 400, 404, 409,
- * 500) with code and message for an error, and a new key when one was
+ * 500; 503 when PostgreSQL cannot be reached) with code and message for an error, and a new key when one was
  * made (shown once, never stored). */
 struct managed_result {
     unsigned status;

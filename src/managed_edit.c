@@ -16,36 +16,10 @@
 #include "utf8.h"
 #include "util.h"
 
-#define MAX_COLS 12
 #define MAX_GRACE_S (30LL * 86400)
 
-/* One column to set: an integer, a text, or NULL. */
-struct col {
-    const char *name;
-    int kind;                   /* 'i', 't', 'n' */
-    int64_t i;
-    char *text;
-};
+#define fail managed_fail
 
-struct edit {
-    struct col v[MAX_COLS];
-    int n;
-    const char *name;           /* "name" of a create */
-};
-
-static int fail(struct managed_result *res, unsigned status, const char *code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static int fail(struct managed_result *res, unsigned status, const char *code, const char *fmt, ...)
-{
-    va_list ap;
-    res->status = status;
-    res->code = code;
-    va_start(ap, fmt);
-    vsnprintf(res->msg, sizeof res->msg, fmt, ap);
-    va_end(ap);
-    return -1;
-}
 
 /* A member name from the body, for an error message: at most 60 bytes,
  * cut between characters (the answer must stay valid UTF-8). */
@@ -55,20 +29,20 @@ static const char *shown(const char *s, char buf[64])
     return buf;
 }
 
-static void edit_free(struct edit *e)
+static void edit_free(struct managed_change *e)
 {
     for (int i = 0; i < e->n; i++)
         free(e->v[i].text);
 }
 
-static int add(struct edit *e, const char *col, int kind, int64_t i, char *text)
+static int add(struct managed_change *e, const char *col, int kind, int64_t i, char *text)
 {
     for (int k = 0; k < e->n; k++)
         if (strcmp(e->v[k].name, col) == 0) {
             free(text);
             return -1;
         }
-    e->v[e->n++] = (struct col){col, kind, i, text};
+    e->v[e->n++] = (struct managed_col){col, kind, i, text};
     return 0;
 }
 
@@ -170,7 +144,7 @@ static int check_defaults(const cJSON *v, struct managed_result *res)
 }
 
 /* One body member -> one column.  0, or -1 (res filled). */
-static int field(struct edit *e, const cJSON *f, int creating, struct managed_result *res)
+static int field(struct managed_change *e, const cJSON *f, int creating, struct managed_result *res)
 {
     static const struct { const char *name, *col; double hi; } ints[] = {
         {"rpm", "rpm", 1e9}, {"tpm", "tpm", 1e12}, {"max_concurrent", "max_concurrent", 1e6}};
@@ -232,7 +206,7 @@ added:
     return 0;
 }
 
-static int parse_edit(const cJSON *body, int creating, struct edit *e, struct managed_result *res)
+static int parse_edit(const cJSON *body, int creating, struct managed_change *e, struct managed_result *res)
 {
     const cJSON *f;
     if (!cJSON_IsObject(body))
@@ -252,7 +226,7 @@ static int exec(sqlite3 *db, const char *sql)
 }
 
 /* UPDATE clients SET <cols>, updated_ms = now WHERE name = ?. */
-static int apply(sqlite3 *db, const char *name, const struct edit *e, int64_t now)
+static int apply(sqlite3 *db, const char *name, const struct managed_change *e, int64_t now)
 {
     char sql[512];
     size_t used = (size_t)snprintf(sql, sizeof sql, "UPDATE clients SET updated_ms = ?1");
@@ -293,14 +267,6 @@ static int live_row(sqlite3 *db, const char *name)
     return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
 }
 
-static int is_config_client(const char *name)
-{
-    const struct orp_config *b = managed_g.base;
-    for (int i = 0; b != NULL && i < b->n_clients; i++)
-        if (strcmp(b->clients[i].name, name) == 0)
-            return 1;
-    return 0;
-}
 
 /* Caller holds the lock and an open transaction: commit and publish. */
 static void commit(sqlite3 *db, unsigned ok_status, struct managed_result *res)
@@ -321,17 +287,13 @@ static void commit(sqlite3 *db, unsigned ok_status, struct managed_result *res)
 
 /* Begins a write on name: lock, transaction, the checks every write on
  * an existing client shares.  0, or -1 (res filled, lock released). */
+
 static int begin(sqlite3 *db, const char *name, int must_exist, struct managed_result *res)
 {
     int live;
     pthread_mutex_lock(&managed_g.mu);
-    if (!managed_valid_name(name)) {
-        fail(res, must_exist ? 404 : 400, must_exist ? "unknown_client" : "invalid_name",
-             must_exist ? "no client named '%.63s'" : "invalid name '%.63s'", name);
-    } else if (is_config_client(name)) {
-        fail(res, 409, must_exist ? "config_client" : "name_taken",
-             must_exist ? "client '%s' is defined in the config file: it is read-only here"
-                        : "client '%s' is defined in the config file", name);
+    if (managed_check_name(name, must_exist, res) < 0) {
+        /* res filled */
     } else if (exec(db, "BEGIN IMMEDIATE") < 0) {
         fail(res, 500, "ledger_unavailable", "the ledger is busy or unwritable: %s", sqlite3_errmsg(db));
     } else if ((live = live_row(db, name)) < 0 || live != must_exist) {
@@ -362,31 +324,29 @@ static void end(sqlite3 *db, int failed, unsigned ok_status, struct managed_resu
     pthread_mutex_unlock(&managed_g.mu);
 }
 
-/* A fresh key into res->key; its hash into h. */
-static int new_key(struct managed_result *res, uint8_t h[32])
-{
-    if (keys_generate(res->key, sizeof res->key) < 0)
-        return fail(res, 500, "no_randomness", "the kernel gave no randomness for a key");
-    keys_sha256(res->key, strlen(res->key), h);
-    return 0;
-}
 
 void managed_create(sqlite3 *db, const cJSON *body, struct managed_result *res)
 {
     static const char sql[] =
         "INSERT OR REPLACE INTO clients (name, key_sha256, created_ms, updated_ms) VALUES (?1, ?2, ?3, ?3)";
-    struct edit e;
+    struct managed_change e;
     sqlite3_stmt *st = NULL;
     int64_t now = util_wall_ms();
     uint8_t h[32];
     int bad;
 
     memset(&e, 0, sizeof e);
-    if (parse_edit(body, 1, &e, res) < 0 || begin(db, e.name, 0, res) < 0) {
+    if (parse_edit(body, 1, &e, res) < 0 || managed_g.pg) {
+        if (res->status == 0)
+            managed_pg_create(&e, res);
         edit_free(&e);
         return;
     }
-    bad = new_key(res, h) < 0 || sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK;
+    if (begin(db, e.name, 0, res) < 0) {
+        edit_free(&e);
+        return;
+    }
+    bad = managed_new_key(res, h) < 0 || sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK;
     if (!bad) {
         sqlite3_bind_text(st, 1, e.name, -1, SQLITE_TRANSIENT);
         sqlite3_bind_blob(st, 2, h, 32, SQLITE_TRANSIENT);
@@ -405,10 +365,16 @@ void managed_create(sqlite3 *db, const cJSON *body, struct managed_result *res)
 
 void managed_edit(sqlite3 *db, const char *name, const cJSON *body, struct managed_result *res)
 {
-    struct edit e;
+    struct managed_change e;
 
     memset(&e, 0, sizeof e);
-    if (parse_edit(body, 0, &e, res) < 0 || begin(db, name, 1, res) < 0) {
+    if (parse_edit(body, 0, &e, res) < 0 || managed_g.pg) {
+        if (res->status == 0)
+            managed_pg_update(name, &e, res);
+        edit_free(&e);
+        return;
+    }
+    if (begin(db, name, 1, res) < 0) {
         edit_free(&e);
         return;
     }
@@ -437,20 +403,21 @@ static int parse_grace(const cJSON *body, int64_t *grace_s, struct managed_resul
     return 0;
 }
 
-void managed_rotate(sqlite3 *db, const char *name, const cJSON *body, struct managed_result *res)
+/* The SQLite side of managed_rotate (begun and ended here). */
+static void rotate_sqlite(sqlite3 *db, const char *name, int64_t grace_s, int64_t now,
+                          struct managed_result *res)
 {
     static const char sql[] =
         "UPDATE clients SET old_key_sha256 = CASE WHEN ?3 > 0 THEN key_sha256 END,"
         " old_key_until_ms = CASE WHEN ?3 > 0 THEN ?4 + ?3 * 1000 END, key_sha256 = ?2,"
         " updated_ms = ?4 WHERE name = ?1";
     sqlite3_stmt *st = NULL;
-    int64_t grace_s, now = util_wall_ms();
     uint8_t h[32];
     int bad;
 
-    if (parse_grace(body, &grace_s, res) < 0 || begin(db, name, 1, res) < 0)
+    if (begin(db, name, 1, res) < 0)
         return;
-    bad = new_key(res, h) < 0 || sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK;
+    bad = managed_new_key(res, h) < 0 || sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK;
     if (!bad) {
         sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
         sqlite3_bind_blob(st, 2, h, 32, SQLITE_TRANSIENT);
@@ -460,6 +427,18 @@ void managed_rotate(sqlite3 *db, const char *name, const cJSON *body, struct man
     }
     sqlite3_finalize(st);
     end(db, bad, 200, res);
+}
+
+void managed_rotate(sqlite3 *db, const char *name, const cJSON *body, struct managed_result *res)
+{
+    int64_t grace_s, now = util_wall_ms();
+
+    if (parse_grace(body, &grace_s, res) < 0)
+        return;
+    if (managed_g.pg)
+        managed_pg_rotate(name, grace_s, now, res);
+    else
+        rotate_sqlite(db, name, grace_s, now, res);
     res->until_ms = grace_s > 0 ? now + grace_s * 1000 : 0;
     if (res->status != 200)
         memset(res->key, 0, sizeof res->key);
@@ -476,6 +455,10 @@ void managed_revoke(sqlite3 *db, const char *name, struct managed_result *res)
     sqlite3_stmt *st = NULL;
     int bad;
 
+    if (managed_g.pg) {
+        managed_pg_revoke(name, res);
+        return;
+    }
     if (begin(db, name, 1, res) < 0)
         return;
     bad = sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK;

@@ -300,3 +300,40 @@ int pgconn_exec(struct pgconn *c, const char *sql, int nparams, const char *cons
         PQclear(last);
     return PGC_OK;
 }
+
+/* Hands over the notifications libpq holds; counts those on channel. */
+static int drain_notifies(PGconn *pg, const char *channel)
+{
+    PGnotify *n;
+    int got = 0;
+    while ((n = PQnotifies(pg)) != NULL) {
+        got += strcmp(n->relname, channel) == 0;
+        PQfreemem(n);
+    }
+    return got;
+}
+
+int pgconn_wait_notify(struct pgconn *c, const char *channel, int timeout_ms, int *got, char *err,
+                       size_t errlen)
+{
+    int w;
+
+    *got = 0;
+    if (!pgconn_connected(c)) {
+        util_set_err(err, errlen, "postgresql: not connected");
+        return PGC_DOWN;
+    }
+    /* Some may have come in with the answer to an earlier statement. */
+    if ((*got = drain_notifies(c->pg, channel)) > 0)
+        return PGC_OK;
+    w = wait_sock(c->pg, POLLIN, util_mono_ms() + timeout_ms);
+    if (w == 0)
+        return PGC_OK;
+    if (w < 0 || !PQconsumeInput(c->pg) || PQstatus(c->pg) != CONNECTION_OK) {
+        set_pg_err(err, errlen, "postgresql: connection lost", PQerrorMessage(c->pg));
+        pgconn_disconnect(c);
+        return PGC_DOWN;
+    }
+    *got = drain_notifies(c->pg, channel);
+    return PGC_OK;
+}

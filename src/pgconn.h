@@ -59,6 +59,14 @@ int pgconn_connected(const struct pgconn *c);
 int pgconn_exec(struct pgconn *c, const char *sql, int nparams, const char *const *params,
                 PGresult **res, char *err, size_t errlen);
 
+/* On a connection that ran LISTEN channel: waits up to timeout_ms for
+ * input, and sets *got to the notifications on channel that arrived (0 on
+ * a timeout).  PGC_OK, or PGC_DOWN (with err) when the connection is gone
+ * (closed: the caller reconnects, LISTENs again and catches up, since
+ * notifications sent meanwhile are lost). */
+int pgconn_wait_notify(struct pgconn *c, const char *channel, int timeout_ms, int *got, char *err,
+                       size_t errlen);
+
 /* The SQLSTATE of the last PGC_SQL ("" if none): 40001, 23505, ... */
 const char *pgconn_sqlstate(const struct pgconn *c);
 

@@ -144,6 +144,24 @@ static const char *const migrations[PGLEDGER_SCHEMA_VERSION] = {
     "CREATE INDEX requests_model_id ON requests(model, id);"
     "CREATE INDEX requests_instance_id ON requests(instance, id);"
     "CREATE INDEX requests_started_id ON requests(started_ms, id);",
+    /* 4: the managed clients (managed.h), SQLite's columns; key hashes only. */
+    "CREATE TABLE clients ("
+    " name text PRIMARY KEY,"
+    " key_sha256 bytea,"
+    " old_key_sha256 bytea,"
+    " old_key_until_ms bigint,"
+    " admin integer NOT NULL DEFAULT 0,"
+    " models text NOT NULL DEFAULT '[]',"
+    " rpm bigint NOT NULL DEFAULT 0,"
+    " tpm bigint NOT NULL DEFAULT 0,"
+    " max_concurrent integer NOT NULL DEFAULT 0,"
+    " budget_day_pusd bigint NOT NULL DEFAULT 0,"
+    " budget_month_pusd bigint NOT NULL DEFAULT 0,"
+    " expires_ms bigint,"
+    " defaults text NOT NULL DEFAULT '{}',"
+    " created_ms bigint NOT NULL,"
+    " updated_ms bigint NOT NULL,"
+    " revoked_ms bigint);",
 };
 
 #define NCOLS 27

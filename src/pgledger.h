@@ -16,7 +16,8 @@
  *
  * Table requests: the SQLite ledger's columns (ledger.h) plus id bigserial,
  * row_key (UNIQUE) and instance; "user" is quoted (a keyword here).
- * Table budgets and budget_leases: see lease.h.
+ * Table budgets and budget_leases: see lease.h.  Table clients (version 4):
+ * managed.h.
  * Tables rollup_hour and rollup_day (version 3): the console's sums per UTC
  * hour (day), instance, client, model ('' = none) and cost source, kept by
  * triggers on requests in the writer's own transaction (console_pg.h). */
@@ -30,7 +31,7 @@
 #include "pgconn.h"
 
 /* The newest schema version this build knows. */
-#define PGLEDGER_SCHEMA_VERSION 3
+#define PGLEDGER_SCHEMA_VERSION 4
 
 /* Rows per INSERT statement: 27 parameters each, under libpq's 65535. */
 #define PGLEDGER_CHUNK 500

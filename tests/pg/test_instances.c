@@ -412,7 +412,7 @@ START_TEST(test_start_race_one_schema)
         int applied = 0, found = 0;
         for (int i = 0; i < NINST; i++) {
             ck_assert(h_log_wait(&orp[i], "postgresql schema at version 3", 100));
-            applied += h_log_wait(&orp[i], "(3 migrations applied here)", 10);
+            applied += h_log_wait(&orp[i], "(4 migrations applied here)", 10);
             found += h_log_wait(&orp[i], "(0 migrations applied here)", 10);
         }
         ck_assert_int_eq(applied, 1); /* one instance migrated, the others found it done */
