@@ -34,6 +34,7 @@
 #include <unistd.h>
 
 #include "access.h"
+#include "ledger_pg.h"
 #include "log.h"
 #include "pricing.h"
 #include "util.h"
@@ -66,7 +67,6 @@ static struct {
     CURL *easy;              /* the thread's */
     char **seen;             /* the thread's: rows known to be in alerts_sent */
     size_t n_seen;
-    char instance[256];      /* this host's name, in every alert */
 } A = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
 
 /* ---- formatting ---- */
@@ -109,6 +109,13 @@ static void describe(const struct alert *a, char *buf, size_t n)
         snprintf(buf, n, "%s: its key expires on %s", who, a->period);
         return;
     }
+    if (strcmp(a->budget, "spool") == 0) {
+        snprintf(buf, n,
+                 "the PostgreSQL ledger is unreachable: %lld bytes of rows wait in the local spool "
+                 "(past %d KiB on %s); they replay when it is back",
+                 (long long)a->spent_pusd, a->threshold, a->period);
+        return;
+    }
     pricing_format_usd(a->spent_pusd, spent, sizeof spent);
     pricing_format_usd(a->limit_pusd, limit, sizeof limit);
     snprintf(buf, n, "%s %s budget for %s reached %d%% ($%s of $%s)", who, a->budget, a->period,
@@ -136,7 +143,7 @@ static char *alert_body(const struct alert *a, int slack, const char *instance)
 {
     cJSON *o = cJSON_CreateObject();
     char at[32], usd[PRICING_USD_BUFSZ], *out;
-    int expiry = strcmp(a->budget, "expiry") == 0;
+    int expiry = strcmp(a->budget, "expiry") == 0, spool = strcmp(a->budget, "spool") == 0;
 
     if (o == NULL)
         return NULL;
@@ -148,6 +155,13 @@ static char *alert_body(const struct alert *a, int slack, const char *instance)
                  expiry ? "; rotate it before then" : "");
         slack_escape(text, esc, sizeof esc);
         cJSON_AddStringToObject(o, "text", esc);
+    } else if (spool) {
+        cJSON_AddStringToObject(o, "type", "spool");
+        cJSON_AddStringToObject(o, "period", a->period);
+        cJSON_AddNumberToObject(o, "threshold_kib", a->threshold);
+        cJSON_AddNumberToObject(o, "spool_bytes", (double)a->spent_pusd);
+        cJSON_AddStringToObject(o, "instance", instance);
+        cJSON_AddStringToObject(o, "at", at);
     } else {
         cJSON_AddStringToObject(o, "type", expiry ? "expiry" : "budget");
         if (a->client[0] != '\0')
@@ -290,28 +304,46 @@ static void check_budgets(const struct orp_config *cfg, int64_t now)
     free(b);
 }
 
-/* Managed clients (the ledger's clients table) whose key expires within 7 days. */
-static void check_expiry(int64_t now)
+/* Clients whose key expires within 7 days: the clients of the config in
+ * use, which holds the managed ones whichever store they live in (the
+ * SQLite ledger, or PostgreSQL shared by several instances); a revoked
+ * client is not in it. */
+static void check_expiry(const struct orp_config *cfg, int64_t now)
 {
-    static const char sql[] = "SELECT name, expires_ms FROM clients WHERE revoked_ms IS NULL"
-                              " AND expires_ms > ?1 AND expires_ms <= ?2";
-    sqlite3_stmt *st = NULL;
-
-    if (sqlite3_prepare_v2(A.db, sql, -1, &st, NULL) != SQLITE_OK) {
-        log_debug("alerts: no key expiries: %s", sqlite3_errmsg(A.db));
-        return;
-    }
-    sqlite3_bind_int64(st, 1, now);
-    sqlite3_bind_int64(st, 2, now + EXPIRY_WARN_MS);
-    while (sqlite3_step(st) == SQLITE_ROW) {
+    for (int i = 0; i < cfg->n_clients; i++) {
+        const struct orp_client *c = &cfg->clients[i];
         struct alert a = {.crossed_ms = now};
-        const unsigned char *name = sqlite3_column_text(st, 0);
-        snprintf(a.client, sizeof a.client, "%s", name ? (const char *)name : "");
+
+        if (c->expires_ms <= now || c->expires_ms > now + EXPIRY_WARN_MS)
+            continue;
+        snprintf(a.client, sizeof a.client, "%s", c->name);
         snprintf(a.budget, sizeof a.budget, "expiry");
-        fmt_utc(sqlite3_column_int64(st, 1), "%Y-%m-%d", a.period, sizeof a.period);
+        fmt_utc(c->expires_ms, "%Y-%m-%d", a.period, sizeof a.period);
         record(&a);
     }
-    sqlite3_finalize(st);
+}
+
+/* The PostgreSQL ledger's spool (rows waiting while the database is
+ * unreachable) growing past 64 KiB, 1 MiB, 16 MiB and 256 MiB: once per
+ * size and UTC day.  The row keeps the size in spent_pusd (bytes, not
+ * dollars) and the threshold in KiB. */
+static void check_spool(int64_t now)
+{
+    static const int kib[] = {64, 1024, 16384, 262144};
+    struct ledgerpg_stats ps;
+    struct alert a = {.crossed_ms = now};
+
+    ledgerpg_get_stats(&ps);
+    if (!ps.enabled)
+        return;
+    snprintf(a.budget, sizeof a.budget, "spool");
+    fmt_utc(now, "%Y-%m-%d", a.period, sizeof a.period);
+    a.spent_pusd = (int64_t)ps.spool_bytes;
+    for (size_t i = 0; i < sizeof kib / sizeof kib[0] && ps.spool_bytes >= (uint64_t)kib[i] * 1024; i++) {
+        a.threshold = kib[i];
+        a.limit_pusd = (int64_t)kib[i] * 1024;
+        record(&a);
+    }
 }
 
 /* Up to max undelivered rows, oldest first.  Returns how many. */
@@ -439,8 +471,11 @@ static int64_t backoff_ms(int fails)
 static int deliver(const struct orp_config *cfg, const struct alert *a, const char *host)
 {
     char why[CURL_ERROR_SIZE + 32] = "", what[512];
-    char *body = alert_body(a, strcmp(cfg->alerts_format, "slack") == 0, A.instance);
+    char instance[256], *body;
     long status;
+
+    util_instance_name(cfg->instance_name, cfg->listen_port, instance, sizeof instance);
+    body = alert_body(a, strcmp(cfg->alerts_format, "slack") == 0, instance);
 
     if (body == NULL)
         return -1;
@@ -501,7 +536,8 @@ static void pass(const struct orp_config *cfg)
     if (cfg->alerts_webhook_url[0] == '\0' || open_db(cfg) < 0)
         return;
     check_budgets(cfg, now);
-    check_expiry(now);
+    check_expiry(cfg, now);
+    check_spool(now);
     deliver_pending(cfg, now);
 }
 
@@ -538,9 +574,6 @@ static void *alerts_main(void *arg)
 
 int alerts_start(struct orp_config *cfg)
 {
-    if (gethostname(A.instance, sizeof A.instance) < 0 || A.instance[0] == '\0')
-        snprintf(A.instance, sizeof A.instance, "orproxy");
-    A.instance[sizeof A.instance - 1] = '\0';
     A.cfg = config_hold(cfg);
     A.fails = 0;
     A.next_try_ms = 0;

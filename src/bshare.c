@@ -477,7 +477,7 @@ static void *bs_main(void *arg)
 
 int bshare_start(struct orp_config *cfg, char *err, size_t errlen)
 {
-    char app[160], host[96] = "localhost";
+    char app[160];
     struct pgconn_opts o = {0};
 
     if (strcmp(cfg->ledger_backend, "postgresql") != 0)
@@ -486,14 +486,7 @@ int bshare_start(struct orp_config *cfg, char *err, size_t errlen)
         util_set_err(err, errlen, "ledger.backend = \"postgresql\" needs ledger.postgresql_url");
         return -1;
     }
-    if (cfg->instance_name[0] != '\0') {
-        snprintf(B.instance, sizeof B.instance, "%s", cfg->instance_name);
-    } else {
-        /* The same default as the ledger's (ledger_pg.c). */
-        if (gethostname(host, sizeof host - 1) < 0 || host[0] == '\0')
-            snprintf(host, sizeof host, "orproxy");
-        snprintf(B.instance, sizeof B.instance, "%s:%d", host, cfg->listen_port);
-    }
+    util_instance_name(cfg->instance_name, cfg->listen_port, B.instance, sizeof B.instance);
     snprintf(app, sizeof app, "orproxy budgets %s", B.instance);
     o.url = cfg->ledger_postgresql_url;
     o.password_file = cfg->ledger_postgresql_password_file;

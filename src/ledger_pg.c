@@ -339,16 +339,7 @@ static int open_spool(const struct orp_config *cfg, char *err, size_t errlen)
 /* instance.name, or hostname:listen.port. */
 static void instance_name(const struct orp_config *cfg)
 {
-    char host[200] = "";
-
-    if (cfg->instance_name[0] != '\0') {
-        snprintf(P.instance, sizeof P.instance, "%s", cfg->instance_name);
-        return;
-    }
-    if (gethostname(host, sizeof host) < 0 || host[0] == '\0')
-        snprintf(host, sizeof host, "orproxy");
-    host[sizeof host - 1] = '\0';
-    snprintf(P.instance, sizeof P.instance, "%s:%d", host, cfg->listen_port);
+    util_instance_name(cfg->instance_name, cfg->listen_port, P.instance, sizeof P.instance);
 }
 
 int ledgerpg_open(const struct orp_config *cfg, char *err, size_t errlen)

@@ -3,6 +3,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <unistd.h>
 
 int64_t util_wall_ms(void)
 {
@@ -45,4 +46,17 @@ void util_set_err(char *err, size_t errlen, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(err, errlen, fmt, ap);
     va_end(ap);
+}
+
+void util_instance_name(const char *configured, int port, char *buf, size_t n)
+{
+    char host[200] = "";
+
+    if (configured != NULL && configured[0] != '\0') {
+        snprintf(buf, n, "%s", configured);
+        return;
+    }
+    if (gethostname(host, sizeof host - 1) < 0 || host[0] == '\0')
+        snprintf(host, sizeof host, "orproxy");
+    snprintf(buf, n, "%s:%d", host, port);
 }

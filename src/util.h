@@ -25,4 +25,8 @@ struct timespec util_wall_after_ms(int64_t ms);
 void util_set_err(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* This instance's name for ledger rows, leases and alerts: configured (the
+ * instance.name setting) when not "", else "hostname:port". */
+void util_instance_name(const char *configured, int port, char *buf, size_t n);
+
 #endif

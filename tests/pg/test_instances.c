@@ -335,6 +335,56 @@ START_TEST(test_outage_mid_load)
 }
 END_TEST
 
+/* The spool growing past 64 KiB while PostgreSQL is down is alerted (the
+ * webhook here is the fake, which records every request it gets), once
+ * per size and day: the alerts_sent row in the instance's own ledger. */
+START_TEST(test_spool_growth_alerts)
+{
+    const char *url = pgt_fresh_db("orp_spool_alert");
+    char conf[3072], u[512], path[600], *v;
+    int found = 0;
+    double end;
+
+    snprintf(u, sizeof u, "%s", url);
+    snprintf(conf, sizeof conf, "%salerts = { webhook_url = \"http://127.0.0.1:%d/hooks/spool\"; };\n",
+             conf_for(u, 0), fake.port);
+    ck_assert_int_eq(h_orproxy_start(&orp[0], conf, env_key), 0);
+    server("stop");
+    send_load("spool", 0, 200, 1); /* about 500 bytes a row: over 64 KiB */
+    ck_assert_int_ge(wait_metric(0, "orproxy_ledger_spool_bytes", 1, 5000), 65536);
+    end = h_now() + 10;
+    while (!found && h_now() < end) {
+        cJSON *recs = h_fake_requests(fake.port), *rec;
+        cJSON_ArrayForEach(rec, recs)
+        {
+            cJSON *b;
+            if (strcmp(cJSON_GetObjectItem(rec, "path")->valuestring, "/hooks/spool") != 0)
+                continue;
+            b = cJSON_Parse(cJSON_GetObjectItem(rec, "body")->valuestring);
+            ck_assert_ptr_nonnull(b);
+            ck_assert_str_eq(cJSON_GetObjectItem(b, "type")->valuestring, "spool");
+            ck_assert_int_eq(cJSON_GetObjectItem(b, "threshold_kib")->valueint, 64);
+            ck_assert(cJSON_GetObjectItem(b, "spool_bytes")->valuedouble >= 65536);
+            ck_assert_str_eq(cJSON_GetObjectItem(b, "instance")->valuestring, "inst-0");
+            cJSON_Delete(b);
+            found = 1;
+        }
+        cJSON_Delete(recs);
+        if (!found)
+            usleep(100 * 1000);
+    }
+    ck_assert_msg(found, "no spool alert reached the webhook");
+    snprintf(path, sizeof path, "%s/state/usage.db", orp[0].dir);
+    v = h_db_value(path, "SELECT count(*) FROM alerts_sent WHERE budget = 'spool' AND threshold = 64", 2000);
+    ck_assert_str_eq(v, "1");
+    free(v);
+    server("resume");
+    ck_assert_int_eq(wait_metric(0, "orproxy_ledger_spool_bytes", 0, 10000), 0);
+    ck_assert_int_eq(h_proc_stop(&orp[0], SIGTERM, 20000), 0);
+    assert_db_matches_fake(u, 200);
+}
+END_TEST
+
 START_TEST(test_sigterm_while_down_replays_at_next_start)
 {
     const char *url = pgt_fresh_db("orp_down");
@@ -632,6 +682,7 @@ int main(void)
     tcase_add_test(tc, test_three_instances_one_database);
     tcase_add_test(tc, test_outage_mid_load);
     tcase_add_test(tc, test_sigterm_while_down_replays_at_next_start);
+    tcase_add_test(tc, test_spool_growth_alerts);
     tcase_add_test(tc, test_refused_row_dropped_alone);
     tcase_add_test(tc, test_reconciled_cost_reaches_postgresql);
     tcase_add_test(tc, test_long_spool_replays_in_turns_while_serving);
