@@ -77,6 +77,10 @@ static const char *const migrations[PGLEDGER_SCHEMA_VERSION] = {
     " PRIMARY KEY (scope, period, period_key, instance),"
     " FOREIGN KEY (scope, period, period_key) REFERENCES budgets ON DELETE CASCADE);"
     "CREATE INDEX budget_leases_expiry ON budget_leases(expires_at);",
+    /* 3: limits.shared: rate and concurrency limits in the same rows (lease.h). */
+    "ALTER TABLE budgets DROP CONSTRAINT budgets_period_check;"
+    "ALTER TABLE budgets ADD CONSTRAINT budgets_period_check"
+    " CHECK (period IN ('day', 'month', 'rpm', 'tpm', 'concurrent'));",
 };
 
 #define NCOLS 27

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "pgledger.h"
 #include "pgtest.h"
 #include "spool.h"
 
@@ -402,16 +403,20 @@ START_TEST(test_start_race_one_schema)
         ck_assert_int_eq(h_orproxy_spawn(&orp[i], conf_for(u, i), env_key), 0);
     for (int i = 0; i < NINST; i++)
         ck_assert_int_eq(h_orproxy_ready(&orp[i]), 0);
-    ck_assert_int_eq(db_int(u, "SELECT count(*) FROM orp_schema"), 2);
-    ck_assert_int_eq(db_int(u, "SELECT count(DISTINCT version) FROM orp_schema"), 2);
+    ck_assert_int_eq(db_int(u, "SELECT count(*) FROM orp_schema"), PGLEDGER_SCHEMA_VERSION);
+    ck_assert_int_eq(db_int(u, "SELECT count(DISTINCT version) FROM orp_schema"),
+                     PGLEDGER_SCHEMA_VERSION);
     send_load("race", 0, 30, NINST);
     stop_all(NINST);
     assert_db_matches_fake(u, 30);
     {
         int applied = 0, found = 0;
         for (int i = 0; i < NINST; i++) {
-            ck_assert(h_log_wait(&orp[i], "postgresql schema at version 2", 100));
-            applied += h_log_wait(&orp[i], "(2 migrations applied here)", 10);
+            char ver[64], want[64];
+            snprintf(ver, sizeof ver, "postgresql schema at version %d", PGLEDGER_SCHEMA_VERSION);
+            snprintf(want, sizeof want, "(%d migrations applied here)", PGLEDGER_SCHEMA_VERSION);
+            ck_assert(h_log_wait(&orp[i], ver, 100));
+            applied += h_log_wait(&orp[i], want, 10);
             found += h_log_wait(&orp[i], "(0 migrations applied here)", 10);
         }
         ck_assert_int_eq(applied, 1); /* one instance migrated, the others found it done */
