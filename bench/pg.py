@@ -42,7 +42,7 @@ import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from run import free_port, wait_port  # noqa: E402  (bench/run.py, the main benchmark)
+from run import free_port, stop_procs, wait_port, wrk_result  # noqa: E402  (bench/run.py)
 
 PGSERVER = os.path.join(HERE, "..", "tests", "pg", "pgserver.sh")
 BACKENDS = ("sqlite", "postgresql")
@@ -146,18 +146,7 @@ class PgBench:
         return rcs
 
     def stop(self):
-        for p in reversed(self.procs):
-            if p.poll() is None:
-                try:
-                    os.killpg(p.pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
-        for p in self.procs:
-            try:
-                p.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(p.pid, signal.SIGKILL)
-                p.wait()
+        stop_procs(self.procs)
         subprocess.run(["bash", PGSERVER, "destroy", self.pgdir], timeout=60,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
@@ -194,17 +183,6 @@ class PgBench:
                 "http://127.0.0.1:%d/v1/chat/completions" % self.ports[name]]
         return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
 
-    @staticmethod
-    def wrk_result(p, seconds):
-        out = p.communicate(timeout=seconds + 30)[0]
-        for line in out.splitlines():
-            if line.startswith("BENCHJSON "):
-                r = json.loads(line[len("BENCHJSON "):])
-                r["rps"] = r["requests"] / (r["duration_us"] / 1e6)
-                r["errors"] = (r["connect_errors"] + r["read_errors"] + r["write_errors"]
-                               + r["timeouts"] + r["non2xx"])
-                return r
-        raise RuntimeError("wrk printed no result: %s" % out[-500:])
 
     def load(self, backend, conns, seconds):
         """conns connections: all on instance a when 1, else split over a and b.
@@ -212,7 +190,7 @@ class PgBench:
         p50 the mean of the two (equal loads), p99 the worse."""
         names = ["%s-a" % backend] if conns == 1 else ["%s-a" % backend, "%s-b" % backend]
         ps = [self.wrk_start(n, conns // len(names), seconds) for n in names]
-        rs = [self.wrk_result(p, seconds) for p in ps]
+        rs = [wrk_result(p.communicate(timeout=seconds + 30)[0], n) for p, n in zip(ps, names)]
         return {"requests": sum(r["requests"] for r in rs), "errors": sum(r["errors"] for r in rs),
                 "rps": sum(r["rps"] for r in rs),
                 "p50_us": statistics.mean(r["p50_us"] for r in rs),

@@ -246,6 +246,29 @@ static void release_scope(struct state *st, int64_t now, long long est_tokens, l
     limits_budget_settle(&st->month, now, est_pusd, cost);
 }
 
+/* Who a shared limit or budget belongs to, for a denial's message. */
+static void shared_who(const struct orp_config *cfg, int client, int of_client, char *who, size_t n)
+{
+    if (of_client)
+        snprintf(who, n, "client '%s'", cfg->clients[client].name);
+    else
+        snprintf(who, n, "all clients together");
+}
+
+/* 503 with Retry-After 5: what (of who) cannot be checked, the database
+ * that shares it (db: "budget" or "limits") being unreachable. */
+static void shared_unavailable(struct access_denial *d, const char *code, const char *what,
+                               const char *who, const char *db)
+{
+    d->status = 503;
+    d->code = code;
+    d->retry_after_s = 5;
+    snprintf(d->message, sizeof d->message,
+             "the %s of %.80s cannot be checked: the shared %s database is unreachable; retry "
+             "shortly",
+             what, who, db);
+}
+
 /* The denial for a shared rate or concurrency limit (limits.shared): which
  * is 4 client rpm, 5 client tpm, 6 client max_concurrent, 7 to 9 the same
  * of all traffic (bshare.h). */
@@ -257,18 +280,13 @@ static void shared_limit_denial(const struct orp_config *cfg, int client, int wh
     int64_t now = util_wall_ms();
     char who[96];
 
-    if (which < 7)
-        snprintf(who, sizeof who, "client '%s'", cfg->clients[client].name);
-    else
-        snprintf(who, sizeof who, "all clients together");
+    shared_who(cfg, client, which < 7, who, sizeof who);
     if (v == BSHARE_UNAVAILABLE) {
-        d->status = 503;
-        d->code = "limit_unavailable";
-        d->retry_after_s = 5;
-        snprintf(d->message, sizeof d->message,
-                 "the shared %s limit of %.80s cannot be checked: the shared limits database is "
-                 "unreachable; retry shortly",
-                 kind == 0 ? "rpm" : kind == 1 ? "tpm" : "max_concurrent", who);
+        shared_unavailable(d, "limit_unavailable",
+                           kind == 0   ? "shared rpm limit"
+                           : kind == 1 ? "shared tpm limit"
+                                       : "shared max_concurrent limit",
+                           who, "limits");
         return;
     }
     d->status = 429;
@@ -303,19 +321,11 @@ static void shared_denial(const struct orp_config *cfg, int client, int which,
     int64_t now = util_wall_ms(), reset = limits_period_next(now, daily ? LIMITS_DAY : LIMITS_MONTH);
     char who[96], when[32], lim_s[40];
 
-    if (which < 2)
-        snprintf(who, sizeof who, "client '%s'", cfg->clients[client].name);
-    else
-        snprintf(who, sizeof who, "all clients together");
+    shared_who(cfg, client, which < 2, who, sizeof who);
     pricing_format_usd(daily ? lim->budget_day_pusd : lim->budget_month_pusd, lim_s, sizeof lim_s);
     if (v == BSHARE_UNAVAILABLE) {
-        d->status = 503;
-        d->code = "budget_unavailable";
-        d->retry_after_s = 5;
-        snprintf(d->message, sizeof d->message,
-                 "the %s budget of %.80s cannot be checked: the shared budget database is "
-                 "unreachable; retry shortly",
-                 daily ? "daily" : "monthly", who);
+        shared_unavailable(d, "budget_unavailable", daily ? "daily budget" : "monthly budget", who,
+                           "budget");
         return;
     }
     fmt_reset(reset, when, sizeof when);

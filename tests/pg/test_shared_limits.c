@@ -56,10 +56,11 @@ static void stop_all(void)
 
 static const char *chat(int hang_ms)
 {
-    static __thread char body[256];
+    static __thread char body[384];
     snprintf(body, sizeof body,
              "{\"model\":\"openai/gpt-4o-mini\",\"max_tokens\":10,\"messages\":[{\"role\":"
-             "\"user\",\"content\":\"hi\"}],\"fake\":{\"tag\":\"s\",\"hang_ms\":%d}}",
+             "\"user\",\"content\":\"hi\"}],\"fake\":{\"tag\":\"s\",\"hang_ms\":%d,\"usage\":"
+             "{\"prompt_tokens\":12,\"completion_tokens\":8,\"total_tokens\":20}}}",
              hang_ms);
     return body;
 }
@@ -129,6 +130,13 @@ static int fake_peak(void)
     return peak;
 }
 
+/* The windows are fixed UTC minutes: start a test with 15 s of one to spare. */
+static void wait_minute_start(void)
+{
+    while (time(NULL) % 60 > 45)
+        sleep(1);
+}
+
 /* 60 requests at once over 3 instances with rpm = 30 for all traffic,
  * shared: at most 30 are admitted in the minute (some headroom may sit
  * unused on another instance: at most an eighth of the limit each), the
@@ -141,9 +149,7 @@ START_TEST(test_rpm_shared_across_three_instances)
     int ok, reached;
 
     start_all(url, "rpm = 30; shared = true;");
-    /* One UTC minute: the windows are fixed minutes, so start with 15 s to spare. */
-    while (time(NULL) % 60 > 45)
-        sleep(1);
+    wait_minute_start();
     ok = burst(60, 0, "rate_limit_rpm");
     reached = h_fake_count(fake.port, "s");
     fprintf(stderr, "rpm 30 shared, 60 requests over 3 instances: %d admitted, %d refused\n", ok,
@@ -164,6 +170,33 @@ START_TEST(test_rpm_shared_across_three_instances)
     ck_assert_int_eq(pgt_int(c, "SELECT limit_pusd FROM budgets WHERE period = 'rpm'"), 30);
     ck_assert_int_eq(pgt_int(c, "SELECT COALESCE(sum(leased_pusd), 0) FROM budgets"), 0);
     ck_assert_int_eq(pgt_int(c, "SELECT COALESCE(sum(leased_pusd), 0) FROM budget_leases"), 0);
+    pgconn_free(c);
+}
+END_TEST
+
+/* tpm = 480 for all traffic, shared, 60 requests at once over 3 instances:
+ * each reserves its estimate (body bytes / 4 + max_tokens, about 70) and
+ * settles the 20 tokens the fake is told to report, so the tokens recorded in the
+ * minute's row are exactly 20 per admitted request and never above 480
+ * (the real use is below the estimate); the rest get 429 rate_limit_tpm. */
+START_TEST(test_tpm_shared_across_three_instances)
+{
+    const char *url;
+    struct pgconn *c = pgt_migrated("orp_lim_tpm", &url);
+    int ok;
+
+    start_all(url, "tpm = 480; shared = true;");
+    wait_minute_start();
+    ok = burst(60, 0, "rate_limit_tpm");
+    fprintf(stderr, "tpm 480 shared, 60 requests over 3 instances: %d admitted, %d refused\n", ok,
+            60 - ok);
+    ck_assert_int_le(ok * 20, 480);
+    ck_assert_int_ge(ok, 3);
+    ck_assert_int_eq(h_fake_count(fake.port, "s"), ok);
+    stop_all();
+    ck_assert_int_eq(pgt_int(c, "SELECT count(*) FROM budgets WHERE period = 'tpm'"), 1);
+    ck_assert_int_eq(pgt_int(c, "SELECT spent_pusd FROM budgets WHERE period = 'tpm'"), ok * 20);
+    ck_assert_int_eq(pgt_int(c, "SELECT COALESCE(sum(leased_pusd), 0) FROM budgets"), 0);
     pgconn_free(c);
 }
 END_TEST
@@ -205,6 +238,7 @@ static Suite *suite(void)
     TCase *tc = tcase_create("pg");
     tcase_set_timeout(tc, 100);
     tcase_add_test(tc, test_rpm_shared_across_three_instances);
+    tcase_add_test(tc, test_tpm_shared_across_three_instances);
     tcase_add_test(tc, test_max_concurrent_shared_across_three_instances);
     suite_add_tcase(s, tc);
     return s;
