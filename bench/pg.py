@@ -12,7 +12,10 @@ SQLite pair counts them locally.
 Then, round by round, SQLite and PostgreSQL interleaved (so a busy machine slows
 both alike), wrk with bench/chat.lua measures:
   - c=1: one connection to the pair's first instance;
-  - c=64: two wrk processes of 32 connections, one on each instance of the pair.
+  - c=64: two wrk processes of 32 connections, one on each instance of the pair,
+    after 1 s of unmeasured load on both (the steady state: an instance idle for
+    3 s has given its leased headroom back, and a burst's first requests wait for
+    a lease).
 The table gives PostgreSQL's figures as ratios of SQLite's measured in the same
 rounds (a ratio of 1.00 is no added latency), and the database's queries per
 request two ways:
@@ -171,10 +174,12 @@ class PgBench:
         return int(m.group(1)) if m else None
 
     def budget_statements(self, name):
-        """The budgets thread's count, from its log line at shutdown."""
+        """The budgets thread's statements and the requests that waited for a lease,
+        from its log line at shutdown."""
         with open(os.path.join(self.root, name + ".log")) as f:
-            m = re.findall(r"budgets: \d+ shared reservations, (\d+) database statements", f.read())
-        return int(m[-1]) if m else None
+            m = re.findall(r"budgets: \d+ shared reservations, (\d+) database statements, "
+                           r"(\d+) waits", f.read())
+        return (int(m[-1][0]), int(m[-1][1])) if m else (None, None)
 
     # ---- load --------------------------------------------------------------
     def wrk_start(self, name, conns, seconds):
@@ -209,6 +214,8 @@ def run(b, a):
     for rnd in range(a.rounds):
         for c in (1, 64):
             for backend in BACKENDS:
+                if c > 1:  # the pair's second instance idled through c=1: steady state first
+                    requests[backend] += b.load(backend, 8, 1)["requests"]
                 r = b.load(backend, c, a.duration)
                 runs[c][backend].append(r)
                 requests[backend] += r["requests"]
@@ -227,12 +234,13 @@ def run(b, a):
     pgs = ["postgresql-a", "postgresql-b"]
     ledger_stmts = sum(b.metric(n, "orproxy_ledger_postgresql_statements_total") or 0 for n in pgs)
     res["exit"] = b.stop_procs(pgs)
-    budget_stmts = [b.budget_statements(n) for n in pgs]
+    budget = [b.budget_statements(n) for n in pgs]
+    budget_stmts, waits = [x[0] for x in budget], [x[1] for x in budget]
     time.sleep(1.0)  # the backends' statistics are flushed as they exit
     xacts = b.pg_xacts() - b.xact0
     n = requests["postgresql"]
     res["queries"] = {"requests": n, "server_xacts": xacts, "ledger_statements": ledger_stmts,
-                      "budget_statements": budget_stmts,
+                      "budget_statements": budget_stmts, "lease_waits": waits,
                       "server_per_request": xacts / n if n else None,
                       "orproxy_per_request": (ledger_stmts + sum(x or 0 for x in budget_stmts)) / n
                       if n else None}
@@ -259,6 +267,8 @@ def table(res):
     rows.append(["statements per request (orproxy: ledger + budgets)", "", "%.4f (%d + %s)" %
                  (q["orproxy_per_request"] or 0, q["ledger_statements"],
                   " + ".join(str(x) for x in q["budget_statements"])), ""])
+    rows.append(["requests that waited for a lease", "", " + ".join(
+        str(x) for x in q["lease_waits"]), "(a burst's first)"])
     w = [max(len(r[i]) for r in rows) for i in range(4)]
     fmt = lambda r: "| " + " | ".join(r[i].ljust(w[i]) for i in range(4)) + " |"
     return "\n".join([fmt(rows[0]), "|" + "|".join("-" * (x + 2) for x in w) + "|"] +
