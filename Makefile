@@ -122,7 +122,8 @@ test-e2e: $(BUILD)/orproxy $(FAKE) $(E2E)
 
 # PostgreSQL (issue 14 groundwork): a throwaway server on a loopback port, started as
 # nobody when run as root, removed at the end (tests/pg/run.sh, pgserver.sh). Part of
-# make check, plain (about 15 s) and in check-san (about 35 s); the postgresql package
+# make check, plain (about 15 s, up to 30 s more when test_shared_limits starts late in a UTC
+# minute and waits for the next) and in check-san (about 35 s); the postgresql package
 # comes with deps-test.
 .PHONY: test-pg
 test-pg: $(BUILD)/orproxy $(FAKE) $(PG_TESTS)
