@@ -122,7 +122,8 @@ test-e2e: $(BUILD)/orproxy $(FAKE) $(E2E)
 
 # PostgreSQL (issue 14 groundwork): a throwaway server on a loopback port, started as
 # nobody when run as root, removed at the end (tests/pg/run.sh, pgserver.sh). Part of
-# make check, plain (about 15 s) and in check-san (about 35 s); the postgresql package
+# make check, plain (about 15 s, up to 30 s more when test_shared_limits starts late in a UTC
+# minute and waits for the next) and in check-san (about 35 s); the postgresql package
 # comes with deps-test.
 .PHONY: test-pg
 test-pg: $(BUILD)/orproxy $(FAKE) $(PG_TESTS)
@@ -201,6 +202,15 @@ bench: deps-bench
 
 bench-smoke: $(BUILD)/orproxy $(BENCH_TOOLS)
 	$(BENCH_RUN) --smoke --out $(BUILD)/bench/smoke.json
+
+# bench-pg: two orproxy instances on one throwaway PostgreSQL (tests/pg/pgserver.sh) against
+# two on SQLite, interleaved rounds: the PostgreSQL backend's added latency at c=1 and c=64 as
+# ratios, and the database's queries per request (bench/pg.py, bench/README.md). About 2
+# minutes; BENCH_PG_ARGS=--smoke is the few-second run that proves it works.
+.PHONY: bench-pg
+bench-pg: $(BUILD)/orproxy $(BUILD)/bench/fakeup
+	python3 bench/pg.py --orproxy $(BUILD)/orproxy --fakeup $(BUILD)/bench/fakeup \
+	  --workdir $(BUILD)/bench --out $(BUILD)/bench/pg.json $(BENCH_PG_ARGS)
 
 # The official OpenAI Node SDK against orproxy (npm registry package).
 test-sdk: $(BUILD)/orproxy $(FAKE)

@@ -99,6 +99,36 @@ def group_uss(pid):
     return sum(uss(p) for p in [pid] + children(pid))
 
 
+def stop_procs(procs):
+    """SIGTERM every process group still running (newest first), then wait for each,
+    SIGKILL after 15 s."""
+    for p in reversed(procs):
+        if p.poll() is None:
+            try:
+                os.killpg(p.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+    for p in procs:
+        try:
+            p.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+
+
+def wrk_result(out, what):
+    """The BENCHJSON line bench/chat.lua prints at the end of a wrk run, with req/s
+    and the errors of every kind summed."""
+    for line in out.splitlines():
+        if line.startswith("BENCHJSON "):
+            r = json.loads(line[len("BENCHJSON "):])
+            r["rps"] = r["requests"] / (r["duration_us"] / 1e6)
+            r["errors"] = (r["connect_errors"] + r["read_errors"] + r["write_errors"]
+                           + r["timeouts"] + r["non2xx"])
+            return r
+    raise RuntimeError("wrk printed no result for %s: %s" % (what, out[-500:]))
+
+
 def make_ca(d):
     """A throwaway CA and a certificate for IP 127.0.0.1 it signed (EC P-256, 2 days),
     in d: ca.pem, server.pem, server.key."""
@@ -225,18 +255,7 @@ class Bench:
         wait_port(op, self.orp[name])
 
     def stop(self):
-        for p in reversed(self.procs):
-            if p.poll() is None:
-                try:
-                    os.killpg(p.pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
-        for p in self.procs:
-            try:
-                p.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(p.pid, signal.SIGKILL)
-                p.wait()
+        stop_procs(self.procs)
 
     def url(self, path):
         port = self.ports[path]
@@ -255,14 +274,7 @@ class Bench:
         argv = [self.a.wrk, "-t%d" % threads, "-c%d" % conns, "-d%ds" % seconds, "--timeout", "10s",
                 "-s", os.path.join(HERE, "chat.lua"), self.url(path)]
         out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 30).stdout
-        for line in out.splitlines():
-            if line.startswith("BENCHJSON "):
-                r = json.loads(line[len("BENCHJSON "):])
-                r["rps"] = r["requests"] / (r["duration_us"] / 1e6)
-                r["errors"] = (r["connect_errors"] + r["read_errors"] + r["write_errors"]
-                               + r["timeouts"] + r["non2xx"])
-                return r
-        raise RuntimeError("wrk printed no result for %s: %s" % (path, out[-500:]))
+        return wrk_result(out, path)
 
     def streams(self, path, conc, chunks, interval_ms, ramp=0, timeout=None):
         if timeout is None:

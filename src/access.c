@@ -172,14 +172,16 @@ static void fmt_reset(int64_t at_ms, char *buf, size_t n)
     strftime(buf, n, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
-/* Caller holds S.mu.  Checks one scope (a client, or all traffic). */
+/* Caller holds S.mu.  Checks one scope (a client, or all traffic).  With
+ * shared set (limits.shared), bshare has checked rpm, tpm and
+ * max_concurrent across instances: the local counters only count. */
 static int admit_scope(struct state *st, const struct orp_limits *lim, const char *who, int64_t now,
-                       long long est_tokens, int64_t est_pusd, struct access_denial *d)
+                       long long est_tokens, int64_t est_pusd, int shared, struct access_denial *d)
 {
     long long ra = 0;
     int64_t reset = 0;
 
-    if (lim->max_concurrent > 0 && st->concurrent >= lim->max_concurrent) {
+    if (!shared && lim->max_concurrent > 0 && st->concurrent >= lim->max_concurrent) {
         d->status = 429;
         d->code = "concurrency_limit";
         d->retry_after_s = 1;
@@ -187,7 +189,7 @@ static int admit_scope(struct state *st, const struct orp_limits *lim, const cha
                  who, st->concurrent);
         return -1;
     }
-    if (!limits_window_check(&st->rpm, now, lim->rpm, 1, &ra)) {
+    if (!limits_window_check(&st->rpm, now, shared ? 0 : lim->rpm, 1, &ra)) {
         d->status = 429;
         d->code = "rate_limit_rpm";
         d->retry_after_s = (long)ra;
@@ -195,7 +197,7 @@ static int admit_scope(struct state *st, const struct orp_limits *lim, const cha
                  who, lim->rpm);
         return -1;
     }
-    if (!limits_window_check(&st->tpm, now, lim->tpm, est_tokens, &ra)) {
+    if (!limits_window_check(&st->tpm, now, shared ? 0 : lim->tpm, est_tokens, &ra)) {
         limits_window_add(&st->rpm, now, -1); /* not admitted after all */
         d->status = 429;
         d->code = "rate_limit_tpm";
@@ -244,29 +246,86 @@ static void release_scope(struct state *st, int64_t now, long long est_tokens, l
     limits_budget_settle(&st->month, now, est_pusd, cost);
 }
 
+/* Who a shared limit or budget belongs to, for a denial's message. */
+static void shared_who(const struct orp_config *cfg, int client, int of_client, char *who, size_t n)
+{
+    if (of_client)
+        snprintf(who, n, "client '%s'", cfg->clients[client].name);
+    else
+        snprintf(who, n, "all clients together");
+}
+
+/* 503 with Retry-After 5: what (of who) cannot be checked, the database
+ * that shares it (db: "budget" or "limits") being unreachable. */
+static void shared_unavailable(struct access_denial *d, const char *code, const char *what,
+                               const char *who, const char *db)
+{
+    d->status = 503;
+    d->code = code;
+    d->retry_after_s = 5;
+    snprintf(d->message, sizeof d->message,
+             "the %s of %.80s cannot be checked: the shared %s database is unreachable; retry "
+             "shortly",
+             what, who, db);
+}
+
+/* The denial for a shared rate or concurrency limit (limits.shared): which
+ * is 4 client rpm, 5 client tpm, 6 client max_concurrent, 7 to 9 the same
+ * of all traffic (bshare.h). */
+static void shared_limit_denial(const struct orp_config *cfg, int client, int which,
+                                enum bshare_verdict v, struct access_denial *d)
+{
+    const struct orp_limits *lim = which < 7 ? &cfg->clients[client].limits : &cfg->limits;
+    int kind = (which - 4) % 3;
+    int64_t now = util_wall_ms();
+    char who[96];
+
+    shared_who(cfg, client, which < 7, who, sizeof who);
+    if (v == BSHARE_UNAVAILABLE) {
+        shared_unavailable(d, "limit_unavailable",
+                           kind == 0   ? "shared rpm limit"
+                           : kind == 1 ? "shared tpm limit"
+                                       : "shared max_concurrent limit",
+                           who, "limits");
+        return;
+    }
+    d->status = 429;
+    if (kind == 2) {
+        d->code = "concurrency_limit";
+        d->retry_after_s = 1;
+        snprintf(d->message, sizeof d->message,
+                 "%s already has %d requests in progress on all instances (max_concurrent)", who,
+                 lim->max_concurrent);
+        return;
+    }
+    /* rpm and tpm count per UTC minute across instances: the next one starts afresh. */
+    d->code = kind == 0 ? "rate_limit_rpm" : "rate_limit_tpm";
+    d->retry_after_s = (long)((60000 - now % 60000 + 999) / 1000);
+    snprintf(d->message, sizeof d->message,
+             "%s is over its limit of %lld %s per minute (all instances together)", who,
+             kind == 0 ? lim->rpm : lim->tpm, kind == 0 ? "requests" : "tokens");
+}
+
 /* The denial for a shared budget bshare_reserve did not grant: which is
- * 0 client day, 1 client month, 2 all traffic day, 3 all traffic month. */
+ * 0 client day, 1 client month, 2 all traffic day, 3 all traffic month;
+ * 4 to 9 are the shared limits' (shared_limit_denial). */
 static void shared_denial(const struct orp_config *cfg, int client, int which,
                           enum bshare_verdict v, struct access_denial *d)
 {
+    if (which >= 4) {
+        shared_limit_denial(cfg, client, which, v, d);
+        return;
+    }
     const struct orp_limits *lim = which < 2 ? &cfg->clients[client].limits : &cfg->limits;
     int daily = which % 2 == 0;
     int64_t now = util_wall_ms(), reset = limits_period_next(now, daily ? LIMITS_DAY : LIMITS_MONTH);
     char who[96], when[32], lim_s[40];
 
-    if (which < 2)
-        snprintf(who, sizeof who, "client '%s'", cfg->clients[client].name);
-    else
-        snprintf(who, sizeof who, "all clients together");
+    shared_who(cfg, client, which < 2, who, sizeof who);
     pricing_format_usd(daily ? lim->budget_day_pusd : lim->budget_month_pusd, lim_s, sizeof lim_s);
     if (v == BSHARE_UNAVAILABLE) {
-        d->status = 503;
-        d->code = "budget_unavailable";
-        d->retry_after_s = 5;
-        snprintf(d->message, sizeof d->message,
-                 "the %s budget of %.80s cannot be checked: the shared budget database is "
-                 "unreachable; retry shortly",
-                 daily ? "daily" : "monthly", who);
+        shared_unavailable(d, "budget_unavailable", daily ? "daily budget" : "monthly budget", who,
+                           "budget");
         return;
     }
     fmt_reset(reset, when, sizeof when);
@@ -291,14 +350,14 @@ int access_admit(const struct orp_config *cfg, int client, long long est_tokens,
         return admit_local(cfg, client, est_tokens, est_pusd, g, d);
     /* Shared budgets first: the only step that may wait (for the lease
      * thread, when this instance's headroom is spent), so never under S.mu. */
-    v = bshare_reserve(cfg, client, est_pusd, &h, &which);
+    v = bshare_reserve(cfg, client, est_pusd, est_tokens, &h, &which);
     if (v != BSHARE_OK) {
         memset(g, 0, sizeof *g);
         shared_denial(cfg, client, which, v, d);
         return -1;
     }
     if (admit_local(cfg, client, est_tokens, est_pusd, g, d) < 0) {
-        bshare_settle(&h, 0);
+        bshare_settle(&h, 0, 0);
         return -1;
     }
     g->share = h;
@@ -312,6 +371,7 @@ static int admit_local(const struct orp_config *cfg, int client, long long est_t
     struct state *glob, *cst = NULL;
     int64_t now = util_wall_ms();
     char who[96];
+    int shared = cfg->limits_shared && bshare_active();
 
     memset(g, 0, sizeof *g);
     g->client = client;
@@ -333,12 +393,13 @@ static int admit_local(const struct orp_config *cfg, int client, long long est_t
     }
     if (cst != NULL) {
         snprintf(who, sizeof who, "client '%s'", cfg->clients[client].name);
-        if (admit_scope(cst, lim, who, now, est_tokens, est_pusd, d) < 0) {
+        if (admit_scope(cst, lim, who, now, est_tokens, est_pusd, shared, d) < 0) {
             pthread_mutex_unlock(&S.mu);
             return -1;
         }
     }
-    if (admit_scope(glob, &cfg->limits, "this orproxy (all clients)", now, est_tokens, est_pusd, d) < 0) {
+    if (admit_scope(glob, &cfg->limits, "this orproxy (all clients)", now, est_tokens, est_pusd,
+                    shared, d) < 0) {
         if (cst != NULL) { /* undo the client's admission */
             release_scope(cst, now, est_tokens, 0, est_pusd, 0);
             limits_window_add(&cst->rpm, now, -1);
@@ -368,7 +429,7 @@ void access_release(const struct orp_config *cfg, struct access_grant *g, long l
     if ((st = state_for("")) != NULL)
         release_scope(st, now, g->tokens_est, tokens, g->reserved_pusd, cost_pusd);
     pthread_mutex_unlock(&S.mu);
-    bshare_settle(&g->share, cost_pusd);
+    bshare_settle(&g->share, cost_pusd, tokens);
 }
 
 void access_adjust_spend(const char *client, int64_t booked_ms, int64_t delta_pusd)

@@ -29,6 +29,7 @@
 #define IDLE_MS 3000        /* a row unused this long gives its free headroom back */
 #define REFUSED_TTL_MS 1000 /* a refused take is believed this long */
 #define TICK_MS 100
+#define PRUNE_AGE_MS 600000 /* rpm and tpm rows of minutes this old are deleted */
 
 struct row {
     struct lease_id id;
@@ -93,13 +94,45 @@ int bshare_active(void)
     return B.running;
 }
 
-/* Caller holds B.mu.  The rows a request of client reserves on. */
-static int rows_for(const struct orp_config *cfg, int client, int64_t now_wall, struct row **v,
-                    int *slot)
+/* Caller holds B.mu.  Adds the rows of limits.shared for one scope (slots
+ * base + 0 rpm, + 1 tpm, + 2 concurrent).  A tpm reservation is capped at
+ * the limit, so a request larger than the whole limit passes in an empty
+ * minute, as with the local window. */
+static int limit_rows(const struct orp_limits *l, const char *scope, int base, int64_t wall,
+                      int64_t tokens, struct row **v, int64_t *amt, int *slot, int n)
+{
+    if (l->rpm > 0) {
+        slot[n] = base;
+        amt[n] = 1;
+        v[n++] = row_get(scope, LEASE_RPM, wall, l->rpm, 1);
+    }
+    if (l->tpm > 0) {
+        slot[n] = base + 1;
+        amt[n] = tokens < l->tpm ? tokens : l->tpm;
+        v[n++] = row_get(scope, LEASE_TPM, wall, l->tpm, 1);
+    }
+    if (l->max_concurrent > 0) {
+        slot[n] = base + 2;
+        amt[n] = 1;
+        v[n++] = row_get(scope, LEASE_CONCURRENT, wall, l->max_concurrent, 1);
+    }
+    return n;
+}
+
+/* Caller holds B.mu.  The rows a request of client reserves on, and the
+ * amount on each (amt preset to est_pusd). */
+static int rows_for(const struct orp_config *cfg, int client, int64_t now_wall, int64_t tokens,
+                    struct row **v, int64_t *amt, int *slot)
 {
     const struct orp_limits *g = &cfg->limits;
     int n = 0;
 
+    if (cfg->limits_shared) {
+        if (client >= 0)
+            n = limit_rows(&cfg->clients[client].limits, cfg->clients[client].name, 4, now_wall,
+                           tokens, v, amt, slot, n);
+        n = limit_rows(g, "", 7, now_wall, tokens, v, amt, slot, n);
+    }
     if (client >= 0) {
         const struct orp_client *c = &cfg->clients[client];
         if (c->limits.budget_day_pusd > 0) {
@@ -126,61 +159,65 @@ static int rows_for(const struct orp_config *cfg, int client, int64_t now_wall, 
 }
 
 /* Caller holds B.mu. */
-static void take_all(struct row **v, int n, int64_t est, int64_t now, struct bshare_hold *h)
+static void take_all(struct row **v, const int64_t *amt, int n, int64_t now, struct bshare_hold *h)
 {
     h->n = n;
-    h->amount = est;
     for (int i = 0; i < n; i++) {
-        v[i]->reserved += est;
-        v[i]->recent += est;
+        v[i]->reserved += amt[i];
+        v[i]->recent += amt[i];
         v[i]->refs++;
         v[i]->last_use = now;
-        if (est > v[i]->est_max)
-            v[i]->est_max = est;
+        if (amt[i] > v[i]->est_max)
+            v[i]->est_max = amt[i];
         h->row[i] = v[i];
+        h->amount[i] = amt[i];
     }
     B.st.reservations += n > 0;
 }
 
 enum bshare_verdict bshare_reserve(const struct orp_config *cfg, int client, int64_t est,
-                                   struct bshare_hold *h, int *which)
+                                   int64_t est_tokens, struct bshare_hold *h, int *which)
 {
-    struct row *v[4];
-    int slot[4], n, open = strcmp(cfg->limits_budget_fail, "open") == 0, waited = 0;
+    struct row *v[BSHARE_ROWS];
+    int64_t amt[BSHARE_ROWS];
+    int slot[BSHARE_ROWS], n, open = strcmp(cfg->limits_budget_fail, "open") == 0, waited = 0;
     int64_t now = util_mono_ms(), deadline = now + BSHARE_WAIT_MS;
     enum bshare_verdict out;
 
     memset(h, 0, sizeof *h);
     pthread_mutex_lock(&B.mu);
-    n = rows_for(cfg, client, util_wall_ms(), v, slot);
+    for (int i = 0; i < BSHARE_ROWS; i++)
+        amt[i] = est;
+    n = rows_for(cfg, client, util_wall_ms(), est_tokens, v, amt, slot);
     for (;;) {
         int bad = -1;
         struct row *r;
         now = util_mono_ms();
         for (int i = 0; i < n && bad < 0; i++)
-            if (row_free(v[i], now) < est)
+            if (row_free(v[i], now) < amt[i])
                 bad = i;
         if (n >= 0 && bad < 0) {
-            take_all(v, n, est, now, h);
+            take_all(v, amt, n, now, h);
             out = BSHARE_OK;
             break;
         }
         *which = n < 0 ? 2 : slot[bad];
         r = n < 0 ? NULL : v[bad];
-        if (r != NULL && r->refused_until > now && est - row_free(r, now) >= r->refused_short) {
+        if (r != NULL && r->refused_until > now &&
+            amt[bad] - row_free(r, now) >= r->refused_short) {
             out = BSHARE_REFUSED;
             break;
         }
         if (r == NULL || B.db_down || now >= deadline || B.stopping) {
             out = BSHARE_UNAVAILABLE;
             if (open && n >= 0) {
-                take_all(v, n, est, now, h);
+                take_all(v, amt, n, now, h);
                 out = BSHARE_OK;
             }
             break;
         }
         for (int i = 0; i < n; i++) { /* every row short of est asks, not just the first */
-            int64_t short_ = est - row_free(v[i], now);
+            int64_t short_ = amt[i] - row_free(v[i], now);
             if (short_ > v[i]->asked)
                 v[i]->asked = short_;
             v[i]->last_use = now; /* in use: not idle, whatever it holds stays */
@@ -197,15 +234,22 @@ enum bshare_verdict bshare_reserve(const struct orp_config *cfg, int client, int
     return out;
 }
 
-void bshare_settle(struct bshare_hold *h, int64_t cost_pusd)
+void bshare_settle(struct bshare_hold *h, int64_t cost_pusd, int64_t tokens)
 {
     if (h->n == 0)
         return;
     pthread_mutex_lock(&B.mu);
     for (int i = 0; i < h->n; i++) {
         struct row *r = h->row[i];
-        r->reserved -= h->amount;
-        r->unsettled += cost_pusd > 0 ? cost_pusd : 0;
+        /* What the request used of each: its cost, its tokens, the request
+         * itself (rpm: counted once admitted), or nothing (a concurrency
+         * slot is only held while it runs). */
+        int64_t used = r->id.period == LEASE_RPM ? h->amount[i]
+                       : r->id.period == LEASE_TPM ? tokens
+                       : r->id.period == LEASE_CONCURRENT ? 0
+                                                         : cost_pusd;
+        r->reserved -= h->amount[i];
+        r->unsettled += used > 0 ? used : 0;
         r->refs--;
     }
     pthread_mutex_unlock(&B.mu);
@@ -250,6 +294,9 @@ static void plan_row(struct row *r, int64_t now, int64_t wall, int timeout_ms, s
 {
     struct lease_id cur;
     int64_t free_, target;
+    /* A concurrency row's slots come back as requests end: what is free is
+     * given back after one idle tick, and never leased ahead. */
+    int live = r->id.period == LEASE_CONCURRENT, idle_ms = live ? TICK_MS : IDLE_MS;
 
     memset(p, 0, sizeof *p);
     p->id = r->id;
@@ -265,12 +312,13 @@ static void plan_row(struct row *r, int64_t now, int64_t wall, int timeout_ms, s
     r->recent = 0;
     target = clamp64(2 * r->rate, r->est_max, r->limit / 8);
     free_ = row_free(r, now); /* the same after the settle while held covers it */
-    if (!r->period_over && (r->asked > 0 || (now - r->last_use < IDLE_MS && free_ < target / 2 &&
-                                             now >= r->topup_after))) {
+    if (!r->period_over && (r->asked > 0 || (!live && now - r->last_use < IDLE_MS &&
+                                             free_ < target / 2 && now >= r->topup_after))) {
         p->short_ = r->asked;
         p->take = target - free_ > r->asked ? target - free_ : r->asked;
     }
-    if ((r->period_over || now - r->last_use >= IDLE_MS) && free_ > 0 && r->valid_until > now)
+    if ((r->period_over || now - r->last_use >= idle_ms) && free_ > 0 && r->valid_until > now &&
+        p->take == 0)
         p->give_back = free_;
     p->renew = r->held > 0 && r->valid_until - now < timeout_ms / 2 && p->take == 0;
 }
@@ -461,6 +509,10 @@ static void *bs_main(void *arg)
                 if (stmt_done(lease_expire(B.pg, &back, &n, err, sizeof err)) == PGC_OK && n > 0)
                     log_info("budgets: %d expired leases returned %lld pusd to the pool", n,
                              (long long)back);
+                if (B.cfg->limits_shared &&
+                    stmt_done(lease_prune(B.pg, util_wall_ms() - PRUNE_AGE_MS, &n, err,
+                                          sizeof err)) != PGC_OK)
+                    log_warn("budgets: pruning past minutes' rate limit rows: %s", err);
                 next_expire = now + timeout_ms / 2;
             }
             pthread_mutex_lock(&B.mu);

@@ -27,12 +27,13 @@
 
 #define BSHARE_WAIT_MS 500
 
-/* What a request holds: up to 4 rows (client day, client month, all
- * traffic day, all traffic month). */
+/* What a request holds: up to BSHARE_ROWS rows, each with its amount
+ * (the slots of bshare_reserve's which). */
+#define BSHARE_ROWS 10
 struct bshare_hold {
-    void *row[4];
+    void *row[BSHARE_ROWS];
+    int64_t amount[BSHARE_ROWS];
     int n;
-    int64_t amount;
 };
 
 enum bshare_verdict { BSHARE_OK = 0, BSHARE_REFUSED = 1, BSHARE_UNAVAILABLE = 2 };
@@ -49,14 +50,20 @@ void bshare_set_config(struct orp_config *cfg);
 void bshare_stop(void);
 
 /* Reserves est on the budget rows of client (index in cfg->clients, -1:
- * anonymous) and of all traffic that have a limit.  BSHARE_OK (h filled;
- * with limits.budget_fail = "open" also when the database is unreachable),
- * or a refusal with *which = the row refused: 0 client day, 1 client
- * month, 2 all traffic day, 3 all traffic month; nothing is held then. */
+ * anonymous) and of all traffic that have a limit; with limits.shared
+ * also one request on their rpm and max_concurrent rows and est_tokens on
+ * their tpm rows (the same leases, lease.h).  BSHARE_OK (h filled; with
+ * limits.budget_fail = "open" also when the database is unreachable), or
+ * a refusal with *which = the row refused: 0 client day, 1 client month,
+ * 2 all traffic day, 3 all traffic month, 4 client rpm, 5 client tpm,
+ * 6 client max_concurrent, 7, 8, 9 the same of all traffic; nothing is
+ * held then. */
 enum bshare_verdict bshare_reserve(const struct orp_config *cfg, int client, int64_t est,
-                                   struct bshare_hold *h, int *which);
-/* The request ended: releases its reservation, settles cost. */
-void bshare_settle(struct bshare_hold *h, int64_t cost_pusd);
+                                   int64_t est_tokens, struct bshare_hold *h, int *which);
+/* The request ended: releases its reservations, settles cost on the
+ * budgets, tokens on tpm, the request on rpm, and frees its concurrency
+ * slot. */
+void bshare_settle(struct bshare_hold *h, int64_t cost_pusd, int64_t tokens);
 /* A cost learnt later (reconciliation), delta > 0 only: recorded on the
  * rows of client and all traffic of the period holding booked_ms. */
 void bshare_adjust(const char *client, int64_t booked_ms, int64_t delta_pusd);

@@ -112,6 +112,10 @@ static const struct setting settings[] = {
     I("limits.lease_timeout_s", limits_lease_timeout_s, 30, 2, 3600,
       "ledger.backend postgresql: a budget lease not renewed for this long returns to the pool "
       "(a crashed instance's headroom comes back after it)"),
+    I("limits.shared", limits_shared, 0, 0, 1,
+      "ledger.backend postgresql: true (or 1) counts rpm, tpm and max_concurrent across every "
+      "instance on the database, leased like the budgets; false (0): each instance counts its "
+      "own (ignored with the sqlite backend)"),
     E("auth.mode", auth_mode, "none", "none|keys",
       "none: no client keys (loopback only); keys: every API request needs a client key"),
     I("limits.client_timeout_s", limits_client_timeout_s, 60, 1, 86400,
@@ -441,6 +445,8 @@ static int apply(struct loader *ld, struct orp_config *cfg, const struct setting
                                       config_setting_get_int(cs));
         else if (type == CONFIG_TYPE_INT64)
             v = config_setting_get_int64(cs);
+        else if (type == CONFIG_TYPE_BOOL && s->min == 0 && s->max == 1) /* a switch */
+            v = config_setting_get_bool(cs);
         else
             return config_fail_at(ld, line, "%s must be an integer", s->name);
         if (v < s->min || v > s->max)

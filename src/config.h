@@ -76,6 +76,7 @@ struct orp_config {
     long long limits_unpriced_reserve_pusd; /* limits.unpriced_reserve_usd */
     char *limits_budget_fail;      /* limits.budget_fail: closed|open */
     int limits_lease_timeout_s;    /* limits.lease_timeout_s */
+    int limits_shared;             /* limits.shared: 1 = rpm, tpm, max_concurrent across instances */
     int workers;                   /* 0 = number of online CPUs */
     char *log_level;               /* error|warn|info|debug */
     char *log_format;              /* text|json */

@@ -67,20 +67,30 @@ static const char ensure_sql[] =
     " ON CONFLICT (scope, period, period_key) DO UPDATE SET limit_pusd = excluded.limit_pusd"
     " WHERE budgets.limit_pusd <> excluded.limit_pusd";
 
+/* The shared rate limits' rows of minutes before $1 that nothing holds. */
+static const char prune_sql[] =
+    "DELETE FROM budgets WHERE period IN ('rpm', 'tpm') AND period_key < $1 AND leased_pusd = 0";
+
 void lease_id_set(struct lease_id *id, const char *scope, enum lease_period p, int64_t now_ms)
 {
+    static const char *const fmt[] = {[LEASE_DAY] = "%Y-%m-%d", [LEASE_MONTH] = "%Y-%m",
+                                      [LEASE_RPM] = "%Y-%m-%dT%H:%M", [LEASE_TPM] = "%Y-%m-%dT%H:%M",
+                                      [LEASE_CONCURRENT] = "-"};
     time_t s = (time_t)(now_ms / 1000);
     struct tm tm;
 
     gmtime_r(&s, &tm);
     snprintf(id->scope, sizeof id->scope, "%s", scope ? scope : "");
     id->period = p;
-    strftime(id->period_key, sizeof id->period_key, p == LEASE_DAY ? "%Y-%m-%d" : "%Y-%m", &tm);
+    strftime(id->period_key, sizeof id->period_key, fmt[p], &tm);
 }
 
 static const char *period_name(enum lease_period p)
 {
-    return p == LEASE_DAY ? "day" : "month";
+    static const char *const name[] = {[LEASE_DAY] = "day", [LEASE_MONTH] = "month",
+                                       [LEASE_RPM] = "rpm", [LEASE_TPM] = "tpm",
+                                       [LEASE_CONCURRENT] = "concurrent"};
+    return name[p];
 }
 
 /* Runs a statement, again after a deadlock or a serialization failure. */
@@ -214,4 +224,21 @@ int lease_renew(struct pgconn *c, const char *instance, const struct lease_id *i
     }
     PQclear(r);
     return rc;
+}
+
+int lease_prune(struct pgconn *c, int64_t before_ms, int *deleted, char *err, size_t errlen)
+{
+    struct lease_id id;
+    const char *p[1] = {id.period_key};
+    PGresult *r = NULL;
+    int rc;
+
+    lease_id_set(&id, "", LEASE_RPM, before_ms);
+    rc = run(c, prune_sql, 1, p, &r, err, errlen);
+    if (rc != PGC_OK)
+        return rc;
+    if (deleted != NULL)
+        *deleted = atoi(PQcmdTuples(r));
+    PQclear(r);
+    return PGC_OK;
 }

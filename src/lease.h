@@ -37,13 +37,19 @@
 
 #include "pgconn.h"
 
-enum lease_period { LEASE_DAY, LEASE_MONTH };
+/* Budgets are per UTC day and month.  With limits.shared the rate limits
+ * use the same rows and leases, their amounts counted in requests or
+ * tokens instead of picodollars: rpm and tpm per UTC minute (a fixed
+ * window, key "2026-12-01T05:19"), max_concurrent in one row that never
+ * rolls over (key "-"), whose requests settle nothing: each returns its
+ * slot when it ends. */
+enum lease_period { LEASE_DAY, LEASE_MONTH, LEASE_RPM, LEASE_TPM, LEASE_CONCURRENT };
 
 /* One budget row. */
 struct lease_id {
     char scope[64]; /* client name, "" = all traffic */
     enum lease_period period;
-    char period_key[16]; /* lease_id_set fills it */
+    char period_key[20]; /* lease_id_set fills it */
 };
 
 /* The budget row (and this instance's hold) after a call. */
@@ -86,5 +92,10 @@ int lease_renew(struct pgconn *c, const char *instance, const struct lease_id *i
 /* Returns every hold past its expiry to its budget.  *returned_pusd and
  * *leases (may be NULL): what came back.  A pgconn_rc. */
 int lease_expire(struct pgconn *c, int64_t *returned_pusd, int *leases, char *err, size_t errlen);
+
+/* Deletes the rpm and tpm rows of minutes before the one holding
+ * before_ms that no instance holds anything of (their windows are over).
+ * *deleted (may be NULL): how many.  A pgconn_rc. */
+int lease_prune(struct pgconn *c, int64_t before_ms, int *deleted, char *err, size_t errlen);
 
 #endif

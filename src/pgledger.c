@@ -162,6 +162,10 @@ static const char *const migrations[PGLEDGER_SCHEMA_VERSION] = {
     " created_ms bigint NOT NULL,"
     " updated_ms bigint NOT NULL,"
     " revoked_ms bigint);",
+    /* 5: limits.shared: rate and concurrency limits in the same rows (lease.h). */
+    "ALTER TABLE budgets DROP CONSTRAINT budgets_period_check;"
+    "ALTER TABLE budgets ADD CONSTRAINT budgets_period_check"
+    " CHECK (period IN ('day', 'month', 'rpm', 'tpm', 'concurrent'));",
 };
 
 #define NCOLS 27

@@ -89,6 +89,9 @@ struct fake_record {
     char *model;
     cJSON *usage;
     int gen_lag, gen_misses;
+    /* When the request was recorded and when its response ended (monotonic ms; 0: not yet),
+     * so a test can count the requests in progress at the fake at once. */
+    int64_t t_start_ms, t_end_ms;
 };
 
 struct fake_counter {
@@ -349,6 +352,7 @@ static void db_add(struct fake_conn *cn, struct MHD_Connection *c, const char *m
     memcpy(r->body, cn->body ? cn->body : "", cn->len);
     r->body[cn->len] = '\0';
     r->tag = tag ? xstrdup(tag) : NULL;
+    r->t_start_ms = now_ms();
     r->headers = cJSON_CreateObject();
     MHD_get_connection_values(c, MHD_HEADER_KIND, header_cb, r->headers);
 
@@ -447,6 +451,8 @@ static char *db_dump(void)
         cJSON_AddBoolToObject(o, "completed", r->completed);
         cJSON_AddBoolToObject(o, "aborted", r->aborted);
         cJSON_AddNumberToObject(o, "events_sent", r->events_sent);
+        cJSON_AddNumberToObject(o, "t_start_ms", (double)r->t_start_ms);
+        cJSON_AddNumberToObject(o, "t_end_ms", (double)r->t_end_ms);
         cJSON_AddItemToArray(arr, o);
     }
     pthread_mutex_unlock(&g_db.mu);
@@ -1283,6 +1289,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
         if (r) {
             r->completed = toe == MHD_REQUEST_TERMINATED_COMPLETED_OK;
             r->aborted = !r->completed;
+            r->t_end_ms = now_ms();
         }
         pthread_mutex_unlock(&g_db.mu);
     }
