@@ -190,22 +190,19 @@ enum member { M_OTHER, M_TEXT, M_MARK, M_FINISH };
 
 static enum member member_kind(const char *key)
 {
+    const char *name; /* the one name of interest starting with key's first byte */
+    enum member kind;
+
     switch (key[0]) {
-    case 'c':
-        return strcmp(key, "content") == 0 ? M_TEXT : M_OTHER;
-    case 't':
-        return strcmp(key, "text") == 0 ? M_TEXT : M_OTHER;
-    case 'r':
-        return strcmp(key, "reasoning") == 0 ? M_TEXT : M_OTHER;
-    case 'u':
-        return strcmp(key, "usage") == 0 ? M_MARK : M_OTHER;
-    case 'e':
-        return strcmp(key, "error") == 0 ? M_MARK : M_OTHER;
-    case 'f':
-        return strcmp(key, "finish_reason") == 0 ? M_FINISH : M_OTHER;
-    default:
-        return M_OTHER;
+    case 'c': name = "content", kind = M_TEXT; break;
+    case 't': name = "text", kind = M_TEXT; break;
+    case 'r': name = "reasoning", kind = M_TEXT; break;
+    case 'u': name = "usage", kind = M_MARK; break;
+    case 'e': name = "error", kind = M_MARK; break;
+    case 'f': name = "finish_reason", kind = M_FINISH; break;
+    default: return M_OTHER;
     }
+    return strcmp(key, name) == 0 ? kind : M_OTHER;
 }
 
 static int scan_value(struct scan *s, enum member kind);

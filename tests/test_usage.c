@@ -196,6 +196,15 @@ START_TEST(test_usage_chunk_counts_surrogate_pairs_once_and_skips_plain_chunks)
 }
 END_TEST
 
+/* A chunk that must scan: its counted characters. */
+static size_t chunk_chars(const char *json, struct usage_info *ui)
+{
+    size_t chars = 99;
+
+    ck_assert_int_eq(usage_parse_chunk(json, strlen(json), ui, &chars), 0);
+    return chars;
+}
+
 /* The scan skips strings it does not count (names, ids) in one loop: escapes
  * in them are still checked, a long name still matches nothing, and a chunk
  * that only names the usage after them is still folded. */
@@ -211,13 +220,10 @@ START_TEST(test_usage_chunk_skipped_strings_keep_their_escapes_and_names)
                        "\"completion_tokens\":4,\"total_tokens\":7}}";
 
     memset(&ui, 0, sizeof ui);
-    ck_assert_int_eq(usage_parse_chunk(esc, strlen(esc), &ui, &chars), 0);
-    ck_assert_uint_eq(chars, 3);
+    ck_assert_uint_eq(chunk_chars(esc, &ui), 3);
     ck_assert_str_eq(ui.gen_id, "a\"b\\cA");
-    ck_assert_int_eq(usage_parse_chunk(longname, strlen(longname), &ui, &chars), 0);
-    ck_assert_uint_eq(chars, 2); /* only "text": names are compared as raw bytes */
-    ck_assert_int_eq(usage_parse_chunk(late, strlen(late), &ui, &chars), 0);
-    ck_assert_uint_eq(chars, 0);
+    ck_assert_uint_eq(chunk_chars(longname, &ui), 2); /* only "text": names are raw bytes */
+    ck_assert_uint_eq(chunk_chars(late, &ui), 0);
     ck_assert_int_eq(ui.usage.prompt_tokens, 3);
     ck_assert_int_eq(ui.usage.completion_tokens, 4);
     /* Malformed strings that are skipped, not counted, are still refused. */
