@@ -106,10 +106,46 @@ static int hexval(char c)
                                           : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
 }
 
+/* The escape at s->p (its backslash), checked and stepped over: s->p is left
+ * on its last byte.  Returns the decoded characters it stands for (0 for a
+ * high surrogate, whose low half counts the pair), or -1 when malformed. */
+static int scan_escape(struct scan *s)
+{
+    if (++s->p >= s->end)
+        return -1;
+    if (*s->p == 'u') {
+        if (s->end - s->p < 5)
+            return -1;
+        for (int i = 1; i <= 4; i++)
+            if (hexval(s->p[i]) < 0)
+                return -1;
+        /* A high surrogate's low half is a second \u: count the pair once. */
+        int high = hexval(s->p[1]) == 0xd && hexval(s->p[2]) >= 0xc;
+        s->p += 4;
+        return high ? 0 : 1;
+    }
+    return strchr("\"\\/bfnrt", *s->p) == NULL ? -1 : 1;
+}
+
+/* Appends len raw bytes of a member name to key (k bytes so far): up to
+ * cap-1 bytes fit; a longer name leaves k at cap, so it matches no name. */
+static size_t key_append(char *key, size_t cap, size_t k, const char *run, size_t len)
+{
+    if (k < cap && k + len < cap) {
+        memcpy(key + k, run, len);
+        return k + len;
+    }
+    if (k < cap - 1)
+        memcpy(key + k, run, cap - 1 - k);
+    return cap;
+}
+
 /* A string at s->p (its opening quote).  Counts its decoded characters into
  * *chars when chars != NULL; copies up to cap-1 raw bytes of it into key
  * (for member names; longer names are marked by a non-matching copy).
- * 0, or -1 when it is not a well-formed JSON string. */
+ * 0, or -1 when it is not a well-formed JSON string.  A string whose
+ * characters are not counted (names, ids, model names: most of a chunk) is
+ * skipped to its next quote or backslash in one tight loop. */
 static int scan_string(struct scan *s, size_t *chars, char *key, size_t cap)
 {
     size_t n = 0, k = 0;
@@ -118,6 +154,15 @@ static int scan_string(struct scan *s, size_t *chars, char *key, size_t cap)
         return -1;
     for (s->p++; s->p < s->end; s->p++) {
         unsigned char c = (unsigned char)*s->p;
+        if (chars == NULL) {
+            const char *run = s->p;
+            while (c != '"' && c != '\\' && ++s->p < s->end)
+                c = (unsigned char)*s->p;
+            if (s->p >= s->end)
+                return -1;
+            if (key != NULL && s->p > run)
+                k = key_append(key, cap, k, run, (size_t)(s->p - run));
+        }
         if (c == '"') {
             s->p++;
             if (key != NULL)
@@ -126,27 +171,13 @@ static int scan_string(struct scan *s, size_t *chars, char *key, size_t cap)
                 *chars += n;
             return 0;
         }
-        if (key != NULL && k + 1 < cap)
-            key[k++] = (char)c;
-        else if (key != NULL)
-            k = cap; /* too long to be a name we look for */
+        if (key != NULL)
+            k = key_append(key, cap, k, s->p, 1);
         if (c == '\\') {
-            if (++s->p >= s->end)
+            int e = scan_escape(s);
+            if (e < 0)
                 return -1;
-            if (*s->p == 'u') {
-                if (s->end - s->p < 5)
-                    return -1;
-                for (int i = 1; i <= 4; i++)
-                    if (hexval(s->p[i]) < 0)
-                        return -1;
-                /* A high surrogate's low half is a second \u: count the pair once. */
-                if (hexval(s->p[1]) == 0xd && hexval(s->p[2]) >= 0xc)
-                    n--;
-                s->p += 4;
-            } else if (strchr("\"\\/bfnrt", *s->p) == NULL) {
-                return -1;
-            }
-            n++;
+            n += (size_t)e;
         } else {
             n += (c & 0xC0) != 0x80; /* UTF-8 continuation bytes start no character */
         }
@@ -154,7 +185,27 @@ static int scan_string(struct scan *s, size_t *chars, char *key, size_t cap)
     return -1;
 }
 
-static int scan_value(struct scan *s, const char *key);
+/* What a member's name means to the scan, worked out once per member. */
+enum member { M_OTHER, M_TEXT, M_MARK, M_FINISH };
+
+static enum member member_kind(const char *key)
+{
+    const char *name; /* the one name of interest starting with key's first byte */
+    enum member kind;
+
+    switch (key[0]) {
+    case 'c': name = "content", kind = M_TEXT; break;
+    case 't': name = "text", kind = M_TEXT; break;
+    case 'r': name = "reasoning", kind = M_TEXT; break;
+    case 'u': name = "usage", kind = M_MARK; break;
+    case 'e': name = "error", kind = M_MARK; break;
+    case 'f': name = "finish_reason", kind = M_FINISH; break;
+    default: return M_OTHER;
+    }
+    return strcmp(key, name) == 0 ? kind : M_OTHER;
+}
+
+static int scan_value(struct scan *s, enum member kind);
 
 /* An object or array at s->p; for an object, each member's value is scanned
  * knowing its name. */
@@ -181,7 +232,7 @@ static int scan_container(struct scan *s, int object)
             if (s->p >= s->end || *s->p++ != ':')
                 return -1;
         }
-        if (scan_value(s, object ? key : NULL) < 0)
+        if (scan_value(s, object ? member_kind(key) : M_OTHER) < 0)
             return -1;
         skip_ws(s);
         if (s->p >= s->end)
@@ -206,20 +257,21 @@ static int scan_literal(struct scan *s, const char *word)
     return 0;
 }
 
-static int scan_value(struct scan *s, const char *key)
+static int is_number_byte(char c)
 {
-    int text = key != NULL && (strcmp(key, "content") == 0 || strcmp(key, "text") == 0 ||
-                               strcmp(key, "reasoning") == 0);
+    return (c >= '0' && c <= '9') || c == '+' || c == '-' || c == '.' || c == 'e' || c == 'E';
+}
 
+static int scan_value(struct scan *s, enum member kind)
+{
     skip_ws(s);
     if (s->p >= s->end)
         return -1;
-    if (key != NULL && (strcmp(key, "usage") == 0 || strcmp(key, "error") == 0 ||
-                        (strcmp(key, "finish_reason") == 0 && *s->p != 'n')))
+    if (kind == M_MARK || (kind == M_FINISH && *s->p != 'n'))
         s->interesting = 1;
     switch (*s->p) {
     case '"':
-        return scan_string(s, text ? &s->chars : NULL, NULL, 0);
+        return scan_string(s, kind == M_TEXT ? &s->chars : NULL, NULL, 0);
     case '{':
         return scan_container(s, 1);
     case '[':
@@ -233,7 +285,7 @@ static int scan_value(struct scan *s, const char *key)
     default:
         if (*s->p != '-' && (*s->p < '0' || *s->p > '9'))
             return -1;
-        while (s->p < s->end && strchr("0123456789+-.eE", *s->p) != NULL)
+        while (s->p < s->end && is_number_byte(*s->p))
             s->p++;
         return 0;
     }
@@ -256,7 +308,7 @@ int usage_parse(const char *json, size_t len, struct usage_info *ui)
 static int scan_chunk(struct scan *s)
 {
     skip_ws(s);
-    if (s->p >= s->end || *s->p != '{' || scan_value(s, NULL) < 0)
+    if (s->p >= s->end || *s->p != '{' || scan_value(s, M_OTHER) < 0)
         return -1;
     skip_ws(s);
     return s->p == s->end ? 0 : -1;

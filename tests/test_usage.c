@@ -196,6 +196,46 @@ START_TEST(test_usage_chunk_counts_surrogate_pairs_once_and_skips_plain_chunks)
 }
 END_TEST
 
+/* A chunk that must scan: its counted characters. */
+static size_t chunk_chars(const char *json, struct usage_info *ui)
+{
+    size_t chars = 99;
+
+    ck_assert_int_eq(usage_parse_chunk(json, strlen(json), ui, &chars), 0);
+    return chars;
+}
+
+/* The scan skips strings it does not count (names, ids) in one loop: escapes
+ * in them are still checked, a long name still matches nothing, and a chunk
+ * that only names the usage after them is still folded. */
+START_TEST(test_usage_chunk_skipped_strings_keep_their_escapes_and_names)
+{
+    struct usage_info ui;
+    size_t chars = 0;
+    const char *esc = "{\"id\":\"a\\\"b\\\\c\\u0041\",\"model\":\"m\",\"choices\":[{\"delta\":"
+                      "{\"content\":\"h\\u00e9\\\"\"}}]}";
+    const char *longname = "{\"content_but_longer_than_a_name\":\"xyz\",\"contents\":\"q\","
+                           "\"con\\u0074ent\":\"raw bytes name\",\"text\":\"ok\"}";
+    const char *late = "{\"an_unusually_long_member_name\":\"v\\/w\",\"usage\":{\"prompt_tokens\":3,"
+                       "\"completion_tokens\":4,\"total_tokens\":7}}";
+
+    memset(&ui, 0, sizeof ui);
+    ck_assert_uint_eq(chunk_chars(esc, &ui), 3);
+    ck_assert_str_eq(ui.gen_id, "a\"b\\cA");
+    ck_assert_uint_eq(chunk_chars(longname, &ui), 2); /* only "text": names are raw bytes */
+    ck_assert_uint_eq(chunk_chars(late, &ui), 0);
+    ck_assert_int_eq(ui.usage.prompt_tokens, 3);
+    ck_assert_int_eq(ui.usage.completion_tokens, 4);
+    /* Malformed strings that are skipped, not counted, are still refused. */
+    ck_assert_int_eq(usage_parse_chunk("{\"id\":\"abc", 10, &ui, &chars), -1);
+    ck_assert_int_eq(usage_parse_chunk("{\"id\":\"abc\\", 11, &ui, &chars), -1);
+    ck_assert_int_eq(usage_parse_chunk("{\"id\":\"a\\qb\"}", 13, &ui, &chars), -1);
+    ck_assert_int_eq(usage_parse_chunk("{\"id\":\"a\\u12x4\"}", 16, &ui, &chars), -1);
+    ck_assert_int_eq(usage_parse_chunk("{\"na\\qme\":1}", 12, &ui, &chars), -1);
+    usage_info_free(&ui);
+}
+END_TEST
+
 START_TEST(test_usage_text_chars_any_json_spacing)
 {
     const char *compact = "{\"choices\":[{\"delta\":{\"content\":\"Hello\"}}]}";
@@ -251,6 +291,7 @@ static Suite *usage_suite(void)
     tcase_add_test(tc, test_usage_error_chunk_detected);
     tcase_add_test(tc, test_usage_counts_out_of_range_are_clamped);
     tcase_add_test(tc, test_usage_not_json_rejected);
+    tcase_add_test(tc, test_usage_chunk_skipped_strings_keep_their_escapes_and_names);
     tcase_add_test(tc, test_usage_text_chars_any_json_spacing);
     tcase_add_test(tc, test_usage_chunk_counts_surrogate_pairs_once_and_skips_plain_chunks);
     tcase_add_test(tc, test_usage_text_chars_counts_decoded_text);
