@@ -34,6 +34,7 @@
 #include <unistd.h>
 
 #include "access.h"
+#include "alerts_pg.h"
 #include "ledger_pg.h"
 #include "log.h"
 #include "pricing.h"
@@ -45,13 +46,6 @@
 #define EXPIRY_WARN_MS (7LL * 24 * 3600 * 1000)
 #define SEEN_MAX 4096
 #define BATCH 16
-
-/* One alerts_sent row. */
-struct alert {
-    char client[128], budget[16], period[16];
-    int threshold;
-    int64_t spent_pusd, limit_pusd, crossed_ms;
-};
 
 static struct {
     pthread_mutex_t mu;
@@ -97,7 +91,7 @@ static void url_host(const char *url, char *out, size_t n)
 }
 
 /* "client 'alice' day budget for 2026-12-01 reached 50% ($0.60 of $1.00)" */
-static void describe(const struct alert *a, char *buf, size_t n)
+static void describe(const struct alert_row *a, char *buf, size_t n)
 {
     char spent[PRICING_USD_BUFSZ], limit[PRICING_USD_BUFSZ], who[160];
 
@@ -139,7 +133,7 @@ static void slack_escape(const char *s, char *out, size_t n)
 }
 
 /* The POST body (malloc'd), or NULL when out of memory. */
-static char *alert_body(const struct alert *a, int slack, const char *instance)
+static char *alert_body(const struct alert_row *a, int slack, const char *instance)
 {
     cJSON *o = cJSON_CreateObject();
     char at[32], usd[PRICING_USD_BUFSZ], *out;
@@ -228,7 +222,7 @@ static void seen_add(const char *key)
 }
 
 /* Records that a crossed its threshold (once: the primary key). */
-static void record(const struct alert *a)
+static void record(const struct alert_row *a)
 {
     static const char sql[] =
         "INSERT OR IGNORE INTO alerts_sent (client, budget, period, threshold, spent_pusd, "
@@ -241,6 +235,15 @@ static void record(const struct alert *a)
              a->threshold);
     if (seen_index(key) >= 0)
         return;
+    if (a->shared) {
+        if ((rc = alertspg_record(a)) >= 0)
+            seen_add(key);
+        if (rc == 1) {
+            describe(a, what, sizeof what);
+            log_info("alert: %s", what);
+        }
+        return;
+    }
     if (sqlite3_prepare_v2(A.db, sql, -1, &st, NULL) != SQLITE_OK) {
         log_error("alerts: %s", sqlite3_errmsg(A.db));
         return;
@@ -272,9 +275,10 @@ static int reached(int64_t spent, int64_t limit, int pct)
 }
 
 static void check_budget(const struct orp_int_list *th, const char *client, const char *budget,
-                         const char *period, int64_t spent, int64_t limit, int64_t now)
+                         const char *period, int64_t spent, int64_t limit, int64_t now, int shared)
 {
-    struct alert a = {.spent_pusd = spent, .limit_pusd = limit, .crossed_ms = now};
+    struct alert_row a = {
+        .spent_pusd = spent, .limit_pusd = limit, .crossed_ms = now, .shared = shared};
 
     snprintf(a.client, sizeof a.client, "%s", client);
     snprintf(a.budget, sizeof a.budget, "%s", budget);
@@ -285,7 +289,29 @@ static void check_budget(const struct orp_int_list *th, const char *client, cons
     }
 }
 
-static void check_budgets(const struct orp_config *cfg, int64_t now)
+/* With PostgreSQL, the spend all instances have settled into the shared
+ * budget rows replaces this instance's own counters (its share only); a
+ * budget with no row yet has no settled spend.  -1: the database did not
+ * answer, nothing is compared this pass. */
+static int shared_spend(struct access_budget *b, size_t n, int64_t now)
+{
+    struct lease_spent *v;
+    size_t nv;
+
+    if (alertspg_spent(now, &v, &nv) < 0)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        b[i].day_spent_pusd = b[i].month_spent_pusd = 0;
+        for (size_t k = 0; k < nv; k++)
+            if (strcmp(v[k].scope, b[i].name) == 0)
+                *(v[k].period == LEASE_DAY ? &b[i].day_spent_pusd : &b[i].month_spent_pusd) =
+                    v[k].spent_pusd;
+    }
+    free(v);
+    return 0;
+}
+
+static void check_budgets(const struct orp_config *cfg, int64_t now, int shared)
 {
     char day[16], month[16];
     size_t n;
@@ -293,13 +319,15 @@ static void check_budgets(const struct orp_config *cfg, int64_t now)
 
     if (b == NULL)
         return;
+    if (shared && shared_spend(b, n, now) < 0)
+        n = 0;
     fmt_utc(now, "%Y-%m-%d", day, sizeof day);
     fmt_utc(now, "%Y-%m", month, sizeof month);
     for (size_t i = 0; i < n; i++) {
         check_budget(&cfg->alerts_thresholds_pct, b[i].name, "day", day, b[i].day_spent_pusd,
-                     b[i].day_limit_pusd, now);
+                     b[i].day_limit_pusd, now, shared);
         check_budget(&cfg->alerts_thresholds_pct, b[i].name, "month", month,
-                     b[i].month_spent_pusd, b[i].month_limit_pusd, now);
+                     b[i].month_spent_pusd, b[i].month_limit_pusd, now, shared);
     }
     free(b);
 }
@@ -308,11 +336,11 @@ static void check_budgets(const struct orp_config *cfg, int64_t now)
  * use, which holds the managed ones whichever store they live in (the
  * SQLite ledger, or PostgreSQL shared by several instances); a revoked
  * client is not in it. */
-static void check_expiry(const struct orp_config *cfg, int64_t now)
+static void check_expiry(const struct orp_config *cfg, int64_t now, int shared)
 {
     for (int i = 0; i < cfg->n_clients; i++) {
         const struct orp_client *c = &cfg->clients[i];
-        struct alert a = {.crossed_ms = now};
+        struct alert_row a = {.crossed_ms = now, .shared = shared};
 
         if (c->expires_ms <= now || c->expires_ms > now + EXPIRY_WARN_MS)
             continue;
@@ -331,7 +359,7 @@ static void check_spool(int64_t now)
 {
     static const int kib[] = {64, 1024, 16384, 262144};
     struct ledgerpg_stats ps;
-    struct alert a = {.crossed_ms = now};
+    struct alert_row a = {.crossed_ms = now};
 
     ledgerpg_get_stats(&ps);
     if (!ps.enabled)
@@ -347,7 +375,7 @@ static void check_spool(int64_t now)
 }
 
 /* Up to max undelivered rows, oldest first.  Returns how many. */
-static int load_pending(struct alert *out, int max)
+static int load_pending(struct alert_row *out, int max)
 {
     static const char sql[] =
         "SELECT client, budget, period, threshold, spent_pusd, limit_pusd, crossed_ms"
@@ -362,7 +390,8 @@ static int load_pending(struct alert *out, int max)
     }
     sqlite3_bind_int(st, 1, max);
     while (n < max && sqlite3_step(st) == SQLITE_ROW) {
-        struct alert *a = &out[n++];
+        struct alert_row *a = &out[n++];
+        memset(a, 0, sizeof *a);
         snprintf(a->client, sizeof a->client, "%s", (const char *)sqlite3_column_text(st, 0));
         snprintf(a->budget, sizeof a->budget, "%s", (const char *)sqlite3_column_text(st, 1));
         snprintf(a->period, sizeof a->period, "%s", (const char *)sqlite3_column_text(st, 2));
@@ -375,12 +404,16 @@ static int load_pending(struct alert *out, int max)
     return n;
 }
 
-static void mark_sent(const struct alert *a, int64_t now)
+static void mark_sent(const struct alert_row *a, int64_t now)
 {
     static const char sql[] = "UPDATE alerts_sent SET sent_ms = ?1 WHERE client = ?2 AND"
                               " budget = ?3 AND period = ?4 AND threshold = ?5";
     sqlite3_stmt *st = NULL;
 
+    if (a->shared) {
+        alertspg_mark_sent(a, now);
+        return;
+    }
     if (sqlite3_prepare_v2(A.db, sql, -1, &st, NULL) == SQLITE_OK) {
         sqlite3_bind_int64(st, 1, now);
         sqlite3_bind_text(st, 2, a->client, -1, SQLITE_STATIC);
@@ -468,7 +501,7 @@ static int64_t backoff_ms(int fails)
 }
 
 /* Delivers one alert.  0, or -1 when it must be tried again later. */
-static int deliver(const struct orp_config *cfg, const struct alert *a, const char *host)
+static int deliver(const struct orp_config *cfg, const struct alert_row *a, const char *host)
 {
     char why[CURL_ERROR_SIZE + 32] = "", what[512];
     char instance[256], *body;
@@ -495,9 +528,11 @@ static int deliver(const struct orp_config *cfg, const struct alert *a, const ch
     return -1;
 }
 
-static void deliver_pending(const struct orp_config *cfg, int64_t now)
+/* The SQLite rows (in PostgreSQL mode the spool's), then, with shared,
+ * the PostgreSQL rows this instance is to deliver. */
+static void deliver_pending(const struct orp_config *cfg, int64_t now, int shared)
 {
-    struct alert batch[BATCH];
+    struct alert_row batch[BATCH];
     char host[256];
     int n;
 
@@ -508,6 +543,8 @@ static void deliver_pending(const struct orp_config *cfg, int64_t now)
         return;
     url_host(cfg->alerts_webhook_url, host, sizeof host);
     n = load_pending(batch, BATCH);
+    if (shared)
+        n += alertspg_claim(batch + n, BATCH - n);
     for (int i = 0; i < n && !atomic_load(&A.stopping); i++) {
         int ok = deliver(cfg, &batch[i], host) == 0;
 
@@ -532,13 +569,20 @@ static void deliver_pending(const struct orp_config *cfg, int64_t now)
 static void pass(const struct orp_config *cfg)
 {
     int64_t now = util_wall_ms();
+    int pg = strcmp(cfg->ledger_backend, "postgresql") == 0, shared;
 
     if (cfg->alerts_webhook_url[0] == '\0' || open_db(cfg) < 0)
         return;
-    check_budgets(cfg, now);
-    check_expiry(cfg, now);
     check_spool(now);
-    deliver_pending(cfg, now);
+    /* PostgreSQL: budgets and expiry once across the instances, in its
+     * alerts_sent; while it cannot be reached they wait (the spool's stay
+     * local: each instance has its own). */
+    shared = pg && alertspg_usable(cfg);
+    if (!pg || shared) {
+        check_budgets(cfg, now, shared);
+        check_expiry(cfg, now, shared);
+    }
+    deliver_pending(cfg, now, shared);
 }
 
 static void *alerts_main(void *arg)
@@ -564,6 +608,7 @@ static void *alerts_main(void *arg)
     A.easy = NULL;
     sqlite3_close(A.db);
     A.db = NULL;
+    alertspg_close();
     for (size_t i = 0; i < A.n_seen; i++)
         free(A.seen[i]);
     free(A.seen);
