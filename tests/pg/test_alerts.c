@@ -7,7 +7,8 @@
  *   ever reaches 50 %: each threshold is alerted once (not once per
  *   instance) when the shared spend reaches it, and not before; the rows
  *   are in PostgreSQL's alerts_sent with sent_ms set, none in the
- *   instances' SQLite ledgers;
+ *   instances' SQLite ledgers; GET /v1/key on either instance shows the
+ *   shared spend;
  *   an undelivered row whose claim is stale (a crashed instance's) is taken
  *   over and delivered once; one freshly claimed by another instance is
  *   left to it. */
@@ -143,6 +144,23 @@ static double hook_spent(int pct)
     return v;
 }
 
+/* GET /v1/key's data.usage_daily on instance i. */
+static double key_usage_daily(int i)
+{
+    struct h_resp r;
+    cJSON *j;
+    double v;
+
+    h_request(&r, orp[i].port, "GET", "/v1/key", NULL, NULL, NULL);
+    ck_assert_msg(r.status == 200, "%ld %s", r.status, r.body);
+    j = cJSON_Parse(r.body);
+    ck_assert_ptr_nonnull(j);
+    v = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "data"), "usage_daily")->valuedouble;
+    cJSON_Delete(j);
+    h_resp_free(&r);
+    return v;
+}
+
 START_TEST(test_shared_budget_alerted_once)
 {
     const char *url;
@@ -179,6 +197,11 @@ START_TEST(test_shared_budget_alerted_once)
                      2);
     ck_assert_int_eq(pgt_int(c, "SELECT spent_pusd FROM alerts_sent WHERE threshold = 100"),
                      pgt_int(c, "SELECT spent_pusd FROM budgets WHERE scope = '' AND period = 'day'"));
+    /* GET /v1/key on either instance: the shared day spend (10 requests),
+     * not the instance's own 5 */
+    for (int i = 0; i < 2; i++)
+        ck_assert_msg(key_usage_daily(i) > 0.0001 - 1e-9, "instance %d: %g", i,
+                      key_usage_daily(i));
     for (int i = 0; i < 2; i++) {
         snprintf(path, sizeof path, "%s/state/usage.db", orp[i].dir);
         v = h_db_value(path, "SELECT count(*) FROM alerts_sent", 2000);
