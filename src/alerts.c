@@ -16,13 +16,18 @@
  * Rows this process has already recorded are remembered (seen), so a
  * budget sitting above its thresholds costs no write per pass.
  *
+ * With ledger.backend = "postgresql" (alerts_pg.h), step 1 takes the spend
+ * from the shared budget rows instead (every instance's, not this one's
+ * share), and budget and expiry rows go to PostgreSQL's alerts_sent, where
+ * one instance claims and delivers each; the spool's stay in SQLite (each
+ * instance has its own spool). */
+ *
  * The thread has its own connection to the ledger database and its own
  * blocking curl handle with short timeouts, cut short at stop.  Nothing
  * from the upstream configuration is sent; the webhook URL (which may hold
  * a token, as Slack's do) is logged by host only. */
 #include "alerts.h"
 
-#include <cjson/cJSON.h>
 #include <curl/curl.h>
 #include <pthread.h>
 #include <sqlite3.h>
@@ -34,10 +39,10 @@
 #include <unistd.h>
 
 #include "access.h"
+#include "alerts_fmt.h"
 #include "alerts_pg.h"
 #include "ledger_pg.h"
 #include "log.h"
-#include "pricing.h"
 #include "util.h"
 
 #define TICK_MS 1000
@@ -62,122 +67,6 @@ static struct {
     char **seen;             /* the thread's: rows known to be in alerts_sent */
     size_t n_seen;
 } A = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
-
-/* ---- formatting ---- */
-
-static void fmt_utc(int64_t ms, const char *fmt, char *buf, size_t n)
-{
-    time_t s = (time_t)(ms / 1000);
-    struct tm tm;
-    gmtime_r(&s, &tm);
-    strftime(buf, n, fmt, &tm);
-}
-
-/* The webhook's host, for log lines: never its path or credentials. */
-static void url_host(const char *url, char *out, size_t n)
-{
-    const char *h = strstr(url, "://");
-    size_t len;
-    const char *at;
-
-    h = h != NULL ? h + 3 : url;
-    len = strcspn(h, "/?#");
-    at = memrchr(h, '@', len);
-    if (at != NULL) {
-        len -= (size_t)(at + 1 - h);
-        h = at + 1;
-    }
-    snprintf(out, n, "%.*s", (int)len, h);
-}
-
-/* "client 'alice' day budget for 2026-12-01 reached 50% ($0.60 of $1.00)" */
-static void describe(const struct alert_row *a, char *buf, size_t n)
-{
-    char spent[PRICING_USD_BUFSZ], limit[PRICING_USD_BUFSZ], who[160];
-
-    if (a->client[0] != '\0')
-        snprintf(who, sizeof who, "client '%s'", a->client);
-    else
-        snprintf(who, sizeof who, "all traffic");
-    if (strcmp(a->budget, "expiry") == 0) {
-        snprintf(buf, n, "%s: its key expires on %s", who, a->period);
-        return;
-    }
-    if (strcmp(a->budget, "spool") == 0) {
-        snprintf(buf, n,
-                 "the PostgreSQL ledger is unreachable: %lld bytes of rows wait in the local spool "
-                 "(past %d KiB on %s); they replay when it is back",
-                 (long long)a->spent_pusd, a->threshold, a->period);
-        return;
-    }
-    pricing_format_usd(a->spent_pusd, spent, sizeof spent);
-    pricing_format_usd(a->limit_pusd, limit, sizeof limit);
-    snprintf(buf, n, "%s %s budget for %s reached %d%% ($%s of $%s)", who, a->budget, a->period,
-             a->threshold, spent, limit);
-}
-
-/* Slack's incoming webhooks read &, < and > as markup. */
-static void slack_escape(const char *s, char *out, size_t n)
-{
-    size_t k = 0;
-    for (; *s && k + 6 < n; s++) {
-        const char *rep = *s == '&' ? "&amp;" : *s == '<' ? "&lt;" : *s == '>' ? "&gt;" : NULL;
-        if (rep != NULL) {
-            memcpy(out + k, rep, strlen(rep));
-            k += strlen(rep);
-        } else {
-            out[k++] = *s;
-        }
-    }
-    out[k] = '\0';
-}
-
-/* The POST body (malloc'd), or NULL when out of memory. */
-static char *alert_body(const struct alert_row *a, int slack, const char *instance)
-{
-    cJSON *o = cJSON_CreateObject();
-    char at[32], usd[PRICING_USD_BUFSZ], *out;
-    int expiry = strcmp(a->budget, "expiry") == 0, spool = strcmp(a->budget, "spool") == 0;
-
-    if (o == NULL)
-        return NULL;
-    fmt_utc(a->crossed_ms, "%Y-%m-%dT%H:%M:%SZ", at, sizeof at);
-    if (slack) {
-        char what[512], text[1024], esc[1100];
-        describe(a, what, sizeof what);
-        snprintf(text, sizeof text, "orproxy on %s: %s%s", instance, what,
-                 expiry ? "; rotate it before then" : "");
-        slack_escape(text, esc, sizeof esc);
-        cJSON_AddStringToObject(o, "text", esc);
-    } else if (spool) {
-        cJSON_AddStringToObject(o, "type", "spool");
-        cJSON_AddStringToObject(o, "period", a->period);
-        cJSON_AddNumberToObject(o, "threshold_kib", a->threshold);
-        cJSON_AddNumberToObject(o, "spool_bytes", (double)a->spent_pusd);
-        cJSON_AddStringToObject(o, "instance", instance);
-        cJSON_AddStringToObject(o, "at", at);
-    } else {
-        cJSON_AddStringToObject(o, "type", expiry ? "expiry" : "budget");
-        if (a->client[0] != '\0')
-            cJSON_AddStringToObject(o, "client", a->client);
-        else
-            cJSON_AddNullToObject(o, "client");
-        cJSON_AddStringToObject(o, "budget", a->budget);
-        cJSON_AddStringToObject(o, "period", a->period);
-        if (!expiry) {
-            cJSON_AddNumberToObject(o, "threshold_pct", a->threshold);
-            cJSON_AddStringToObject(o, "spent_usd",
-                                    pricing_format_usd(a->spent_pusd, usd, sizeof usd));
-            cJSON_AddStringToObject(o, "limit_usd",
-                                    pricing_format_usd(a->limit_pusd, usd, sizeof usd));
-        }
-        cJSON_AddStringToObject(o, "instance", instance);
-        cJSON_AddStringToObject(o, "at", at);
-    }
-    out = cJSON_PrintUnformatted(o);
-    cJSON_Delete(o);
-    return out;
-}
 
 /* ---- the ledger: alerts_sent ---- */
 
@@ -239,7 +128,7 @@ static void record(const struct alert_row *a)
         if ((rc = alertspg_record(a)) >= 0)
             seen_add(key);
         if (rc == 1) {
-            describe(a, what, sizeof what);
+            alertsfmt_describe(a, what, sizeof what);
             log_info("alert: %s", what);
         }
         return;
@@ -259,7 +148,7 @@ static void record(const struct alert_row *a)
     if (rc == SQLITE_DONE) {
         seen_add(key);
         if (sqlite3_changes(A.db) == 1) {
-            describe(a, what, sizeof what);
+            alertsfmt_describe(a, what, sizeof what);
             log_info("alert: %s", what);
         }
     } else {
@@ -321,8 +210,8 @@ static void check_budgets(const struct orp_config *cfg, int64_t now, int shared)
         return;
     if (shared && shared_spend(b, n, now) < 0)
         n = 0;
-    fmt_utc(now, "%Y-%m-%d", day, sizeof day);
-    fmt_utc(now, "%Y-%m", month, sizeof month);
+    alertsfmt_utc(now, "%Y-%m-%d", day, sizeof day);
+    alertsfmt_utc(now, "%Y-%m", month, sizeof month);
     for (size_t i = 0; i < n; i++) {
         check_budget(&cfg->alerts_thresholds_pct, b[i].name, "day", day, b[i].day_spent_pusd,
                      b[i].day_limit_pusd, now, shared);
@@ -346,7 +235,7 @@ static void check_expiry(const struct orp_config *cfg, int64_t now, int shared)
             continue;
         snprintf(a.client, sizeof a.client, "%s", c->name);
         snprintf(a.budget, sizeof a.budget, "expiry");
-        fmt_utc(c->expires_ms, "%Y-%m-%d", a.period, sizeof a.period);
+        alertsfmt_utc(c->expires_ms, "%Y-%m-%d", a.period, sizeof a.period);
         record(&a);
     }
 }
@@ -365,7 +254,7 @@ static void check_spool(int64_t now)
     if (!ps.enabled)
         return;
     snprintf(a.budget, sizeof a.budget, "spool");
-    fmt_utc(now, "%Y-%m-%d", a.period, sizeof a.period);
+    alertsfmt_utc(now, "%Y-%m-%d", a.period, sizeof a.period);
     a.spent_pusd = (int64_t)ps.spool_bytes;
     for (size_t i = 0; i < sizeof kib / sizeof kib[0] && ps.spool_bytes >= (uint64_t)kib[i] * 1024; i++) {
         a.threshold = kib[i];
@@ -508,13 +397,13 @@ static int deliver(const struct orp_config *cfg, const struct alert_row *a, cons
     long status;
 
     util_instance_name(cfg->instance_name, cfg->listen_port, instance, sizeof instance);
-    body = alert_body(a, strcmp(cfg->alerts_format, "slack") == 0, instance);
+    body = alertsfmt_body(a, strcmp(cfg->alerts_format, "slack") == 0, instance);
 
     if (body == NULL)
         return -1;
     status = post(cfg->alerts_webhook_url, body, why, sizeof why);
     free(body);
-    describe(a, what, sizeof what);
+    alertsfmt_describe(a, what, sizeof what);
     if (status >= 200 && status < 300) {
         mark_sent(a, util_wall_ms());
         log_info("alert delivered to %s (HTTP %ld): %s", host, status, what);
@@ -541,7 +430,7 @@ static void deliver_pending(const struct orp_config *cfg, int64_t now, int share
     pthread_mutex_unlock(&A.mu);
     if (!n)
         return;
-    url_host(cfg->alerts_webhook_url, host, sizeof host);
+    alertsfmt_url_host(cfg->alerts_webhook_url, host, sizeof host);
     n = load_pending(batch, BATCH);
     if (shared)
         n += alertspg_claim(batch + n, BATCH - n);

@@ -18,18 +18,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "alerts_fmt.h"
 #include "config.h"
 #include "lease.h"
 
 #define ALERTSPG_TAKEOVER_MS 60000
-
-/* One alerts_sent row (SQLite's or PostgreSQL's: shared says which). */
-struct alert_row {
-    char client[128], budget[16], period[16];
-    int threshold;
-    int64_t spent_pusd, limit_pusd, crossed_ms;
-    int shared; /* 1: the PostgreSQL table */
-};
 
 /* 1 when cfg's ledger is PostgreSQL and the connection may be tried now
  * (it is opened on first use; after a failure it rests a few seconds). */
