@@ -20,7 +20,7 @@
  * from the shared budget rows instead (every instance's, not this one's
  * share), and budget and expiry rows go to PostgreSQL's alerts_sent, where
  * one instance claims and delivers each; the spool's stay in SQLite (each
- * instance has its own spool). */
+ * instance has its own spool).
  *
  * The thread has its own connection to the ledger database and its own
  * blocking curl handle with short timeouts, cut short at stop.  Nothing
