@@ -7,7 +7,8 @@
  * dropped connections, paced or byte-by-byte SSE streams, mid-stream errors, usage numbers). Every
  * request is recorded (headers, exact body, whether the response completed or the client went
  * away) and the records are served as JSON on GET /_fake/requests, so a test asserts what reached
- * the upstream and how the proxy treated the connection.
+ * the upstream and how the proxy treated the connection. A POST to /hooks/... is recorded and
+ * answered 200, so the fake also serves as the alerts' webhook receiver.
  *
  * MHD runs one thread per connection, so handlers and content readers may simply sleep; every
  * sleep is cut into 10 ms steps that watch a global stop flag and the peer socket, so SIGTERM and
