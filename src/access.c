@@ -15,6 +15,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "bspent.h"
 #include "keys.h"
 #include "limits.h"
 #include "pricing.h"
@@ -476,6 +477,18 @@ static void add_usd(cJSON *o, const char *name, int64_t pusd, int unset_is_null)
     cJSON_AddNumberToObject(o, name, atof(buf));
 }
 
+/* With PostgreSQL, the shared budget rows' spend (all instances) as the
+ * budgets thread last read it, when larger than this instance's own. */
+static void with_shared(const char *name, int64_t now, int64_t *day, int64_t *month)
+{
+    int64_t d, m;
+
+    if (bspent_get(name, now, &d, &m)) {
+        *day = d > *day ? d : *day;
+        *month = m > *month ? m : *month;
+    }
+}
+
 char *access_key_json(const struct orp_config *cfg, int client)
 {
     const struct orp_client *c = client >= 0 ? &cfg->clients[client] : NULL;
@@ -499,6 +512,7 @@ char *access_key_json(const struct orp_config *cfg, int client)
         concurrent = st->concurrent;
     }
     pthread_mutex_unlock(&S.mu);
+    with_shared(c ? c->name : "", now, &day, &month);
 
     cJSON_AddStringToObject(data, "label", c ? c->name : "anonymous");
     cJSON_AddBoolToObject(data, "is_admin", c ? c->admin : strcmp(cfg->auth_mode, "none") == 0);
@@ -574,10 +588,12 @@ struct access_budget *access_budget_snapshot(const struct orp_config *cfg, int64
 void access_spent(const char *client, int64_t *day_pusd, int64_t *month_pusd)
 {
     struct state *st;
+    int64_t now = util_wall_ms();
 
     *day_pusd = *month_pusd = 0;
     pthread_mutex_lock(&S.mu);
     if ((st = state_for(client ? client : "")) != NULL)
-        spent_now(st, util_wall_ms(), day_pusd, month_pusd);
+        spent_now(st, now, day_pusd, month_pusd);
     pthread_mutex_unlock(&S.mu);
+    with_shared(client ? client : "", now, day_pusd, month_pusd);
 }

@@ -88,7 +88,10 @@ struct access_budget *access_budget_snapshot(const struct orp_config *cfg, int64
 char *access_key_json(const struct orp_config *cfg, int client);
 
 /* The spend settled so far in the current UTC day and month of client
- * (NULL or "": all traffic), from the live counters.  Thread-safe. */
+ * (NULL or "": all traffic), from the live counters; with PostgreSQL, the
+ * shared budget rows' (bspent.h: every instance's, read about once a
+ * second) when larger.  Thread-safe, no I/O.  access_key_json does the
+ * same. */
 void access_spent(const char *client, int64_t *day_pusd, int64_t *month_pusd);
 
 #endif

@@ -16,13 +16,18 @@
  * Rows this process has already recorded are remembered (seen), so a
  * budget sitting above its thresholds costs no write per pass.
  *
+ * With ledger.backend = "postgresql" (alerts_pg.h), step 1 takes the spend
+ * from the shared budget rows instead (every instance's, not this one's
+ * share), and budget and expiry rows go to PostgreSQL's alerts_sent, where
+ * one instance claims and delivers each; the spool's stay in SQLite (each
+ * instance has its own spool).
+ *
  * The thread has its own connection to the ledger database and its own
  * blocking curl handle with short timeouts, cut short at stop.  Nothing
  * from the upstream configuration is sent; the webhook URL (which may hold
  * a token, as Slack's do) is logged by host only. */
 #include "alerts.h"
 
-#include <cjson/cJSON.h>
 #include <curl/curl.h>
 #include <pthread.h>
 #include <sqlite3.h>
@@ -34,9 +39,10 @@
 #include <unistd.h>
 
 #include "access.h"
+#include "alerts_fmt.h"
+#include "alerts_pg.h"
 #include "ledger_pg.h"
 #include "log.h"
-#include "pricing.h"
 #include "util.h"
 
 #define TICK_MS 1000
@@ -45,13 +51,6 @@
 #define EXPIRY_WARN_MS (7LL * 24 * 3600 * 1000)
 #define SEEN_MAX 4096
 #define BATCH 16
-
-/* One alerts_sent row. */
-struct alert {
-    char client[128], budget[16], period[16];
-    int threshold;
-    int64_t spent_pusd, limit_pusd, crossed_ms;
-};
 
 static struct {
     pthread_mutex_t mu;
@@ -68,122 +67,6 @@ static struct {
     char **seen;             /* the thread's: rows known to be in alerts_sent */
     size_t n_seen;
 } A = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
-
-/* ---- formatting ---- */
-
-static void fmt_utc(int64_t ms, const char *fmt, char *buf, size_t n)
-{
-    time_t s = (time_t)(ms / 1000);
-    struct tm tm;
-    gmtime_r(&s, &tm);
-    strftime(buf, n, fmt, &tm);
-}
-
-/* The webhook's host, for log lines: never its path or credentials. */
-static void url_host(const char *url, char *out, size_t n)
-{
-    const char *h = strstr(url, "://");
-    size_t len;
-    const char *at;
-
-    h = h != NULL ? h + 3 : url;
-    len = strcspn(h, "/?#");
-    at = memrchr(h, '@', len);
-    if (at != NULL) {
-        len -= (size_t)(at + 1 - h);
-        h = at + 1;
-    }
-    snprintf(out, n, "%.*s", (int)len, h);
-}
-
-/* "client 'alice' day budget for 2026-12-01 reached 50% ($0.60 of $1.00)" */
-static void describe(const struct alert *a, char *buf, size_t n)
-{
-    char spent[PRICING_USD_BUFSZ], limit[PRICING_USD_BUFSZ], who[160];
-
-    if (a->client[0] != '\0')
-        snprintf(who, sizeof who, "client '%s'", a->client);
-    else
-        snprintf(who, sizeof who, "all traffic");
-    if (strcmp(a->budget, "expiry") == 0) {
-        snprintf(buf, n, "%s: its key expires on %s", who, a->period);
-        return;
-    }
-    if (strcmp(a->budget, "spool") == 0) {
-        snprintf(buf, n,
-                 "the PostgreSQL ledger is unreachable: %lld bytes of rows wait in the local spool "
-                 "(past %d KiB on %s); they replay when it is back",
-                 (long long)a->spent_pusd, a->threshold, a->period);
-        return;
-    }
-    pricing_format_usd(a->spent_pusd, spent, sizeof spent);
-    pricing_format_usd(a->limit_pusd, limit, sizeof limit);
-    snprintf(buf, n, "%s %s budget for %s reached %d%% ($%s of $%s)", who, a->budget, a->period,
-             a->threshold, spent, limit);
-}
-
-/* Slack's incoming webhooks read &, < and > as markup. */
-static void slack_escape(const char *s, char *out, size_t n)
-{
-    size_t k = 0;
-    for (; *s && k + 6 < n; s++) {
-        const char *rep = *s == '&' ? "&amp;" : *s == '<' ? "&lt;" : *s == '>' ? "&gt;" : NULL;
-        if (rep != NULL) {
-            memcpy(out + k, rep, strlen(rep));
-            k += strlen(rep);
-        } else {
-            out[k++] = *s;
-        }
-    }
-    out[k] = '\0';
-}
-
-/* The POST body (malloc'd), or NULL when out of memory. */
-static char *alert_body(const struct alert *a, int slack, const char *instance)
-{
-    cJSON *o = cJSON_CreateObject();
-    char at[32], usd[PRICING_USD_BUFSZ], *out;
-    int expiry = strcmp(a->budget, "expiry") == 0, spool = strcmp(a->budget, "spool") == 0;
-
-    if (o == NULL)
-        return NULL;
-    fmt_utc(a->crossed_ms, "%Y-%m-%dT%H:%M:%SZ", at, sizeof at);
-    if (slack) {
-        char what[512], text[1024], esc[1100];
-        describe(a, what, sizeof what);
-        snprintf(text, sizeof text, "orproxy on %s: %s%s", instance, what,
-                 expiry ? "; rotate it before then" : "");
-        slack_escape(text, esc, sizeof esc);
-        cJSON_AddStringToObject(o, "text", esc);
-    } else if (spool) {
-        cJSON_AddStringToObject(o, "type", "spool");
-        cJSON_AddStringToObject(o, "period", a->period);
-        cJSON_AddNumberToObject(o, "threshold_kib", a->threshold);
-        cJSON_AddNumberToObject(o, "spool_bytes", (double)a->spent_pusd);
-        cJSON_AddStringToObject(o, "instance", instance);
-        cJSON_AddStringToObject(o, "at", at);
-    } else {
-        cJSON_AddStringToObject(o, "type", expiry ? "expiry" : "budget");
-        if (a->client[0] != '\0')
-            cJSON_AddStringToObject(o, "client", a->client);
-        else
-            cJSON_AddNullToObject(o, "client");
-        cJSON_AddStringToObject(o, "budget", a->budget);
-        cJSON_AddStringToObject(o, "period", a->period);
-        if (!expiry) {
-            cJSON_AddNumberToObject(o, "threshold_pct", a->threshold);
-            cJSON_AddStringToObject(o, "spent_usd",
-                                    pricing_format_usd(a->spent_pusd, usd, sizeof usd));
-            cJSON_AddStringToObject(o, "limit_usd",
-                                    pricing_format_usd(a->limit_pusd, usd, sizeof usd));
-        }
-        cJSON_AddStringToObject(o, "instance", instance);
-        cJSON_AddStringToObject(o, "at", at);
-    }
-    out = cJSON_PrintUnformatted(o);
-    cJSON_Delete(o);
-    return out;
-}
 
 /* ---- the ledger: alerts_sent ---- */
 
@@ -228,7 +111,7 @@ static void seen_add(const char *key)
 }
 
 /* Records that a crossed its threshold (once: the primary key). */
-static void record(const struct alert *a)
+static void record(const struct alert_row *a)
 {
     static const char sql[] =
         "INSERT OR IGNORE INTO alerts_sent (client, budget, period, threshold, spent_pusd, "
@@ -241,6 +124,15 @@ static void record(const struct alert *a)
              a->threshold);
     if (seen_index(key) >= 0)
         return;
+    if (a->shared) {
+        if ((rc = alertspg_record(a)) >= 0)
+            seen_add(key);
+        if (rc == 1) {
+            alertsfmt_describe(a, what, sizeof what);
+            log_info("alert: %s", what);
+        }
+        return;
+    }
     if (sqlite3_prepare_v2(A.db, sql, -1, &st, NULL) != SQLITE_OK) {
         log_error("alerts: %s", sqlite3_errmsg(A.db));
         return;
@@ -256,7 +148,7 @@ static void record(const struct alert *a)
     if (rc == SQLITE_DONE) {
         seen_add(key);
         if (sqlite3_changes(A.db) == 1) {
-            describe(a, what, sizeof what);
+            alertsfmt_describe(a, what, sizeof what);
             log_info("alert: %s", what);
         }
     } else {
@@ -272,9 +164,10 @@ static int reached(int64_t spent, int64_t limit, int pct)
 }
 
 static void check_budget(const struct orp_int_list *th, const char *client, const char *budget,
-                         const char *period, int64_t spent, int64_t limit, int64_t now)
+                         const char *period, int64_t spent, int64_t limit, int64_t now, int shared)
 {
-    struct alert a = {.spent_pusd = spent, .limit_pusd = limit, .crossed_ms = now};
+    struct alert_row a = {
+        .spent_pusd = spent, .limit_pusd = limit, .crossed_ms = now, .shared = shared};
 
     snprintf(a.client, sizeof a.client, "%s", client);
     snprintf(a.budget, sizeof a.budget, "%s", budget);
@@ -285,7 +178,29 @@ static void check_budget(const struct orp_int_list *th, const char *client, cons
     }
 }
 
-static void check_budgets(const struct orp_config *cfg, int64_t now)
+/* With PostgreSQL, the spend all instances have settled into the shared
+ * budget rows replaces this instance's own counters (its share only); a
+ * budget with no row yet has no settled spend.  -1: the database did not
+ * answer, nothing is compared this pass. */
+static int shared_spend(struct access_budget *b, size_t n, int64_t now)
+{
+    struct lease_spent *v;
+    size_t nv;
+
+    if (alertspg_spent(now, &v, &nv) < 0)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        b[i].day_spent_pusd = b[i].month_spent_pusd = 0;
+        for (size_t k = 0; k < nv; k++)
+            if (strcmp(v[k].scope, b[i].name) == 0)
+                *(v[k].period == LEASE_DAY ? &b[i].day_spent_pusd : &b[i].month_spent_pusd) =
+                    v[k].spent_pusd;
+    }
+    free(v);
+    return 0;
+}
+
+static void check_budgets(const struct orp_config *cfg, int64_t now, int shared)
 {
     char day[16], month[16];
     size_t n;
@@ -293,13 +208,15 @@ static void check_budgets(const struct orp_config *cfg, int64_t now)
 
     if (b == NULL)
         return;
-    fmt_utc(now, "%Y-%m-%d", day, sizeof day);
-    fmt_utc(now, "%Y-%m", month, sizeof month);
+    if (shared && shared_spend(b, n, now) < 0)
+        n = 0;
+    alertsfmt_utc(now, "%Y-%m-%d", day, sizeof day);
+    alertsfmt_utc(now, "%Y-%m", month, sizeof month);
     for (size_t i = 0; i < n; i++) {
         check_budget(&cfg->alerts_thresholds_pct, b[i].name, "day", day, b[i].day_spent_pusd,
-                     b[i].day_limit_pusd, now);
+                     b[i].day_limit_pusd, now, shared);
         check_budget(&cfg->alerts_thresholds_pct, b[i].name, "month", month,
-                     b[i].month_spent_pusd, b[i].month_limit_pusd, now);
+                     b[i].month_spent_pusd, b[i].month_limit_pusd, now, shared);
     }
     free(b);
 }
@@ -308,17 +225,17 @@ static void check_budgets(const struct orp_config *cfg, int64_t now)
  * use, which holds the managed ones whichever store they live in (the
  * SQLite ledger, or PostgreSQL shared by several instances); a revoked
  * client is not in it. */
-static void check_expiry(const struct orp_config *cfg, int64_t now)
+static void check_expiry(const struct orp_config *cfg, int64_t now, int shared)
 {
     for (int i = 0; i < cfg->n_clients; i++) {
         const struct orp_client *c = &cfg->clients[i];
-        struct alert a = {.crossed_ms = now};
+        struct alert_row a = {.crossed_ms = now, .shared = shared};
 
         if (c->expires_ms <= now || c->expires_ms > now + EXPIRY_WARN_MS)
             continue;
         snprintf(a.client, sizeof a.client, "%s", c->name);
         snprintf(a.budget, sizeof a.budget, "expiry");
-        fmt_utc(c->expires_ms, "%Y-%m-%d", a.period, sizeof a.period);
+        alertsfmt_utc(c->expires_ms, "%Y-%m-%d", a.period, sizeof a.period);
         record(&a);
     }
 }
@@ -331,13 +248,13 @@ static void check_spool(int64_t now)
 {
     static const int kib[] = {64, 1024, 16384, 262144};
     struct ledgerpg_stats ps;
-    struct alert a = {.crossed_ms = now};
+    struct alert_row a = {.crossed_ms = now};
 
     ledgerpg_get_stats(&ps);
     if (!ps.enabled)
         return;
     snprintf(a.budget, sizeof a.budget, "spool");
-    fmt_utc(now, "%Y-%m-%d", a.period, sizeof a.period);
+    alertsfmt_utc(now, "%Y-%m-%d", a.period, sizeof a.period);
     a.spent_pusd = (int64_t)ps.spool_bytes;
     for (size_t i = 0; i < sizeof kib / sizeof kib[0] && ps.spool_bytes >= (uint64_t)kib[i] * 1024; i++) {
         a.threshold = kib[i];
@@ -347,7 +264,7 @@ static void check_spool(int64_t now)
 }
 
 /* Up to max undelivered rows, oldest first.  Returns how many. */
-static int load_pending(struct alert *out, int max)
+static int load_pending(struct alert_row *out, int max)
 {
     static const char sql[] =
         "SELECT client, budget, period, threshold, spent_pusd, limit_pusd, crossed_ms"
@@ -362,7 +279,8 @@ static int load_pending(struct alert *out, int max)
     }
     sqlite3_bind_int(st, 1, max);
     while (n < max && sqlite3_step(st) == SQLITE_ROW) {
-        struct alert *a = &out[n++];
+        struct alert_row *a = &out[n++];
+        memset(a, 0, sizeof *a);
         snprintf(a->client, sizeof a->client, "%s", (const char *)sqlite3_column_text(st, 0));
         snprintf(a->budget, sizeof a->budget, "%s", (const char *)sqlite3_column_text(st, 1));
         snprintf(a->period, sizeof a->period, "%s", (const char *)sqlite3_column_text(st, 2));
@@ -375,12 +293,16 @@ static int load_pending(struct alert *out, int max)
     return n;
 }
 
-static void mark_sent(const struct alert *a, int64_t now)
+static void mark_sent(const struct alert_row *a, int64_t now)
 {
     static const char sql[] = "UPDATE alerts_sent SET sent_ms = ?1 WHERE client = ?2 AND"
                               " budget = ?3 AND period = ?4 AND threshold = ?5";
     sqlite3_stmt *st = NULL;
 
+    if (a->shared) {
+        alertspg_mark_sent(a, now);
+        return;
+    }
     if (sqlite3_prepare_v2(A.db, sql, -1, &st, NULL) == SQLITE_OK) {
         sqlite3_bind_int64(st, 1, now);
         sqlite3_bind_text(st, 2, a->client, -1, SQLITE_STATIC);
@@ -468,20 +390,20 @@ static int64_t backoff_ms(int fails)
 }
 
 /* Delivers one alert.  0, or -1 when it must be tried again later. */
-static int deliver(const struct orp_config *cfg, const struct alert *a, const char *host)
+static int deliver(const struct orp_config *cfg, const struct alert_row *a, const char *host)
 {
     char why[CURL_ERROR_SIZE + 32] = "", what[512];
     char instance[256], *body;
     long status;
 
     util_instance_name(cfg->instance_name, cfg->listen_port, instance, sizeof instance);
-    body = alert_body(a, strcmp(cfg->alerts_format, "slack") == 0, instance);
+    body = alertsfmt_body(a, strcmp(cfg->alerts_format, "slack") == 0, instance);
 
     if (body == NULL)
         return -1;
     status = post(cfg->alerts_webhook_url, body, why, sizeof why);
     free(body);
-    describe(a, what, sizeof what);
+    alertsfmt_describe(a, what, sizeof what);
     if (status >= 200 && status < 300) {
         mark_sent(a, util_wall_ms());
         log_info("alert delivered to %s (HTTP %ld): %s", host, status, what);
@@ -495,9 +417,11 @@ static int deliver(const struct orp_config *cfg, const struct alert *a, const ch
     return -1;
 }
 
-static void deliver_pending(const struct orp_config *cfg, int64_t now)
+/* The SQLite rows (in PostgreSQL mode the spool's), then, with shared,
+ * the PostgreSQL rows this instance is to deliver. */
+static void deliver_pending(const struct orp_config *cfg, int64_t now, int shared)
 {
-    struct alert batch[BATCH];
+    struct alert_row batch[BATCH];
     char host[256];
     int n;
 
@@ -506,8 +430,10 @@ static void deliver_pending(const struct orp_config *cfg, int64_t now)
     pthread_mutex_unlock(&A.mu);
     if (!n)
         return;
-    url_host(cfg->alerts_webhook_url, host, sizeof host);
+    alertsfmt_url_host(cfg->alerts_webhook_url, host, sizeof host);
     n = load_pending(batch, BATCH);
+    if (shared)
+        n += alertspg_claim(batch + n, BATCH - n);
     for (int i = 0; i < n && !atomic_load(&A.stopping); i++) {
         int ok = deliver(cfg, &batch[i], host) == 0;
 
@@ -532,13 +458,20 @@ static void deliver_pending(const struct orp_config *cfg, int64_t now)
 static void pass(const struct orp_config *cfg)
 {
     int64_t now = util_wall_ms();
+    int pg = strcmp(cfg->ledger_backend, "postgresql") == 0, shared;
 
     if (cfg->alerts_webhook_url[0] == '\0' || open_db(cfg) < 0)
         return;
-    check_budgets(cfg, now);
-    check_expiry(cfg, now);
     check_spool(now);
-    deliver_pending(cfg, now);
+    /* PostgreSQL: budgets and expiry once across the instances, in its
+     * alerts_sent; while it cannot be reached they wait (the spool's stay
+     * local: each instance has its own). */
+    shared = pg && alertspg_usable(cfg);
+    if (!pg || shared) {
+        check_budgets(cfg, now, shared);
+        check_expiry(cfg, now, shared);
+    }
+    deliver_pending(cfg, now, shared);
 }
 
 static void *alerts_main(void *arg)
@@ -564,6 +497,7 @@ static void *alerts_main(void *arg)
     A.easy = NULL;
     sqlite3_close(A.db);
     A.db = NULL;
+    alertspg_close();
     for (size_t i = 0; i < A.n_seen; i++)
         free(A.seen[i]);
     free(A.seen);

@@ -21,6 +21,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "bspent.h"
 #include "lease.h"
 #include "log.h"
 #include "pgledger.h"
@@ -489,7 +490,7 @@ static int ensure_schema(void)
 
 static void *bs_main(void *arg)
 {
-    int64_t next_expire = 0, backoff_until = 0;
+    int64_t next_expire = 0, next_spent = 0, backoff_until = 0;
     (void)arg;
 
     pthread_mutex_lock(&B.mu);
@@ -515,6 +516,8 @@ static void *bs_main(void *arg)
                     log_warn("budgets: pruning past minutes' rate limit rows: %s", err);
                 next_expire = now + timeout_ms / 2;
             }
+            if (!down && now >= next_spent) /* for GET /v1/key and the admin API */
+                next_spent = bspent_refresh(B.pg, util_wall_ms()) == 0 ? now + 1000 : now + 500;
             pthread_mutex_lock(&B.mu);
             backoff_until = down ? util_mono_ms() + 500 : 0;
             if (down) /* waiting requests learn it now, not at their deadline */
@@ -593,6 +596,7 @@ void bshare_stop(void)
         free(r);
     }
     pgconn_free(B.pg);
+    bspent_clear();
     B.pg = NULL;
     config_release(B.cfg);
     B.cfg = NULL;

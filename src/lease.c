@@ -242,3 +242,39 @@ int lease_prune(struct pgconn *c, int64_t before_ms, int *deleted, char *err, si
     PQclear(r);
     return PGC_OK;
 }
+
+static const char spent_sql[] =
+    "SELECT scope, period, spent_pusd FROM budgets WHERE (period = 'day' AND period_key = $1)"
+    " OR (period = 'month' AND period_key = $2)";
+
+int lease_spent_read(struct pgconn *c, int64_t now_ms, struct lease_spent **out, size_t *n,
+                     char *err, size_t errlen)
+{
+    struct lease_id day, month;
+    const char *p[2] = {day.period_key, month.period_key};
+    PGresult *r = NULL;
+    int rc, rows;
+
+    *out = NULL;
+    *n = 0;
+    lease_id_set(&day, "", LEASE_DAY, now_ms);
+    lease_id_set(&month, "", LEASE_MONTH, now_ms);
+    rc = run(c, spent_sql, 2, p, &r, err, errlen);
+    if (rc != PGC_OK)
+        return rc;
+    rows = PQntuples(r);
+    if (rows > 0 && (*out = calloc((size_t)rows, sizeof **out)) == NULL) {
+        PQclear(r);
+        util_set_err(err, errlen, "out of memory");
+        return PGC_DOWN;
+    }
+    for (int i = 0; i < rows; i++) {
+        struct lease_spent *s = &(*out)[i];
+        snprintf(s->scope, sizeof s->scope, "%s", PQgetvalue(r, i, 0));
+        s->period = strcmp(PQgetvalue(r, i, 1), "day") == 0 ? LEASE_DAY : LEASE_MONTH;
+        s->spent_pusd = strtoll(PQgetvalue(r, i, 2), NULL, 10);
+    }
+    *n = (size_t)rows;
+    PQclear(r);
+    return PGC_OK;
+}

@@ -89,6 +89,22 @@ int lease_return(struct pgconn *c, const char *instance, const struct lease_id *
 int lease_renew(struct pgconn *c, const char *instance, const struct lease_id *id, int timeout_ms,
                 struct lease_state *st, char *err, size_t errlen);
 
+/* One day or month budget row's spend (lease_spent_read). */
+struct lease_spent {
+    char scope[64];
+    enum lease_period period; /* LEASE_DAY or LEASE_MONTH */
+    int64_t spent_pusd;
+};
+
+/* The spent_pusd of every day row of the UTC day and every month row of
+ * the UTC month holding now_ms: the spend the instances have settled into
+ * them.  Not what is leased (held headroom is not spend), nor what an
+ * instance has settled locally and not yet recorded (its budgets thread
+ * records that within about 100 ms).  *out is a malloc'd array of *n
+ * (NULL when 0).  A pgconn_rc. */
+int lease_spent_read(struct pgconn *c, int64_t now_ms, struct lease_spent **out, size_t *n,
+                     char *err, size_t errlen);
+
 /* Returns every hold past its expiry to its budget.  *returned_pusd and
  * *leases (may be NULL): what came back.  A pgconn_rc. */
 int lease_expire(struct pgconn *c, int64_t *returned_pusd, int *leases, char *err, size_t errlen);

@@ -166,6 +166,21 @@ static const char *const migrations[PGLEDGER_SCHEMA_VERSION] = {
     "ALTER TABLE budgets DROP CONSTRAINT budgets_period_check;"
     "ALTER TABLE budgets ADD CONSTRAINT budgets_period_check"
     " CHECK (period IN ('day', 'month', 'rpm', 'tpm', 'concurrent'));",
+    /* 6: alerts sent once across the instances (alerts_pg.h): SQLite's
+     * columns and key, plus which instance delivers the row and since when. */
+    "CREATE TABLE alerts_sent ("
+    " client text NOT NULL,"
+    " budget text NOT NULL,"
+    " period text NOT NULL,"
+    " threshold integer NOT NULL,"
+    " spent_pusd bigint NOT NULL DEFAULT 0,"
+    " limit_pusd bigint NOT NULL DEFAULT 0,"
+    " crossed_ms bigint NOT NULL,"
+    " sent_ms bigint,"
+    " claimed_by text NOT NULL,"
+    " claimed_ms bigint NOT NULL,"
+    " PRIMARY KEY (client, budget, period, threshold));"
+    "CREATE INDEX alerts_sent_pending ON alerts_sent(crossed_ms) WHERE sent_ms IS NULL;",
 };
 
 #define NCOLS 27

@@ -31,7 +31,7 @@
 #include "pgconn.h"
 
 /* The newest schema version this build knows. */
-#define PGLEDGER_SCHEMA_VERSION 5
+#define PGLEDGER_SCHEMA_VERSION 6
 
 /* Rows per INSERT statement: 27 parameters each, under libpq's 65535. */
 #define PGLEDGER_CHUNK 500

@@ -7,7 +7,8 @@
  * dropped connections, paced or byte-by-byte SSE streams, mid-stream errors, usage numbers). Every
  * request is recorded (headers, exact body, whether the response completed or the client went
  * away) and the records are served as JSON on GET /_fake/requests, so a test asserts what reached
- * the upstream and how the proxy treated the connection.
+ * the upstream and how the proxy treated the connection. A POST to /hooks/... is recorded and
+ * answered 200, so the fake also serves as the alerts' webhook receiver.
  *
  * MHD runs one thread per connection, so handlers and content readers may simply sleep; every
  * sleep is cut into 10 ms steps that watch a global stop flag and the peer socket, so SIGTERM and
@@ -1209,6 +1210,11 @@ static enum MHD_Result handle(struct MHD_Connection *c, struct fake_conn *cn, co
         fake = NULL;
     db_add(cn, c, method, url, json_str(fake, "tag"));
 
+    /* a webhook receiver for the alerts' tests: recorded above, taken */
+    if (strncmp(url, "/hooks/", 7) == 0 && strcmp(method, "POST") == 0) {
+        cJSON_Delete(root);
+        return reply(c, NULL, 200, "application/json", xstrdup("{\"ok\":true}"), 0, NULL);
+    }
     enum fake_ep ep = endpoint_of(url, method);
     bool post = ep == EP_CHAT || ep == EP_COMPLETIONS || ep == EP_EMBEDDINGS;
     enum MHD_Result ret;
