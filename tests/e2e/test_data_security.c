@@ -365,6 +365,12 @@ START_TEST(test_absurd_upstream_cost_keeps_budget_enforced)
               "{\"model\":\"ov/m\",\"fake\":{\"usage\":{\"cost\":10000000}}}", hdrs, NULL);
     ck_assert_int_eq(r.status, 200);
     h_resp_free(&r);
+    /* The cost is settled when the request ends, which may be a moment after
+     * the client read its last byte (the next request can reach the other
+     * worker first); its ledger row is written after the settlement. */
+    v = h_db_value(db_path, "SELECT 1 FROM requests WHERE request_id = 'OV-1'", 5000);
+    ck_assert_str_eq(v, "1");
+    free(v);
     /* The daemon still serves, and the client is over its $5 budget. */
     h_request(&r, orp.port, "GET", "/healthz", NULL, NULL, NULL);
     ck_assert_int_eq(r.status, 200);
