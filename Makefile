@@ -290,7 +290,7 @@ clean:
 FUZZ_BUILD   := build-fuzz
 FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 300
-FUZZ_TARGETS := sse usage config retry pricing request
+FUZZ_TARGETS := sse usage config retry pricing request spool managed time
 FUZZ_SAN     := -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -g -O1
 FUZZ_CFLAGS  := -std=c11 -D_GNU_SOURCE $(WARN) $(PKG_CFLAGS) -DORP_VERSION='"$(VERSION)"' \
                 -fno-omit-frame-pointer $(FUZZ_SAN)

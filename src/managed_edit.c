@@ -29,7 +29,7 @@ static const char *shown(const char *s, char buf[64])
     return buf;
 }
 
-static void edit_free(struct managed_change *e)
+void managed_change_free(struct managed_change *e)
 {
     for (int i = 0; i < e->n; i++)
         free(e->v[i].text);
@@ -206,7 +206,8 @@ added:
     return 0;
 }
 
-static int parse_edit(const cJSON *body, int creating, struct managed_change *e, struct managed_result *res)
+int managed_parse_change(const cJSON *body, int creating, struct managed_change *e,
+                         struct managed_result *res)
 {
     const cJSON *f;
     if (!cJSON_IsObject(body))
@@ -336,14 +337,14 @@ void managed_create(sqlite3 *db, const cJSON *body, struct managed_result *res)
     int bad;
 
     memset(&e, 0, sizeof e);
-    if (parse_edit(body, 1, &e, res) < 0 || managed_g.pg) {
+    if (managed_parse_change(body, 1, &e, res) < 0 || managed_g.pg) {
         if (res->status == 0)
             managed_pg_create(&e, res);
-        edit_free(&e);
+        managed_change_free(&e);
         return;
     }
     if (begin(db, e.name, 0, res) < 0) {
-        edit_free(&e);
+        managed_change_free(&e);
         return;
     }
     bad = managed_new_key(res, h) < 0 || sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK;
@@ -360,7 +361,7 @@ void managed_create(sqlite3 *db, const cJSON *body, struct managed_result *res)
         memset(res->key, 0, sizeof res->key);
     else
         log_info("admin: managed client '%s' created", e.name);
-    edit_free(&e);
+    managed_change_free(&e);
 }
 
 void managed_edit(sqlite3 *db, const char *name, const cJSON *body, struct managed_result *res)
@@ -368,23 +369,23 @@ void managed_edit(sqlite3 *db, const char *name, const cJSON *body, struct manag
     struct managed_change e;
 
     memset(&e, 0, sizeof e);
-    if (parse_edit(body, 0, &e, res) < 0 || managed_g.pg) {
+    if (managed_parse_change(body, 0, &e, res) < 0 || managed_g.pg) {
         if (res->status == 0)
             managed_pg_update(name, &e, res);
-        edit_free(&e);
+        managed_change_free(&e);
         return;
     }
     if (begin(db, name, 1, res) < 0) {
-        edit_free(&e);
+        managed_change_free(&e);
         return;
     }
     end(db, apply(db, name, &e, util_wall_ms()) < 0, 200, res);
     if (res->status == 200)
         log_info("admin: managed client '%s' edited", name);
-    edit_free(&e);
+    managed_change_free(&e);
 }
 
-static int parse_grace(const cJSON *body, int64_t *grace_s, struct managed_result *res)
+int managed_parse_grace(const cJSON *body, int64_t *grace_s, struct managed_result *res)
 {
     const cJSON *f;
     *grace_s = 0;
@@ -396,6 +397,8 @@ static int parse_grace(const cJSON *body, int64_t *grace_s, struct managed_resul
         char b[64];
         if (strcmp(f->string, "grace_s") != 0)
             return fail(res, 400, "unknown_field", "unknown field '%s'", shown(f->string, b));
+        if (f != body->child) /* as in a create or patch: not the last one wins */
+            return fail(res, 400, "duplicate_field", "field 'grace_s' is given twice");
         if (whole_number(f, 0, (double)MAX_GRACE_S, grace_s) < 0)
             return fail(res, 400, "invalid_field", "grace_s must be an integer between 0 and %lld",
                         MAX_GRACE_S);
@@ -433,7 +436,7 @@ void managed_rotate(sqlite3 *db, const char *name, const cJSON *body, struct man
 {
     int64_t grace_s, now = util_wall_ms();
 
-    if (parse_grace(body, &grace_s, res) < 0)
+    if (managed_parse_grace(body, &grace_s, res) < 0)
         return;
     if (managed_g.pg)
         managed_pg_rotate(name, grace_s, now, res);

@@ -57,6 +57,16 @@ struct managed_change {
     const char *name;           /* "name" of a create */
 };
 
+/* The pure checks of a body (no database, no lock; fuzz_managed calls
+ * them).  A create (creating != 0) or patch body into e, which starts
+ * zeroed and is freed with managed_change_free whatever the result (e->name
+ * points into body).  0, or -1 with res filled (400). */
+int managed_parse_change(const cJSON *body, int creating, struct managed_change *e,
+                         struct managed_result *res);
+void managed_change_free(struct managed_change *e);
+/* A rotate body (NULL: none) into *grace_s.  0, or -1 with res filled (400). */
+int managed_parse_grace(const cJSON *body, int64_t *grace_s, struct managed_result *res);
+
 /* Fills res with an error; returns -1. */
 int managed_fail(struct managed_result *res, unsigned status, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));

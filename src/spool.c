@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -126,7 +127,9 @@ static enum cost_source source_named(const char *s)
     return COST_NONE;
 }
 
-/* Fills row from a payload; fields it lacks stay zero.  0, or -1. */
+/* Fills row from a payload; fields it lacks stay zero.  A number too
+ * large for a double (2e308 parses as inf) counts as absent: row_json
+ * would write it as null, so the row would not read back the same. */
 static int row_parse(const char *text, size_t len, struct pgl_row *row)
 {
     cJSON *o = cJSON_ParseWithLength(text, len), *v;
@@ -150,7 +153,7 @@ static int row_parse(const char *text, size_t len, struct pgl_row *row)
             *(int64_t *)(void *)(r + f->off) = strtoll(v->valuestring, NULL, 10);
         else if (f->type == F_INT && cJSON_IsNumber(v))
             *(int *)(void *)(r + f->off) = v->valueint;
-        else if (f->type == F_DBL && cJSON_IsNumber(v))
+        else if (f->type == F_DBL && cJSON_IsNumber(v) && isfinite(v->valuedouble))
             *(double *)(void *)(r + f->off) = v->valuedouble;
         else if (f->type == F_SRC && cJSON_IsString(v))
             *(enum cost_source *)(void *)(r + f->off) = source_named(v->valuestring);
